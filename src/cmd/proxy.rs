@@ -1,0 +1,135 @@
+//! `portcullis proxy`: wires the config, the data plane and the admin server together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::Args;
+use tokio::net::TcpListener;
+
+use crate::admin::Admin;
+use crate::api::Duration;
+use crate::config::{self, ReloadOutcome, Reloader};
+use crate::proxy::{Pool, Proxy};
+use crate::telemetry::metrics::{Metrics, ResultLabels};
+use crate::telemetry::{LogFormat, init_logs};
+
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    /// Address that clients connect to (the pod's serving port).
+    #[arg(long)]
+    listen: SocketAddr,
+
+    /// The app, as HOST:PORT (usually 127.0.0.1 and the container's port).
+    #[arg(long)]
+    upstream: String,
+
+    /// Address of the admin server (/livez, /readyz, /metrics, /config).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+
+    /// File of UpstreamPolicy and MaintenanceWindow YAML documents; watched for changes.
+    #[arg(long)]
+    config: Option<PathBuf>,
+
+    /// How often the config file is read for changes.
+    #[arg(long, default_value = "500ms")]
+    reload_interval: Duration,
+
+    /// Longest wait for in-flight requests on SIGTERM or SIGINT.
+    #[arg(long, default_value = "30s")]
+    drain_timeout: Duration,
+
+    /// Worker threads; 1 runs everything on one thread.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+}
+
+pub fn run(args: ProxyArgs) -> ExitCode {
+    init_logs(args.log_format);
+    let runtime = if args.workers <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.workers)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sidecar(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("portcullis: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn sidecar(args: ProxyArgs) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::default());
+    let (tx, rx) = config::channel(config::Config::default());
+    if let Some(path) = &args.config {
+        let mut reloader = Reloader::new(path.clone(), tx);
+        match reloader.check().await {
+            ReloadOutcome::Refused(e) => return Err(format!("config refused: {e}")),
+            outcome => record(&metrics, &outcome),
+        }
+        let metrics = metrics.clone();
+        tokio::spawn(reloader.run(args.reload_interval.as_std(), move |o| record(&metrics, o)));
+    }
+    metrics.config_generation.set(rx.borrow().generation);
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let admin_listener = TcpListener::bind(args.admin)
+        .await
+        .map_err(|e| format!("cannot listen on {} for admin: {e}", args.admin))?;
+    let admin = Admin {
+        metrics: metrics.clone(),
+        config: rx.clone(),
+        ready: Arc::new(AtomicBool::new(true)),
+    };
+    tokio::spawn(admin.serve(admin_listener));
+
+    tracing::info!(listen = %args.listen, upstream = %args.upstream, admin = %args.admin, "proxy started");
+    let proxy = Arc::new(Proxy::new(Pool::new(args.upstream.clone()), rx, metrics));
+    crate::proxy::serve(listener, proxy, shutdown_signal(), args.drain_timeout.as_std()).await;
+    Ok(())
+}
+
+fn record(metrics: &Metrics, outcome: &ReloadOutcome) {
+    match outcome {
+        ReloadOutcome::Unchanged => {}
+        ReloadOutcome::Applied { generation } => {
+            metrics.config_reloads.get_or_create(&ResultLabels { result: "applied" }).inc();
+            metrics.config_generation.set(*generation);
+            tracing::info!(generation, "config applied");
+        }
+        ReloadOutcome::Refused(e) => {
+            metrics.config_reloads.get_or_create(&ResultLabels { result: "refused" }).inc();
+            tracing::error!("config refused, the last good one stays in force: {e}");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,55 @@
+//! The sidecar's effective configuration, and where it comes from.
+//!
+//! In standalone mode it is read from a file of YAML documents, the same `UpstreamPolicy`
+//! and `MaintenanceWindow` objects that users `kubectl apply`; `load` turns such a file
+//! into a [`Config`], and `reload` keeps it current.
+
+mod load;
+mod reload;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::api::MaintenanceWindowSpec;
+use crate::policy::Policy;
+
+pub use load::{LoadError, parse};
+pub use reload::{ReloadOutcome, Reloader};
+
+/// Everything a sidecar enforces, as one immutable value swapped whole on reload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    /// `namespace/name` of the UpstreamPolicy in force, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
+    pub policy: Policy,
+    pub windows: Vec<NamedWindow>,
+}
+
+/// A MaintenanceWindow as the sidecar holds it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedWindow {
+    pub name: String,
+    pub spec: MaintenanceWindowSpec,
+}
+
+/// A config with the generation that numbers it; each accepted change gets the next number.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub config: Arc<Config>,
+}
+
+/// Readers take a cheap clone of the current snapshot at the start of each request, so a
+/// reload never changes the rules under a request already in flight.
+pub type ConfigRx = watch::Receiver<Snapshot>;
+pub type ConfigTx = watch::Sender<Snapshot>;
+
+/// A channel that starts with generation 1 holding `config`.
+pub fn channel(config: Config) -> (ConfigTx, ConfigRx) {
+    watch::channel(Snapshot { generation: 1, config: Arc::new(config) })
+}

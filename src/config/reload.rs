@@ -1,0 +1,79 @@
+//! Keeping the config current with its file.
+//!
+//! The file is polled rather than watched with inotify: a ConfigMap volume swaps a symlink
+//! when it changes, which inotify on the file itself never sees, and a read every half
+//! second costs nothing next to the traffic a sidecar carries.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{ConfigTx, LoadError, Snapshot, parse};
+
+/// What one look at the file found.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    Unchanged,
+    Applied { generation: u64 },
+    Refused(ReloadError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Invalid { path: String, source: LoadError },
+}
+
+/// Reads a config file and publishes each valid change; an invalid one leaves the last good
+/// config in force.
+pub struct Reloader {
+    path: PathBuf,
+    last: Option<Vec<u8>>,
+    tx: ConfigTx,
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, tx: ConfigTx) -> Self {
+        Reloader { path, last: None, tx }
+    }
+
+    /// Reads the file once; publishes it if it changed and is valid.
+    pub async fn check(&mut self) -> ReloadOutcome {
+        let path = self.path.display().to_string();
+        let bytes = match tokio::fs::read(&self.path).await {
+            Ok(b) => b,
+            Err(source) => return ReloadOutcome::Refused(ReloadError::Read { path, source }),
+        };
+        if self.last.as_deref() == Some(&bytes[..]) {
+            return ReloadOutcome::Unchanged;
+        }
+        let parsed = std::str::from_utf8(&bytes)
+            .map_err(|e| LoadError::Yaml { doc: 1, source: serde::de::Error::custom(e) })
+            .and_then(parse);
+        self.last = Some(bytes);
+        match parsed {
+            Ok(config) => {
+                let mut generation = 0;
+                self.tx.send_modify(|snap| {
+                    generation = snap.generation + 1;
+                    *snap = Snapshot { generation, config: Arc::new(config) };
+                });
+                ReloadOutcome::Applied { generation }
+            }
+            Err(source) => ReloadOutcome::Refused(ReloadError::Invalid { path, source }),
+        }
+    }
+
+    /// Checks the file every `interval` for as long as the process runs.
+    pub async fn run(mut self, interval: Duration, mut on_outcome: impl FnMut(&ReloadOutcome)) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let outcome = self.check().await;
+            on_outcome(&outcome);
+        }
+    }
+}

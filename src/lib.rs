@@ -1,0 +1,18 @@
+//! Portcullis: a Kubernetes operator and per-pod sidecar proxy that gives workloads
+//! correct, honest 5xx behaviour.
+//!
+//! - [`api`]: the custom resources, the contract with users.
+//! - [`policy`]: a resource turned into what the sidecar enforces.
+//! - [`config`]: the sidecar's config, from a file (and later from the controller).
+//! - [`proxy`]: the data plane.
+//! - [`admin`]: health, readiness, metrics and config on the admin port.
+//! - [`telemetry`]: logs and metrics.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod api;
+pub mod cmd;
+pub mod config;
+pub mod policy;
+pub mod proxy;
+pub mod telemetry;

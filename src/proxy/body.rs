@@ -1,0 +1,281 @@
+//! Bodies that the proxy streams: both directions are forwarded frame by frame, never
+//! buffered whole, and each is watched for silence (`timeouts.idle`) and for the end of
+//! the whole exchange (`timeouts.request`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a body stream was cut short by the proxy.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum StreamError {
+    #[error("no data for {0:?}")]
+    Idle(Duration),
+    #[error("the request deadline passed")]
+    Deadline,
+    #[error("the peer failed mid-body")]
+    Peer,
+}
+
+impl StreamError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            StreamError::Idle(_) => "idle_timeout",
+            StreamError::Deadline => "request_timeout",
+            StreamError::Peer => "peer_error",
+        }
+    }
+}
+
+/// A timer that fires at the earlier of "idle for too long" and the exchange's deadline.
+struct Watchdog {
+    idle: Option<Duration>,
+    deadline: Option<Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Watchdog {
+    fn new(idle: Option<Duration>, deadline: Option<Instant>) -> Self {
+        let mut dog = Watchdog { idle, deadline, sleep: None };
+        dog.rearm();
+        dog
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let idle_at = self.idle.map(|d| Instant::now() + d);
+        match (idle_at, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Called on every frame: silence is counted from the last one.
+    fn rearm(&mut self) {
+        let Some(at) = self.next_wake() else { return };
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Option<StreamError> {
+        let sleep = self.sleep.as_mut()?;
+        if sleep.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            Some(StreamError::Deadline)
+        } else {
+            Some(StreamError::Idle(self.idle.unwrap_or_default()))
+        }
+    }
+}
+
+/// Hooks that the response body calls when it ends, so the connection can go back to
+/// the pool and the outcome can be counted.
+pub trait OnEnd: Send + 'static {
+    fn complete(self: Box<Self>);
+    fn abort(self: Box<Self>, why: StreamError);
+}
+
+/// The app's response body on its way to the client.
+pub struct UpstreamBody {
+    inner: Incoming,
+    dog: Watchdog,
+    on_end: Option<Box<dyn OnEnd>>,
+}
+
+impl UpstreamBody {
+    pub fn new(
+        inner: Incoming,
+        idle: Option<Duration>,
+        deadline: Option<Instant>,
+        on_end: Box<dyn OnEnd>,
+    ) -> Self {
+        UpstreamBody { inner, dog: Watchdog::new(idle, deadline), on_end: Some(on_end) }
+    }
+
+    fn abort(&mut self, why: StreamError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(hook) = self.on_end.take() {
+            hook.abort(why);
+        }
+        Poll::Ready(Some(Err(Box::new(why))))
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.on_end.is_none() {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.dog.rearm();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(_))) => this.abort(StreamError::Peer),
+            Poll::Ready(None) => {
+                if let Some(hook) = this.on_end.take() {
+                    hook.complete();
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.dog.poll_expired(cx) {
+                Some(why) => this.abort(why),
+                None => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The body of every response the proxy returns to a client.
+pub enum ProxyBody {
+    Empty,
+    Full(Option<Bytes>),
+    Upstream(UpstreamBody),
+}
+
+impl ProxyBody {
+    pub fn empty() -> Self {
+        ProxyBody::Empty
+    }
+
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        ProxyBody::Full(Some(bytes.into()))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ProxyBody::Empty => Poll::Ready(None),
+            ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Empty => true,
+            ProxyBody::Full(bytes) => bytes.is_none(),
+            ProxyBody::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Empty => SizeHint::with_exact(0),
+            ProxyBody::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ProxyBody::Upstream(body) => body.size_hint(),
+        }
+    }
+}
+
+/// The client's request body on its way to the app.
+pub struct RequestBody(RequestBodyKind);
+
+enum RequestBodyKind {
+    Empty,
+    Streaming { inner: Incoming, dog: Watchdog },
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, idle: Option<Duration>, deadline: Option<Instant>) -> Self {
+        if inner.is_end_stream() {
+            RequestBody::empty()
+        } else {
+            RequestBody(RequestBodyKind::Streaming { inner, dog: Watchdog::new(idle, deadline) })
+        }
+    }
+
+    pub fn empty() -> Self {
+        RequestBody(RequestBodyKind::Empty)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self.0, RequestBodyKind::Empty)
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let RequestBodyKind::Streaming { inner, dog } = &mut self.get_mut().0 else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                dog.rearm();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(_))) => Poll::Ready(Some(Err(Box::new(StreamError::Peer)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match dog.poll_expired(cx) {
+                Some(why) => Poll::Ready(Some(Err(Box::new(why)))),
+                None => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            RequestBodyKind::Empty => true,
+            RequestBodyKind::Streaming { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            RequestBodyKind::Empty => SizeHint::with_exact(0),
+            RequestBodyKind::Streaming { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Finds the proxy's own stream error behind a hyper error, if that is what caused it.
+pub fn stream_error_in(err: &(dyn std::error::Error + 'static)) -> Option<StreamError> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(found) = e.downcast_ref::<StreamError>() {
+            return Some(*found);
+        }
+        source = e.source();
+    }
+    None
+}

@@ -1,0 +1,169 @@
+//! Every failure the sidecar answers for itself, and the one table that maps each to a
+//! status code and an RFC 9209 Proxy-Status error type.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// A failure that the sidecar turns into a response of its own.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("the app did not accept a connection within {}", fmt_duration(*.0))]
+    ConnectTimeout(Duration),
+
+    #[error("the app refused the connection")]
+    ConnectRefused,
+
+    #[error("the app could not be reached: {0}")]
+    ConnectFailed(std::io::Error),
+
+    #[error("the app sent no response headers within {}", fmt_duration(*.0))]
+    ResponseHeadersTimeout(Duration),
+
+    #[error("the request did not complete within {}", fmt_duration(*.0))]
+    RequestTimeout(Duration),
+
+    #[error("the app closed the connection before completing its response headers")]
+    ConnectionTerminated,
+
+    #[error("the app sent a malformed response")]
+    MalformedResponse,
+
+    #[error("the app's response header section exceeded {limit} bytes")]
+    ResponseHeadersTooLarge { limit: u32 },
+
+    #[error("the app answered with content type {found:?}, which this route does not allow")]
+    ContentTypeMismatch { found: String },
+
+    #[error("the request body stalled for {}", fmt_duration(*.0))]
+    RequestBodyIdle(Duration),
+
+    #[error("the request body could not be read from the client")]
+    RequestBodyFailed,
+
+    #[error("the request carries both Transfer-Encoding and Content-Length")]
+    AmbiguousFraming,
+
+    #[error("the request could not be forwarded: {0}")]
+    BadRequest(&'static str),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        use ProxyError::*;
+        match self {
+            ConnectTimeout(_) | ResponseHeadersTimeout(_) | RequestTimeout(_) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ConnectRefused
+            | ConnectFailed(_)
+            | ConnectionTerminated
+            | MalformedResponse
+            | ResponseHeadersTooLarge { .. }
+            | ContentTypeMismatch { .. } => StatusCode::BAD_GATEWAY,
+            RequestBodyIdle(_) => StatusCode::REQUEST_TIMEOUT,
+            RequestBodyFailed | AmbiguousFraming | BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The RFC 9209 error type for the Proxy-Status header.
+    pub fn proxy_status_error(&self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            ConnectTimeout(_) => "connection_timeout",
+            ConnectRefused => "connection_refused",
+            ConnectFailed(e) if e.kind() == std::io::ErrorKind::HostUnreachable => {
+                "destination_ip_unroutable"
+            }
+            ConnectFailed(_) => "destination_unavailable",
+            ResponseHeadersTimeout(_) | RequestTimeout(_) => "http_response_timeout",
+            ConnectionTerminated => "connection_terminated",
+            MalformedResponse | ContentTypeMismatch { .. } => "http_protocol_error",
+            ResponseHeadersTooLarge { .. } => "http_response_header_section_size",
+            RequestBodyIdle(_) | RequestBodyFailed | AmbiguousFraming | BadRequest(_) => {
+                "http_request_error"
+            }
+        }
+    }
+
+    /// A short machine-readable reason, for Proxy-Status `details`, logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            ConnectTimeout(_) => "connect_timeout",
+            ConnectRefused => "connection_refused",
+            ConnectFailed(_) => "connect_failed",
+            ResponseHeadersTimeout(_) => "response_headers_timeout",
+            RequestTimeout(_) => "request_timeout",
+            ConnectionTerminated => "connection_terminated",
+            MalformedResponse => "malformed_response",
+            ResponseHeadersTooLarge { .. } => "response_headers_too_large",
+            ContentTypeMismatch { .. } => "content_type_mismatch",
+            RequestBodyIdle(_) => "request_body_idle",
+            RequestBodyFailed => "request_body_failed",
+            AmbiguousFraming => "ambiguous_framing",
+            BadRequest(_) => "bad_request",
+        }
+    }
+
+    /// Whether the connection to the client must close after this response.
+    pub fn closes_client_connection(&self) -> bool {
+        matches!(self, ProxyError::AmbiguousFraming | ProxyError::RequestBodyFailed)
+    }
+
+    /// Maps an error from sending a request to the app and awaiting its response headers.
+    /// `limit` is the route's header section limit: hyper bounds the head by the
+    /// connection's `max_header_size`, which is the largest limit of any route.
+    pub fn from_exchange(err: &hyper::Error, limit: u32) -> Self {
+        if err.is_parse_too_large() {
+            ProxyError::ResponseHeadersTooLarge { limit }
+        } else if err.is_parse() || err.is_parse_status() {
+            ProxyError::MalformedResponse
+        } else {
+            ProxyError::ConnectionTerminated
+        }
+    }
+}
+
+/// Durations in messages read as a person would write them.
+fn fmt_duration(d: Duration) -> String {
+    crate::api::Duration::from_millis(d.as_millis() as u64).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_proxy_status_follow_the_contract() {
+        let cases = [
+            (ProxyError::ConnectTimeout(Duration::from_secs(1)), 504, "connection_timeout"),
+            (
+                ProxyError::ResponseHeadersTimeout(Duration::from_secs(1)),
+                504,
+                "http_response_timeout",
+            ),
+            (ProxyError::RequestTimeout(Duration::from_secs(1)), 504, "http_response_timeout"),
+            (ProxyError::ConnectRefused, 502, "connection_refused"),
+            (ProxyError::ConnectionTerminated, 502, "connection_terminated"),
+            (ProxyError::MalformedResponse, 502, "http_protocol_error"),
+            (
+                ProxyError::ResponseHeadersTooLarge { limit: 1 },
+                502,
+                "http_response_header_section_size",
+            ),
+            (ProxyError::ContentTypeMismatch { found: "x/y".into() }, 502, "http_protocol_error"),
+            (ProxyError::AmbiguousFraming, 400, "http_request_error"),
+        ];
+        for (err, status, ps) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err:?}");
+            assert_eq!(err.proxy_status_error(), ps, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn messages_use_gateway_api_durations() {
+        let err = ProxyError::ResponseHeadersTimeout(Duration::from_millis(1500));
+        assert_eq!(err.to_string(), "the app sent no response headers within 1s500ms");
+    }
+}

@@ -1,0 +1,275 @@
+//! Forwarding one request to the app and its response back, enforcing the route's
+//! timeouts and validation on the way. Failures become [`ProxyError`]s, which `Proxy::local`
+//! turns into the sidecar's own responses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::body::{OnEnd, ProxyBody, RequestBody, StreamError, UpstreamBody, stream_error_in};
+use super::error::ProxyError;
+use super::headers;
+use super::pool::{Conn, ConnectOptions, Pool};
+use super::respond::{self, Audience, Local};
+use super::upgrade;
+use crate::config::ConfigRx;
+use crate::policy::{Policy, RouteSettings};
+use crate::telemetry::metrics::{InFlight, Metrics, ReasonLabels, Source};
+
+/// What the proxy knows about the client connection a request arrived on.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+/// The proxy: shared by every connection and request.
+pub struct Proxy {
+    pool: Pool,
+    config: ConfigRx,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    pub fn new(pool: Pool, config: ConfigRx, metrics: Arc<Metrics>) -> Self {
+        Proxy { pool, config, metrics }
+    }
+
+    /// Answers one request: the app's response, or the sidecar's own.
+    pub async fn handle(&self, client: &Client, req: Request<Incoming>) -> Response<ProxyBody> {
+        let started = Instant::now();
+        // The snapshot taken here governs the whole request, whatever reloads happen meanwhile.
+        let snapshot = self.config.borrow().clone();
+        let policy = &snapshot.config.policy;
+        let audience = Audience::of(req.method(), req.headers(), policy.error_format);
+        let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
+        let in_flight = InFlight::start(&self.metrics);
+        match self.forward(client, req, policy, started, in_flight).await {
+            Ok(response) => response,
+            Err(err) => self.local(&err, audience, version, &method, uri.path()),
+        }
+    }
+
+    async fn forward(
+        &self,
+        client: &Client,
+        mut req: Request<Incoming>,
+        policy: &Policy,
+        started: Instant,
+        in_flight: InFlight,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let route = policy.route(req.method(), req.uri().path());
+        let timeouts = &route.timeouts;
+        let deadline = timeouts.request.map(|d| started + d);
+        let opts = ConnectOptions {
+            connect_timeout: timeouts.connect,
+            max_header_bytes: policy.max_response_header_bytes(),
+            max_idle: policy.upstream_idle,
+        };
+        let wants_upgrade = headers::wants_upgrade(req.version(), req.headers());
+        let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let (mut parts, body) = req.into_parts();
+        let method = parts.method.clone();
+        prepare_request(&mut parts, client, wants_upgrade);
+        let body = RequestBody::new(body, timeouts.idle, deadline);
+        // Only a request with nothing to resend, and safe to repeat, may be retried.
+        let replay =
+            (!wants_upgrade && body.is_empty() && method.is_idempotent()).then(|| parts.clone());
+
+        let head =
+            self.exchange(Request::from_parts(parts, body), replay, route, &opts, wants_upgrade);
+        let (mut response, conn, sent_at) = match (deadline, timeouts.request) {
+            (Some(deadline), Some(limit)) => tokio::time::timeout_at(deadline, head)
+                .await
+                .map_err(|_| ProxyError::RequestTimeout(limit))??,
+            _ => head.await?,
+        };
+        self.metrics.app_latency.observe(sent_at.elapsed().as_secs_f64());
+        validate(&response, &method, route)?;
+
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let app_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, switching);
+        headers::append_via(&mut parts.headers, parts.version);
+        self.metrics.response(parts.status.as_u16(), "none", Source::App);
+
+        if let (Some(client_upgrade), Some(app_upgrade)) = (client_upgrade, app_upgrade) {
+            upgrade::tunnel(client_upgrade, app_upgrade, conn);
+            return Ok(Response::from_parts(parts, ProxyBody::empty()));
+        }
+        let finish = Finish {
+            // A connection opened for an upgrade that did not happen is not reused.
+            pool: (!wants_upgrade).then(|| self.pool.clone()),
+            conn: Some(conn),
+            max_idle: opts.max_idle,
+            metrics: self.metrics.clone(),
+            _in_flight: in_flight,
+        };
+        let body = UpstreamBody::new(body, timeouts.idle, deadline, Box::new(finish));
+        Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
+    }
+
+    /// Sends the request and waits for the response head, retrying once on a fresh
+    /// connection when a reused one failed before the app sent a single byte.
+    async fn exchange(
+        &self,
+        req: Request<RequestBody>,
+        replay: Option<Parts>,
+        route: &RouteSettings,
+        opts: &ConnectOptions,
+        wants_upgrade: bool,
+    ) -> Result<(Response<Incoming>, Conn, Instant), ProxyError> {
+        let limit = route.validation.max_response_header_bytes;
+        let mut conn = if wants_upgrade {
+            self.pool.connect(opts, true).await?
+        } else {
+            self.pool.checkout(opts).await?
+        };
+        let sent_at = Instant::now();
+        let wait = route.timeouts.response_headers;
+        let headers_by = wait.map(|w| sent_at + w);
+        let before = conn.bytes_read();
+        let err = match within(headers_by, wait, conn.tx.send_request(req)).await? {
+            Ok(response) => return Ok((response, conn, sent_at)),
+            Err(err) => err,
+        };
+        if let Some(cause) = stream_error_in(&err) {
+            return Err(match cause {
+                StreamError::Idle(d) => ProxyError::RequestBodyIdle(d),
+                StreamError::Deadline => {
+                    ProxyError::RequestTimeout(route.timeouts.request.unwrap_or_default())
+                }
+                StreamError::Peer => ProxyError::RequestBodyFailed,
+            });
+        }
+        let untouched = conn.reused && conn.bytes_read() == before;
+        let Some(parts) = replay.filter(|_| untouched) else {
+            return Err(ProxyError::from_exchange(&err, limit));
+        };
+        tracing::debug!(error = %err, "reused connection failed before any response byte; retrying");
+        self.metrics.retries.inc();
+        let mut fresh = self.pool.connect(opts, false).await?;
+        let retry = Request::from_parts(parts, RequestBody::empty());
+        match within(headers_by, wait, fresh.tx.send_request(retry)).await? {
+            Ok(response) => Ok((response, fresh, sent_at)),
+            Err(err) => Err(ProxyError::from_exchange(&err, limit)),
+        }
+    }
+
+    /// The sidecar's own response for a failure, logged and counted.
+    fn local(
+        &self,
+        err: &ProxyError,
+        audience: Audience,
+        version: Version,
+        method: &Method,
+        path: &str,
+    ) -> Response<ProxyBody> {
+        let detail = err.to_string();
+        let status = err.status();
+        let local = Local {
+            status,
+            error: err.proxy_status_error(),
+            details: err.reason(),
+            detail: &detail,
+        };
+        let mut response = respond::render(&local, audience);
+        if err.closes_client_connection() && version < Version::HTTP_2 {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        self.metrics.response(status.as_u16(), err.reason(), Source::Proxy);
+        tracing::warn!(
+            status = status.as_u16(),
+            reason = err.reason(),
+            error = err.proxy_status_error(),
+            %method,
+            path,
+            "{detail}"
+        );
+        response
+    }
+}
+
+/// Awaits `fut` until `by`, if there is a limit; past it, the response headers are late.
+async fn within<F: Future>(
+    by: Option<Instant>,
+    wait: Option<Duration>,
+    fut: F,
+) -> Result<F::Output, ProxyError> {
+    match (by, wait) {
+        (Some(by), Some(wait)) => tokio::time::timeout_at(by, fut)
+            .await
+            .map_err(|_| ProxyError::ResponseHeadersTimeout(wait)),
+        _ => Ok(fut.await),
+    }
+}
+
+fn prepare_request(parts: &mut Parts, client: &Client, upgrade: bool) {
+    let received = parts.version;
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::append_via(&mut parts.headers, received);
+    headers::append_forwarded(&mut parts.headers, client.addr.ip());
+    headers::to_origin_form(&mut parts.uri, &mut parts.headers);
+    parts.version = Version::HTTP_11;
+}
+
+/// The checks on the app's response head that the route asks for.
+fn validate(
+    response: &Response<Incoming>,
+    method: &Method,
+    route: &RouteSettings,
+) -> Result<(), ProxyError> {
+    let limit = route.validation.max_response_header_bytes;
+    let reason_len = response.status().canonical_reason().map_or(0, str::len);
+    if headers::head_size(reason_len, response.headers()) > limit as usize {
+        return Err(ProxyError::ResponseHeadersTooLarge { limit });
+    }
+    let allowed = &route.validation.content_types;
+    if allowed.is_empty() || !response.status().is_success() || !carries_body(response, method) {
+        return Ok(());
+    }
+    let found =
+        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if allowed.iter().any(|range| range.admits(found)) {
+        Ok(())
+    } else {
+        Err(ProxyError::ContentTypeMismatch { found: found.to_owned() })
+    }
+}
+
+fn carries_body(response: &Response<Incoming>, method: &Method) -> bool {
+    use http_body::Body;
+    *method != Method::HEAD
+        && response.status() != StatusCode::NO_CONTENT
+        && response.body().size_hint().exact() != Some(0)
+}
+
+/// Run when the app's response body ends: a clean end puts the connection back in the
+/// pool; a cut-short one is counted and logged.
+struct Finish {
+    pool: Option<Pool>,
+    conn: Option<Conn>,
+    max_idle: Option<Duration>,
+    metrics: Arc<Metrics>,
+    _in_flight: InFlight,
+}
+
+impl OnEnd for Finish {
+    fn complete(mut self: Box<Self>) {
+        if let (Some(pool), Some(conn)) = (self.pool.take(), self.conn.take()) {
+            pool.put(conn, self.max_idle);
+        }
+    }
+
+    fn abort(self: Box<Self>, why: StreamError) {
+        self.metrics.streams_ended.get_or_create(&ReasonLabels { reason: why.reason() }).inc();
+        tracing::warn!(reason = why.reason(), "response stream ended early: {why}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Header rules for a proxy (RFC 9110 §7.6): hop-by-hop fields stay on their hop, Via
+//! records each hop, and X-Forwarded-* tell the app who the client was.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Uri, Version};
+
+use super::respond::PROXY_NAME;
+
+/// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1, plus the
+/// non-standard Keep-Alive and Proxy-Connection that old clients still send).
+const HOP_BY_HOP: [HeaderName; 4] =
+    [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE, header::TE];
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Removes hop-by-hop fields, including every field that Connection names. With
+/// `keep_upgrade`, Connection: upgrade and Upgrade survive, for a protocol switch.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let wants_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+    for name in listed {
+        if !(keep_upgrade && name == header::UPGRADE) {
+            headers.remove(&name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        if !(keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION)) {
+            headers.remove(name);
+        }
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    // "TE: trailers" says the client can take trailers; gRPC needs it to reach the app.
+    if wants_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Appends this hop to Via, naming the protocol version it was received with.
+pub fn append_via(headers: &mut HeaderMap, received: Version) {
+    let hop = match received {
+        Version::HTTP_2 => "2",
+        Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    };
+    let value = format!("{hop} {PROXY_NAME}");
+    headers.append(header::VIA, HeaderValue::from_str(&value).expect("ascii"));
+}
+
+/// Adds the client's address to X-Forwarded-For and, when no hop before us set it,
+/// X-Forwarded-Proto: the sidecar itself only speaks cleartext HTTP.
+pub fn append_forwarded(headers: &mut HeaderMap, client: IpAddr) {
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {client}"),
+        None => client.to_string(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_str(&value).expect("ascii"));
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+}
+
+/// An HTTP/1.1 request to the app needs origin-form and a Host; an HTTP/2 request carries
+/// the authority in its URI instead.
+pub fn to_origin_form(uri: &mut Uri, headers: &mut HeaderMap) {
+    if let Some(authority) = uri.authority()
+        && !headers.contains_key(header::HOST)
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, host);
+    }
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(origin) = path.parse() {
+            *uri = origin;
+        }
+    }
+}
+
+/// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
+pub fn wants_upgrade(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// The size of a response head as the app sent it: status line, fields, and blank line.
+pub fn head_size(status_reason_len: usize, headers: &HeaderMap) -> usize {
+    // "HTTP/1.1 200 " + reason + CRLF, then "name: value" CRLF per field, then CRLF.
+    let fields: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    13 + status_reason_len + 2 + fields + 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_fields_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("te", "gzip"),
+            ("upgrade", "websocket"),
+            ("x-end-to-end", "kept"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, map(&[("x-end-to-end", "kept")]));
+    }
+
+    #[test]
+    fn te_trailers_and_upgrades_survive_when_meaningful() {
+        let mut h =
+            map(&[("te", "trailers, gzip"), ("connection", "Upgrade"), ("upgrade", "websocket")]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn via_and_forwarded_are_appended() {
+        let mut h = map(&[("via", "1.1 edge"), ("x-forwarded-for", "203.0.113.9")]);
+        append_via(&mut h, Version::HTTP_2);
+        append_forwarded(&mut h, "10.0.0.7".parse().unwrap());
+        let via: Vec<_> = h.get_all("via").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(via, ["1.1 edge", "2 portcullis"]);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn absolute_uri_becomes_origin_form_with_host() {
+        let mut uri: Uri = "http://app.local:8080/a/b?c=d".parse().unwrap();
+        let mut h = HeaderMap::new();
+        to_origin_form(&mut uri, &mut h);
+        assert_eq!(uri, "/a/b?c=d");
+        assert_eq!(h["host"], "app.local:8080");
+    }
+}

@@ -1,0 +1,17 @@
+//! The sidecar's data plane: it listens on the pod's serving port and forwards to the app
+//! on localhost, answering for itself only when the app cannot (see `error` for the table).
+
+mod body;
+mod error;
+mod forward;
+mod headers;
+mod pool;
+mod respond;
+mod server;
+mod upgrade;
+
+pub use body::ProxyBody;
+pub use error::ProxyError;
+pub use forward::{Client, Proxy};
+pub use pool::Pool;
+pub use server::serve;

@@ -1,0 +1,237 @@
+//! Connections to the app: a pool of idle HTTP/1.1 connections, each closed before the app
+//! would close it (`timeouts.upstreamIdle`), so that the keep-alive race is rare; and a
+//! count of the bytes each has read, so that a failed request can tell whether the app
+//! answered anything at all (only then is a retry unsafe).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::body::RequestBody;
+use super::error::ProxyError;
+
+/// How often idle connections are looked over and the stale ones closed.
+const REAP_EVERY: Duration = Duration::from_millis(250);
+
+/// What a new connection needs from the policy in force.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectOptions {
+    pub connect_timeout: Option<Duration>,
+    pub max_header_bytes: u32,
+    pub max_idle: Option<Duration>,
+}
+
+/// A connection ready to carry one request.
+pub struct Conn {
+    pub tx: http1::SendRequest<RequestBody>,
+    read: Arc<AtomicU64>,
+    pub reused: bool,
+}
+
+impl Conn {
+    /// Bytes read from the app on this connection so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+}
+
+struct Idle {
+    tx: http1::SendRequest<RequestBody>,
+    read: Arc<AtomicU64>,
+    since: Instant,
+    max_idle: Option<Duration>,
+}
+
+impl Idle {
+    fn usable(&self, now: Instant) -> bool {
+        !self.tx.is_closed() && self.max_idle.is_none_or(|max| now.duration_since(self.since) < max)
+    }
+}
+
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    upstream: String,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Pool {
+    /// A pool for `upstream` (HOST:PORT). Must be called within a tokio runtime.
+    pub fn new(upstream: String) -> Self {
+        let inner = Arc::new(Inner { upstream, idle: Mutex::new(Vec::new()) });
+        tokio::spawn(reap(Arc::downgrade(&inner)));
+        Pool { inner }
+    }
+
+    pub fn upstream(&self) -> &str {
+        &self.inner.upstream
+    }
+
+    /// The most recently used idle connection that is still fresh, or a new one.
+    pub async fn checkout(&self, opts: &ConnectOptions) -> Result<Conn, ProxyError> {
+        if let Some(conn) = self.take_idle() {
+            return Ok(conn);
+        }
+        self.connect(opts, false).await
+    }
+
+    fn take_idle(&self) -> Option<Conn> {
+        let now = Instant::now();
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(entry) = idle.pop() {
+            if entry.usable(now) && entry.tx.is_ready() {
+                return Some(Conn { tx: entry.tx, read: entry.read, reused: true });
+            }
+        }
+        None
+    }
+
+    /// A new connection, never one from the pool. With `upgrades`, a 101 response hands
+    /// the connection over to the protocol it switches to.
+    pub async fn connect(&self, opts: &ConnectOptions, upgrades: bool) -> Result<Conn, ProxyError> {
+        let stream = self.connect_tcp(opts).await?;
+        let read = Arc::new(AtomicU64::new(0));
+        let io = TokioIo::new(CountingIo { inner: stream, read: read.clone() });
+        let (tx, conn) = http1::Builder::new()
+            .max_header_size(opts.max_header_bytes as usize)
+            .handshake(io)
+            .await
+            .map_err(|_| ProxyError::ConnectionTerminated)?;
+        let log =
+            |e: hyper::Error| tracing::debug!(error = %e, "app connection ended with an error");
+        if upgrades {
+            tokio::spawn(async move { conn.with_upgrades().await.map_err(log) });
+        } else {
+            tokio::spawn(async move { conn.await.map_err(log) });
+        }
+        Ok(Conn { tx, read, reused: false })
+    }
+
+    /// A new TCP connection to the app, with the connect timeout applied.
+    pub async fn connect_tcp(&self, opts: &ConnectOptions) -> Result<TcpStream, ProxyError> {
+        let connect = TcpStream::connect(self.inner.upstream.as_str());
+        let stream = match opts.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, connect)
+                .await
+                .map_err(|_| ProxyError::ConnectTimeout(limit))?,
+            None => connect.await,
+        }
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::ConnectionRefused => ProxyError::ConnectRefused,
+            _ => ProxyError::ConnectFailed(e),
+        })?;
+        // Small writes (headers, chunks) must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// Returns a connection whose last response was read to the end.
+    pub fn put(&self, conn: Conn, max_idle: Option<Duration>) {
+        let Conn { mut tx, read, .. } = conn;
+        if tx.is_ready() {
+            self.store(tx, read, max_idle);
+        } else if !tx.is_closed() {
+            // The connection task has not yet seen the end of the response; wait for it.
+            let pool = self.clone();
+            tokio::spawn(async move {
+                if tx.ready().await.is_ok() {
+                    pool.store(tx, read, max_idle);
+                }
+            });
+        }
+    }
+
+    fn store(
+        &self,
+        tx: http1::SendRequest<RequestBody>,
+        read: Arc<AtomicU64>,
+        max_idle: Option<Duration>,
+    ) {
+        if max_idle == Some(Duration::ZERO) {
+            return;
+        }
+        let entry = Idle { tx, read, since: Instant::now(), max_idle };
+        self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+    }
+
+    /// Idle connections held now.
+    pub fn idle_count(&self) -> usize {
+        self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// Closes idle connections as they go stale, so that the app never sees one of ours
+/// linger past `upstreamIdle`.
+async fn reap(pool: Weak<Inner>) {
+    let mut tick = tokio::time::interval(REAP_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(inner) = pool.upgrade() else { return };
+        let now = Instant::now();
+        inner.idle.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| c.usable(now));
+    }
+}
+
+/// A stream that counts the bytes read from it.
+struct CountingIo {
+    inner: TcpStream,
+    read: Arc<AtomicU64>,
+}
+
+impl AsyncRead for CountingIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.read.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for CountingIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,137 @@
+//! The sidecar's Prometheus metrics, served on the admin port at `/metrics`.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Who made a response: the app, or the sidecar itself.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Source {
+    App,
+    Proxy,
+}
+
+impl EncodeLabelValue for Source {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            Source::App => "app",
+            Source::Proxy => "proxy",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponseLabels {
+    pub status: u16,
+    pub reason: &'static str,
+    pub source: Source,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub responses: Family<ResponseLabels, Counter>,
+    pub app_latency: Histogram,
+    pub in_flight: Gauge,
+    pub streams_ended: Family<ReasonLabels, Counter>,
+    pub retries: Counter,
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub config_generation: Gauge<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let responses = Family::<ResponseLabels, Counter>::default();
+        registry.register(
+            "responses",
+            "Responses sent to clients, by status, reason and source (app or proxy)",
+            responses.clone(),
+        );
+        // Buckets from 1 ms to about 33 s, doubling.
+        let app_latency = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16),
+        );
+        registry.register(
+            "app_response_seconds",
+            "Time from sending a request to the app to receiving its response headers",
+            app_latency.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("in_flight_requests", "Requests being handled now", in_flight.clone());
+        let streams_ended = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "streams_ended",
+            "Response streams cut short after their headers were sent, by reason",
+            streams_ended.clone(),
+        );
+        let retries = Counter::default();
+        registry.register(
+            "app_retries",
+            "Idempotent requests retried on a fresh connection after a reused one failed",
+            retries.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register("config_reloads", "Config reloads, by result", config_reloads.clone());
+        let config_generation = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "config_generation",
+            "Generation of the config in force",
+            config_generation.clone(),
+        );
+        Metrics {
+            registry,
+            responses,
+            app_latency,
+            in_flight,
+            streams_ended,
+            retries,
+            config_reloads,
+            config_generation,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn response(&self, status: u16, reason: &'static str, source: Source) {
+        self.responses.get_or_create(&ResponseLabels { status, reason, source }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Counts a request in flight for as long as it lives.
+pub struct InFlight(Gauge);
+
+impl InFlight {
+    pub fn start(metrics: &Metrics) -> Self {
+        metrics.in_flight.inc();
+        InFlight(metrics.in_flight.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
