@@ -5,6 +5,7 @@
 //! - [`policy`]: a resource turned into what the sidecar enforces.
 //! - [`config`]: the sidecar's config, from a file (and later from the controller).
 //! - [`proxy`]: the data plane.
+//! - [`sidecar`]: the data plane, config and admin server wired together.
 //! - [`admin`]: health, readiness, metrics and config on the admin port.
 //! - [`telemetry`]: logs and metrics.
 #![forbid(unsafe_code)]
@@ -15,4 +16,5 @@ pub mod cmd;
 pub mod config;
 pub mod policy;
 pub mod proxy;
+pub mod sidecar;
 pub mod telemetry;

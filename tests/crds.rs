@@ -5,8 +5,9 @@ use std::process::Command;
 
 #[test]
 fn crds_folder_matches_the_types() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/portcullis.dev.yaml"))
-        .expect("crds/portcullis.dev.yaml exists");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/portcullis.dev.yaml"))
+            .expect("crds/portcullis.dev.yaml exists");
     assert!(
         committed == portcullis::api::crds_yaml(),
         "crds/portcullis.dev.yaml is stale: run `cargo run -- crds > crds/portcullis.dev.yaml`"
@@ -19,10 +20,8 @@ fn crds_subcommand_prints_both_definitions() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text, portcullis::api::crds_yaml());
-    let docs: Vec<serde_yaml::Value> = text
-        .split("\n---\n")
-        .map(|d| serde_yaml::from_str(d).unwrap())
-        .collect();
+    let docs: Vec<serde_yaml::Value> =
+        text.split("\n---\n").map(|d| serde_yaml::from_str(d).unwrap()).collect();
     let names: Vec<&str> = docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["upstreampolicies.portcullis.dev", "maintenancewindows.portcullis.dev"]);
     for doc in &docs {

@@ -3,17 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::admin::Admin;
 use crate::api::Duration;
-use crate::config::{self, ReloadOutcome, Reloader};
-use crate::proxy::{Pool, Proxy};
-use crate::telemetry::metrics::{Metrics, ResultLabels};
+use crate::sidecar::Sidecar;
 use crate::telemetry::{LogFormat, init_logs};
 
 #[derive(Args, Debug)]
@@ -78,51 +73,21 @@ pub fn run(args: ProxyArgs) -> ExitCode {
 }
 
 async fn sidecar(args: ProxyArgs) -> Result<(), String> {
-    let metrics = Arc::new(Metrics::default());
-    let (tx, rx) = config::channel(config::Config::default());
-    if let Some(path) = &args.config {
-        let mut reloader = Reloader::new(path.clone(), tx);
-        match reloader.check().await {
-            ReloadOutcome::Refused(e) => return Err(format!("config refused: {e}")),
-            outcome => record(&metrics, &outcome),
-        }
-        let metrics = metrics.clone();
-        tokio::spawn(reloader.run(args.reload_interval.as_std(), move |o| record(&metrics, o)));
-    }
-    metrics.config_generation.set(rx.borrow().generation);
-
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let admin_listener = TcpListener::bind(args.admin)
+    let admin = TcpListener::bind(args.admin)
         .await
         .map_err(|e| format!("cannot listen on {} for admin: {e}", args.admin))?;
-    let admin = Admin {
-        metrics: metrics.clone(),
-        config: rx.clone(),
-        ready: Arc::new(AtomicBool::new(true)),
+    let sidecar = Sidecar {
+        listener,
+        admin,
+        upstream: args.upstream,
+        config_file: args.config,
+        reload_interval: args.reload_interval.as_std(),
+        drain_timeout: args.drain_timeout.as_std(),
     };
-    tokio::spawn(admin.serve(admin_listener));
-
-    tracing::info!(listen = %args.listen, upstream = %args.upstream, admin = %args.admin, "proxy started");
-    let proxy = Arc::new(Proxy::new(Pool::new(args.upstream.clone()), rx, metrics));
-    crate::proxy::serve(listener, proxy, shutdown_signal(), args.drain_timeout.as_std()).await;
-    Ok(())
-}
-
-fn record(metrics: &Metrics, outcome: &ReloadOutcome) {
-    match outcome {
-        ReloadOutcome::Unchanged => {}
-        ReloadOutcome::Applied { generation } => {
-            metrics.config_reloads.get_or_create(&ResultLabels { result: "applied" }).inc();
-            metrics.config_generation.set(*generation);
-            tracing::info!(generation, "config applied");
-        }
-        ReloadOutcome::Refused(e) => {
-            metrics.config_reloads.get_or_create(&ResultLabels { result: "refused" }).inc();
-            tracing::error!("config refused, the last good one stays in force: {e}");
-        }
-    }
+    sidecar.run(shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {

@@ -16,7 +16,7 @@ use crate::api::MaintenanceWindowSpec;
 use crate::policy::Policy;
 
 pub use load::{LoadError, parse};
-pub use reload::{ReloadOutcome, Reloader};
+pub use reload::{ReloadError, ReloadOutcome, Reloader};
 
 /// Everything a sidecar enforces, as one immutable value swapped whole on reload.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

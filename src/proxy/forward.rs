@@ -226,6 +226,11 @@ fn validate(
     method: &Method,
     route: &RouteSettings,
 ) -> Result<(), ProxyError> {
+    // hyper checks Content-Length only where it frames a body; a HEAD, 204 or 304 response
+    // with conflicting lengths is just as malformed (RFC 9112 §6.3) and is not passed on.
+    if !content_length_consistent(response.headers()) {
+        return Err(ProxyError::MalformedResponse);
+    }
     let limit = route.validation.max_response_header_bytes;
     let reason_len = response.status().canonical_reason().map_or(0, str::len);
     if headers::head_size(reason_len, response.headers()) > limit as usize {
@@ -244,11 +249,35 @@ fn validate(
     }
 }
 
+fn content_length_consistent(headers: &http::HeaderMap) -> bool {
+    let mut seen = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let Ok(text) = value.to_str() else { return false };
+        for part in text.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return false;
+            }
+            let Ok(n) = part.parse::<u64>() else { return false };
+            if *seen.get_or_insert(n) != n {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Whether the response has (or, for HEAD, describes) a representation to check.
 fn carries_body(response: &Response<Incoming>, method: &Method) -> bool {
     use http_body::Body;
-    *method != Method::HEAD
-        && response.status() != StatusCode::NO_CONTENT
-        && response.body().size_hint().exact() != Some(0)
+    if response.status() == StatusCode::NO_CONTENT {
+        return false;
+    }
+    if *method == Method::HEAD {
+        // HEAD carries GET's header fields, so it is judged as GET would be.
+        return response.headers().get(header::CONTENT_LENGTH).is_none_or(|v| v != "0");
+    }
+    response.body().size_hint().exact() != Some(0)
 }
 
 /// Run when the app's response body ends: a clean end puts the connection back in the

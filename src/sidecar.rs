@@ -1,0 +1,85 @@
+//! One sidecar: the config source, the data plane and the admin server, wired together.
+//! `portcullis proxy` runs one; tests run them in-process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::admin::Admin;
+use crate::config::{self, ReloadOutcome, Reloader};
+use crate::proxy::{Pool, Proxy};
+use crate::telemetry::metrics::{Metrics, ResultLabels};
+
+pub struct Sidecar {
+    pub listener: TcpListener,
+    pub admin: TcpListener,
+    /// The app, as HOST:PORT.
+    pub upstream: String,
+    pub config_file: Option<PathBuf>,
+    pub reload_interval: Duration,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error("config refused: {0}")]
+    Config(#[from] config::ReloadError),
+}
+
+impl Sidecar {
+    /// Runs until `shutdown` resolves and in-flight requests have drained.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), SidecarError> {
+        let metrics = Arc::new(Metrics::default());
+        let (tx, rx) = config::channel(config::Config::default());
+        let mut reload_task = None;
+        if let Some(path) = &self.config_file {
+            let mut reloader = Reloader::new(path.clone(), tx);
+            match reloader.check().await {
+                ReloadOutcome::Refused(e) => return Err(e.into()),
+                outcome => record(&metrics, &outcome),
+            }
+            let metrics = metrics.clone();
+            reload_task = Some(tokio::spawn(
+                reloader.run(self.reload_interval, move |o| record(&metrics, o)),
+            ));
+        }
+        metrics.config_generation.set(rx.borrow().generation);
+
+        let admin = Admin {
+            metrics: metrics.clone(),
+            config: rx.clone(),
+            ready: Arc::new(AtomicBool::new(true)),
+        };
+        let admin_task = tokio::spawn(admin.serve(self.admin));
+        tracing::info!(
+            listen = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            upstream = %self.upstream,
+            "proxy started"
+        );
+        let proxy = Arc::new(Proxy::new(Pool::new(self.upstream), rx, metrics));
+        crate::proxy::serve(self.listener, proxy, shutdown, self.drain_timeout).await;
+        admin_task.abort();
+        if let Some(task) = reload_task {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+fn record(metrics: &Metrics, outcome: &ReloadOutcome) {
+    match outcome {
+        ReloadOutcome::Unchanged => {}
+        ReloadOutcome::Applied { generation } => {
+            metrics.config_reloads.get_or_create(&ResultLabels { result: "applied" }).inc();
+            metrics.config_generation.set(*generation);
+            tracing::info!(generation, "config applied");
+        }
+        ReloadOutcome::Refused(e) => {
+            metrics.config_reloads.get_or_create(&ResultLabels { result: "refused" }).inc();
+            tracing::error!("config refused, the last good one stays in force: {e}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Shared pieces of the integration tests: a sidecar run in-process, apps that misbehave
+//! in every way the status contract names, and clients, all on real sockets on 127.0.0.1.
+#![allow(dead_code)]
+
+pub mod apps;
+pub mod client;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A sidecar running in this test's runtime.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), portcullis::sidecar::SidecarError>>,
+}
+
+impl Running {
+    /// Starts a sidecar in front of `upstream` with `config` as its config file.
+    pub async fn start(upstream: impl ToString, config: &str) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("portcullis.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin) = (listener.local_addr().unwrap(), admin_listener.local_addr().unwrap());
+        let sidecar = portcullis::sidecar::Sidecar {
+            listener,
+            admin: admin_listener,
+            upstream: upstream.to_string(),
+            config_file: Some(config_path.clone()),
+            reload_interval: Duration::from_millis(50),
+            drain_timeout: Duration::from_secs(5),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(sidecar.run(async move {
+            let _ = stopped.await;
+        }));
+        Running { addr, admin, config_path, _dir: dir, stop: Some(stop), task }
+    }
+
+    /// Rewrites the config file; the sidecar picks it up within its reload interval.
+    pub fn write_config(&self, config: &str) {
+        let tmp = self.config_path.with_extension("tmp");
+        std::fs::write(&tmp, config).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    pub async fn admin_get(&self, path: &str) -> client::Reply {
+        client::get(self.admin, path, &[]).await
+    }
+
+    pub async fn generation(&self) -> u64 {
+        let reply = self.admin_get("/config").await;
+        let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        json["generation"].as_u64().unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A policy document with the given spec body (YAML, indented by two spaces).
+pub fn policy(spec: &str) -> String {
+    format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {{name: test, namespace: default}}\nspec:\n{spec}\n"
+    )
+}
+
+/// An address on which nothing listens.
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
