@@ -81,7 +81,7 @@ pub async fn closes() -> SocketAddr {
 pub async fn resets() -> SocketAddr {
     raw(|mut s| async move {
         let _ = read_head(&mut s).await;
-        let _ = s.set_linger(Some(Duration::ZERO));
+        let _ = s.set_zero_linger();
         drop(s);
     })
     .await
