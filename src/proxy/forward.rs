@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::body::{OnEnd, ProxyBody, RequestBody, StreamError, UpstreamBody, stream_error_in};
 use super::error::ProxyError;
+use super::framing::Framing;
 use super::headers;
 use super::pool::{Conn, ConnectOptions, Pool};
 use super::respond::{self, Audience, Local};
@@ -26,6 +27,7 @@ use crate::telemetry::metrics::{InFlight, Metrics, ReasonLabels, Source};
 #[derive(Clone, Debug)]
 pub struct Client {
     pub addr: SocketAddr,
+    pub framing: Arc<Framing>,
 }
 
 /// The proxy: shared by every connection and request.
@@ -49,7 +51,12 @@ impl Proxy {
         let audience = Audience::of(req.method(), req.headers(), policy.error_format);
         let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
         let in_flight = InFlight::start(&self.metrics);
-        match self.forward(client, req, policy, started, in_flight).await {
+        let outcome = if client.framing.next_request_is_ambiguous() {
+            Err(ProxyError::AmbiguousFraming)
+        } else {
+            self.forward(client, req, policy, started, in_flight).await
+        };
+        match outcome {
             Ok(response) => response,
             Err(err) => self.local(&err, audience, version, &method, uri.path()),
         }

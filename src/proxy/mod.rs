@@ -4,6 +4,7 @@
 mod body;
 mod error;
 mod forward;
+mod framing;
 mod headers;
 mod pool;
 mod respond;

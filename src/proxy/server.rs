@@ -12,6 +12,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use super::forward::{Client, Proxy};
+use super::framing::{Framing, FramingScanner};
 
 /// How long a client may take to send a request head before its connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,7 +45,9 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let client = Client { addr };
+        let framing = Arc::new(Framing::default());
+        let stream = FramingScanner::new(stream, framing.clone());
+        let client = Client { addr, framing };
         let proxy = proxy.clone();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
