@@ -33,8 +33,11 @@ impl Sidecar {
     /// Runs until `shutdown` resolves and in-flight requests have drained.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), SidecarError> {
         let metrics = Arc::new(Metrics::default());
-        let (tx, rx) = config::channel(config::Config::default());
+        let (tx, rx) = config::channel();
         let mut reload_task = None;
+        if self.config_file.is_none() {
+            config::publish(&tx, config::Config::default());
+        }
         if let Some(path) = &self.config_file {
             let mut reloader = Reloader::new(path.clone(), tx);
             match reloader.check().await {

@@ -49,7 +49,17 @@ pub struct Snapshot {
 pub type ConfigRx = watch::Receiver<Snapshot>;
 pub type ConfigTx = watch::Sender<Snapshot>;
 
-/// A channel that starts with generation 1 holding `config`.
-pub fn channel(config: Config) -> (ConfigTx, ConfigRx) {
-    watch::channel(Snapshot { generation: 1, config: Arc::new(config) })
+/// A channel holding generation 0: the defaults, before any config has been applied.
+pub fn channel() -> (ConfigTx, ConfigRx) {
+    watch::channel(Snapshot::default())
+}
+
+/// Publishes `config` as the next generation and returns its number.
+pub fn publish(tx: &ConfigTx, config: Config) -> u64 {
+    let mut generation = 0;
+    tx.send_modify(|snap| {
+        generation = snap.generation + 1;
+        *snap = Snapshot { generation, config: Arc::new(config) };
+    });
+    generation
 }

@@ -5,10 +5,9 @@
 //! second costs nothing next to the traffic a sidecar carries.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ConfigTx, LoadError, Snapshot, parse};
+use super::{ConfigTx, LoadError, parse, publish};
 
 /// What one look at the file found.
 #[derive(Debug)]
@@ -54,14 +53,7 @@ impl Reloader {
             .and_then(parse);
         self.last = Some(bytes);
         match parsed {
-            Ok(config) => {
-                let mut generation = 0;
-                self.tx.send_modify(|snap| {
-                    generation = snap.generation + 1;
-                    *snap = Snapshot { generation, config: Arc::new(config) };
-                });
-                ReloadOutcome::Applied { generation }
-            }
+            Ok(config) => ReloadOutcome::Applied { generation: publish(&self.tx, config) },
             Err(source) => ReloadOutcome::Refused(ReloadError::Invalid { path, source }),
         }
     }

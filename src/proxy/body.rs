@@ -100,7 +100,21 @@ impl UpstreamBody {
         deadline: Option<Instant>,
         on_end: Box<dyn OnEnd>,
     ) -> Self {
-        UpstreamBody { inner, dog: Watchdog::new(idle, deadline), on_end: Some(on_end) }
+        let mut body =
+            UpstreamBody { inner, dog: Watchdog::new(idle, deadline), on_end: Some(on_end) };
+        // HEAD, 204, 304 and empty bodies are complete before a single poll.
+        body.complete_if_ended();
+        body
+    }
+
+    /// hyper stops polling a body once `is_end_stream` says it is done, so the end is
+    /// noticed here rather than waiting for a final `None` that may never be asked for.
+    fn complete_if_ended(&mut self) {
+        if self.inner.is_end_stream()
+            && let Some(hook) = self.on_end.take()
+        {
+            hook.complete();
+        }
     }
 
     fn abort(&mut self, why: StreamError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -120,12 +134,14 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.on_end.is_none() {
+        if this.inner.is_end_stream() {
+            this.complete_if_ended();
             return Poll::Ready(None);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.dog.rearm();
+                this.complete_if_ended();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(_))) => this.abort(StreamError::Peer),
@@ -135,6 +151,7 @@ impl Body for UpstreamBody {
                 }
                 Poll::Ready(None)
             }
+            Poll::Pending if this.on_end.is_none() => Poll::Pending,
             Poll::Pending => match this.dog.poll_expired(cx) {
                 Some(why) => this.abort(why),
                 None => Poll::Pending,
