@@ -36,21 +36,23 @@ impl StreamError {
 }
 
 /// A timer that fires at the earlier of "idle for too long" and the exchange's deadline.
+///
+/// Most bodies finish within a poll or two, so the timer is only armed when the body
+/// actually waits; until then a frame costs one clock read.
 struct Watchdog {
     idle: Option<Duration>,
     deadline: Option<Instant>,
+    last_activity: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl Watchdog {
     fn new(idle: Option<Duration>, deadline: Option<Instant>) -> Self {
-        let mut dog = Watchdog { idle, deadline, sleep: None };
-        dog.rearm();
-        dog
+        Watchdog { idle, deadline, last_activity: Instant::now(), sleep: None }
     }
 
-    fn next_wake(&self) -> Option<Instant> {
-        let idle_at = self.idle.map(|d| Instant::now() + d);
+    fn wake_at(&self) -> Option<Instant> {
+        let idle_at = self.idle.map(|d| self.last_activity + d);
         match (idle_at, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -58,16 +60,24 @@ impl Watchdog {
     }
 
     /// Called on every frame: silence is counted from the last one.
-    fn rearm(&mut self) {
-        let Some(at) = self.next_wake() else { return };
-        match &mut self.sleep {
-            Some(sleep) => sleep.as_mut().reset(at),
-            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+    fn activity(&mut self) {
+        if self.idle.is_some() {
+            self.last_activity = Instant::now();
         }
     }
 
+    /// Called when the body has nothing to give: arms the timer and tells whether it fired.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Option<StreamError> {
-        let sleep = self.sleep.as_mut()?;
+        let at = self.wake_at()?;
+        let sleep = match &mut self.sleep {
+            Some(sleep) => {
+                if sleep.deadline() != at {
+                    sleep.as_mut().reset(at);
+                }
+                sleep
+            }
+            None => self.sleep.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
         if sleep.as_mut().poll(cx).is_pending() {
             return None;
         }
@@ -140,7 +150,7 @@ impl Body for UpstreamBody {
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.dog.rearm();
+                this.dog.activity();
                 this.complete_if_ended();
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -258,7 +268,7 @@ impl Body for RequestBody {
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                dog.rearm();
+                dog.activity();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(_))) => Poll::Ready(Some(Err(Box::new(StreamError::Peer)))),

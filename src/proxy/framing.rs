@@ -83,6 +83,12 @@ impl<S> FramingScanner<S> {
         while !data.is_empty() {
             let (next, used) = match std::mem::replace(&mut self.scan, Scan::Off) {
                 Scan::Off => return,
+                // The usual case: a whole head in one read, scanned where it lies.
+                Scan::Head { buf, index } if buf.is_empty() => match find(data, b"\r\n\r\n") {
+                    Some(at) => (self.after_head(&data[..at + 4], index), at + 4),
+                    None if data.len() > MAX_HEAD => (Scan::Off, data.len()),
+                    None => (Scan::Head { buf: data.to_vec(), index }, data.len()),
+                },
                 Scan::Head { mut buf, index } => {
                     let start = buf.len().saturating_sub(3);
                     buf.extend_from_slice(data);

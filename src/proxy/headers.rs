@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Uri, Version};
 
-use super::respond::PROXY_NAME;
+use super::respond::proxy_name;
 
 /// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1, plus the
 /// non-standard Keep-Alive and Proxy-Connection that old clients still send).
@@ -56,13 +56,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Appends this hop to Via, naming the protocol version it was received with.
 pub fn append_via(headers: &mut HeaderMap, received: Version) {
-    let hop = match received {
-        Version::HTTP_2 => "2",
-        Version::HTTP_10 => "1.0",
-        _ => "1.1",
+    let value = match received {
+        Version::HTTP_2 => HeaderValue::from_static(concat!("2 ", proxy_name!())),
+        Version::HTTP_10 => HeaderValue::from_static(concat!("1.0 ", proxy_name!())),
+        _ => HeaderValue::from_static(concat!("1.1 ", proxy_name!())),
     };
-    let value = format!("{hop} {PROXY_NAME}");
-    headers.append(header::VIA, HeaderValue::from_str(&value).expect("ascii"));
+    headers.append(header::VIA, value);
 }
 
 /// Adds the client's address to X-Forwarded-For and, when no hop before us set it,

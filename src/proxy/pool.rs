@@ -90,12 +90,12 @@ impl Pool {
     fn take_idle(&self) -> Option<Conn> {
         let now = Instant::now();
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(entry) = idle.pop() {
-            if entry.usable(now) && entry.tx.is_ready() {
-                return Some(Conn { tx: entry.tx, read: entry.read, reused: true });
-            }
-        }
-        None
+        // Newest first: the warmest connection, and the least likely to be closed by the app.
+        // One whose connection task has not yet caught up with its last response stays.
+        idle.retain(|entry| entry.usable(now));
+        let ready = idle.iter().rposition(|entry| entry.tx.is_ready())?;
+        let entry = idle.remove(ready);
+        Some(Conn { tx: entry.tx, read: entry.read, reused: true })
     }
 
     /// A new connection, never one from the pool. With `upgrades`, a 101 response hands

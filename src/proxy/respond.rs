@@ -80,8 +80,15 @@ pub struct Local<'a> {
     pub detail: &'a str,
 }
 
-/// The name this proxy uses in Proxy-Status and Via.
-pub const PROXY_NAME: &str = "portcullis";
+/// The name this proxy uses in Proxy-Status and Via (a macro, so that `concat!` can
+/// build static header values from it).
+macro_rules! proxy_name {
+    () => {
+        "portcullis"
+    };
+}
+pub(crate) use proxy_name;
+pub const PROXY_NAME: &str = proxy_name!();
 
 pub fn render(local: &Local<'_>, audience: Audience) -> Response<ProxyBody> {
     let proxy_status =

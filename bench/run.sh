@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `make bench`: wrk against a tiny upstream directly, through nginx (one worker, keep-alive
+# upstream) and through `portcullis proxy` (one worker thread), all in one run. Prints rps,
+# p50 and p99 with ratios to nginx, and the sidecar's RSS idle and under load.
+# Not a test: numbers depend on the machine. Needs wrk and nginx (installed if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+UP=127.0.0.1:18080 NGINX=127.0.0.1:18081 PC=127.0.0.1:18082 PC_ADMIN=127.0.0.1:18092
+
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+  echo "installing wrk and nginx..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
+fi
+NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --quiet --release --bin portcullis --example bench_upstream
+out=bench/out; mkdir -p "$out"; dir=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on $1" >&2; return 1; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+target/release/examples/bench_upstream "$UP" & pids+=($!)
+sed -e "s#@DIR@#$dir#g" -e "s#@UPSTREAM@#$UP#" -e "s#@LISTEN@#$NGINX#" bench/nginx.conf.in > "$dir/nginx.conf"
+"$NGINX_BIN" -c "$dir/nginx.conf" -p "$dir" & pids+=($!)
+target/release/portcullis proxy --listen "$PC" --upstream "$UP" --admin "$PC_ADMIN" --workers 1 2>"$dir/pc.log" & pc=$!; pids+=("$pc")
+wait_port "$UP"; wait_port "$NGINX"; wait_port "$PC"
+sleep 0.5
+idle_rss=$(rss_kib "$pc")
+
+# One wrk run: prints "rps p50_ms p99_ms".
+measure() {
+  local name=$1 addr=$2
+  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://$addr/" > "$out/wrk-$name.txt"
+  awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /Requests\/sec/ { rps=$2 }
+    $1=="50%" { p50=ms($2) }
+    $1=="99%" { p99=ms($2) }
+    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }' "$out/wrk-$name.txt"
+}
+
+wrk -t1 -c"$CONNECTIONS" -d2s "http://$PC/" >/dev/null   # warm-up
+read -r d_rps d_p50 d_p99 < <(measure direct "$UP")
+read -r n_rps n_p50 n_p99 < <(measure nginx "$NGINX")
+peak=0
+( while kill -0 "$pc" 2>/dev/null; do r=$(rss_kib "$pc"); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" > "$dir/peak"; sleep 0.2; done ) & sampler=$!
+read -r p_rps p_p50 p_p99 < <(measure portcullis "$PC")
+kill "$sampler" 2>/dev/null || true
+load_rss=$(cat "$dir/peak" 2>/dev/null || echo 0)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+{
+  echo "wrk -t1 -c$CONNECTIONS -d$DURATION, $(nproc) cores, proxies on one worker"
+  printf '%-22s %10s %9s %9s %12s %12s\n' target rps p50_ms p99_ms rps/nginx p99/nginx
+  printf '%-22s %10s %9s %9s %12s %12s\n' direct "$d_rps" "$d_p50" "$d_p99" "$(ratio "$d_rps" "$n_rps")" "$(ratio "$d_p99" "$n_p99")"
+  printf '%-22s %10s %9s %9s %12s %12s\n' "nginx (1 worker)" "$n_rps" "$n_p50" "$n_p99" 1.00 1.00
+  printf '%-22s %10s %9s %9s %12s %12s\n' "portcullis (1 thread)" "$p_rps" "$p_p50" "$p_p99" "$(ratio "$p_rps" "$n_rps")" "$(ratio "$p_p99" "$n_p99")"
+  echo "portcullis vs direct: rps $(ratio "$p_rps" "$d_rps"), p99 $(ratio "$p_p99" "$d_p99")"
+  awk -v i="$idle_rss" -v l="$load_rss" 'BEGIN { printf "portcullis RSS: idle %.1f MiB, under load %.1f MiB\n", i/1024, l/1024 }'
+} | tee "$out/summary.txt"
