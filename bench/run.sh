@@ -24,33 +24,40 @@ trap cleanup EXIT
 
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on $1" >&2; return 1; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system) a process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 target/release/examples/bench_upstream "$UP" & pids+=($!)
 sed -e "s#@DIR@#$dir#g" -e "s#@UPSTREAM@#$UP#" -e "s#@LISTEN@#$NGINX#" bench/nginx.conf.in > "$dir/nginx.conf"
 "$NGINX_BIN" -c "$dir/nginx.conf" -p "$dir" & pids+=($!)
+nginx_master=$!
 target/release/portcullis proxy --listen "$PC" --upstream "$UP" --admin "$PC_ADMIN" --workers 1 2>"$dir/pc.log" & pc=$!; pids+=("$pc")
 wait_port "$UP"; wait_port "$NGINX"; wait_port "$PC"
 sleep 0.5
 idle_rss=$(rss_kib "$pc")
 
-# One wrk run: prints "rps p50_ms p99_ms".
+# One wrk run: prints "rps p50_ms p99_ms cpu_us_per_request" (CPU of process $3, if given).
 measure() {
-  local name=$1 addr=$2
+  local name=$1 addr=$2 pid=${3:-} before=0 after=0
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://$addr/" > "$out/wrk-$name.txt"
-  awk '
+  [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /requests in/ { n=$1 }
     /Requests\/sec/ { rps=$2 }
     $1=="50%" { p50=ms($2) }
     $1=="99%" { p99=ms($2) }
-    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }' "$out/wrk-$name.txt"
+    END { printf "%.0f %.3f %.3f %.2f\n", rps, p50, p99, (n > 0 ? ticks / hz * 1e6 / n : 0) }' "$out/wrk-$name.txt"
 }
 
 wrk -t1 -c"$CONNECTIONS" -d2s "http://$PC/" >/dev/null   # warm-up
-read -r d_rps d_p50 d_p99 < <(measure direct "$UP")
-read -r n_rps n_p50 n_p99 < <(measure nginx "$NGINX")
+nginx_worker=$(pgrep -P "$nginx_master" | head -n1)
+read -r d_rps d_p50 d_p99 _ < <(measure direct "$UP")
+read -r n_rps n_p50 n_p99 n_cpu < <(measure nginx "$NGINX" "$nginx_worker")
 peak=0
 ( while kill -0 "$pc" 2>/dev/null; do r=$(rss_kib "$pc"); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" > "$dir/peak"; sleep 0.2; done ) & sampler=$!
-read -r p_rps p_p50 p_p99 < <(measure portcullis "$PC")
+read -r p_rps p_p50 p_p99 p_cpu < <(measure portcullis "$PC" "$pc")
 kill "$sampler" 2>/dev/null || true
 load_rss=$(cat "$dir/peak" 2>/dev/null || echo 0)
 
@@ -62,5 +69,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
   printf '%-22s %10s %9s %9s %12s %12s\n' "nginx (1 worker)" "$n_rps" "$n_p50" "$n_p99" 1.00 1.00
   printf '%-22s %10s %9s %9s %12s %12s\n' "portcullis (1 thread)" "$p_rps" "$p_p50" "$p_p99" "$(ratio "$p_rps" "$n_rps")" "$(ratio "$p_p99" "$n_p99")"
   echo "portcullis vs direct: rps $(ratio "$p_rps" "$d_rps"), p99 $(ratio "$p_p99" "$d_p99")"
+  echo "CPU per request: nginx ${n_cpu} us, portcullis ${p_cpu} us (ratio $(ratio "$p_cpu" "$n_cpu"))"
   awk -v i="$idle_rss" -v l="$load_rss" 'BEGIN { printf "portcullis RSS: idle %.1f MiB, under load %.1f MiB\n", i/1024, l/1024 }'
 } | tee "$out/summary.txt"

@@ -83,6 +83,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     })
     .await;
     let mut proc = spawn_proxy(app, &["--drain-timeout", "10s"]).await;
+    assert_eq!(client::get(proc.admin, "/readyz", &[]).await.status, 200);
     let addr = proc.addr;
     let in_flight = tokio::spawn(async move { client::get(addr, "/slow", &[]).await });
     tokio::time::sleep(Duration::from_millis(300)).await;

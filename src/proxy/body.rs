@@ -12,6 +12,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use super::forward::Finish;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a body stream was cut short by the proxy.
@@ -89,26 +91,19 @@ impl Watchdog {
     }
 }
 
-/// Hooks that the response body calls when it ends, so the connection can go back to
-/// the pool and the outcome can be counted.
-pub trait OnEnd: Send + 'static {
-    fn complete(self: Box<Self>);
-    fn abort(self: Box<Self>, why: StreamError);
-}
-
 /// The app's response body on its way to the client.
 pub struct UpstreamBody {
     inner: Incoming,
     dog: Watchdog,
-    on_end: Option<Box<dyn OnEnd>>,
+    on_end: Option<Finish>,
 }
 
 impl UpstreamBody {
-    pub fn new(
+    pub(super) fn new(
         inner: Incoming,
         idle: Option<Duration>,
         deadline: Option<Instant>,
-        on_end: Box<dyn OnEnd>,
+        on_end: Finish,
     ) -> Self {
         let mut body =
             UpstreamBody { inner, dog: Watchdog::new(idle, deadline), on_end: Some(on_end) };

@@ -12,7 +12,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::{OnEnd, ProxyBody, RequestBody, StreamError, UpstreamBody, stream_error_in};
+use super::body::{ProxyBody, RequestBody, StreamError, UpstreamBody, stream_error_in};
 use super::error::ProxyError;
 use super::framing::Framing;
 use super::headers;
@@ -27,7 +27,17 @@ use crate::telemetry::metrics::{InFlight, Metrics, ReasonLabels, Source};
 #[derive(Clone, Debug)]
 pub struct Client {
     pub addr: SocketAddr,
+    /// The client's address as a header value, made once per connection.
+    pub forwarded_for: HeaderValue,
     pub framing: Arc<Framing>,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr, framing: Arc<Framing>) -> Self {
+        let forwarded_for =
+            HeaderValue::from_str(&addr.ip().to_string()).expect("an IP address is a valid value");
+        Client { addr, forwarded_for, framing }
+    }
 }
 
 /// The proxy: shared by every connection and request.
@@ -119,7 +129,7 @@ impl Proxy {
             metrics: self.metrics.clone(),
             _in_flight: in_flight,
         };
-        let body = UpstreamBody::new(body, timeouts.idle, deadline, Box::new(finish));
+        let body = UpstreamBody::new(body, timeouts.idle, deadline, finish);
         Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
     }
 
@@ -222,7 +232,7 @@ fn prepare_request(parts: &mut Parts, client: &Client, upgrade: bool) {
     let received = parts.version;
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::append_via(&mut parts.headers, received);
-    headers::append_forwarded(&mut parts.headers, client.addr.ip());
+    headers::append_forwarded(&mut parts.headers, &client.forwarded_for);
     headers::to_origin_form(&mut parts.uri, &mut parts.headers);
     parts.version = Version::HTTP_11;
 }
@@ -289,7 +299,7 @@ fn carries_body(response: &Response<Incoming>, method: &Method) -> bool {
 
 /// Run when the app's response body ends: a clean end puts the connection back in the
 /// pool; a cut-short one is counted and logged.
-struct Finish {
+pub(super) struct Finish {
     pool: Option<Pool>,
     conn: Option<Conn>,
     max_idle: Option<Duration>,
@@ -297,14 +307,14 @@ struct Finish {
     _in_flight: InFlight,
 }
 
-impl OnEnd for Finish {
-    fn complete(mut self: Box<Self>) {
+impl Finish {
+    pub(super) fn complete(mut self) {
         if let (Some(pool), Some(conn)) = (self.pool.take(), self.conn.take()) {
             pool.put(conn, self.max_idle);
         }
     }
 
-    fn abort(self: Box<Self>, why: StreamError) {
+    pub(super) fn abort(self, why: StreamError) {
         self.metrics.streams_ended.get_or_create(&ReasonLabels { reason: why.reason() }).inc();
         tracing::warn!(reason = why.reason(), "response stream ended early: {why}");
     }

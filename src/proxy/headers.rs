@@ -1,8 +1,6 @@
 //! Header rules for a proxy (RFC 9110 §7.6): hop-by-hop fields stay on their hop, Via
 //! records each hop, and X-Forwarded-* tell the app who the client was.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Uri, Version};
 
@@ -66,12 +64,15 @@ pub fn append_via(headers: &mut HeaderMap, received: Version) {
 
 /// Adds the client's address to X-Forwarded-For and, when no hop before us set it,
 /// X-Forwarded-Proto: the sidecar itself only speaks cleartext HTTP.
-pub fn append_forwarded(headers: &mut HeaderMap, client: IpAddr) {
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {client}"),
-        None => client.to_string(),
+pub fn append_forwarded(headers: &mut HeaderMap, client: &HeaderValue) {
+    let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(prior) => {
+            let joined = [prior, b", ", client.as_bytes()].concat();
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client.clone())
+        }
+        None => client.clone(),
     };
-    headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_str(&value).expect("ascii"));
+    headers.insert(X_FORWARDED_FOR.clone(), value);
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
@@ -154,7 +155,7 @@ mod tests {
     fn via_and_forwarded_are_appended() {
         let mut h = map(&[("via", "1.1 edge"), ("x-forwarded-for", "203.0.113.9")]);
         append_via(&mut h, Version::HTTP_2);
-        append_forwarded(&mut h, "10.0.0.7".parse().unwrap());
+        append_forwarded(&mut h, &HeaderValue::from_static("10.0.0.7"));
         let via: Vec<_> = h.get_all("via").iter().map(|v| v.to_str().unwrap()).collect();
         assert_eq!(via, ["1.1 edge", "2 portcullis"]);
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.7");

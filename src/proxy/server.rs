@@ -47,7 +47,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let framing = Arc::new(Framing::default());
         let stream = FramingScanner::new(stream, framing.clone());
-        let client = Client { addr, framing };
+        let client = Client::new(addr, framing);
         let proxy = proxy.clone();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
