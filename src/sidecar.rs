@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::config::{self, ReloadOutcome, Reloader};
-use crate::proxy::{Pool, Proxy};
+use crate::proxy::{AppProtocol, Pool, Proxy};
 use crate::telemetry::metrics::{Metrics, ResultLabels};
 
 pub struct Sidecar {
@@ -18,6 +18,7 @@ pub struct Sidecar {
     pub admin: TcpListener,
     /// The app, as HOST:PORT.
     pub upstream: String,
+    pub app_protocol: AppProtocol,
     pub config_file: Option<PathBuf>,
     pub reload_interval: Duration,
     pub drain_timeout: Duration,
@@ -62,7 +63,7 @@ impl Sidecar {
             upstream = %self.upstream,
             "proxy started"
         );
-        let proxy = Arc::new(Proxy::new(Pool::new(self.upstream), rx, metrics));
+        let proxy = Arc::new(Proxy::new(Pool::new(self.upstream, self.app_protocol), rx, metrics));
         crate::proxy::serve(self.listener, proxy, shutdown, self.drain_timeout).await;
         admin_task.abort();
         if let Some(task) = reload_task {

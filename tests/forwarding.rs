@@ -253,3 +253,67 @@ async fn ambiguous_framing_is_refused_and_the_connection_closed() {
     assert_eq!(client::get(proxy.addr, "/", &[]).await.body, "ok");
     assert_eq!(counter.get(), 1);
 }
+
+/// A gRPC-style app over HTTP/2: a data frame, then grpc-status in trailers.
+async fn grpc_app() -> std::net::SocketAddr {
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let path = req.uri().path().to_owned();
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+                            Ok(Frame::data(Bytes::from(format!("reply to {path}")))),
+                            Ok(Frame::trailers(trailers)),
+                        ];
+                        Ok::<_, std::convert::Infallible>(
+                            Response::builder()
+                                .header("content-type", "application/grpc")
+                                .body(StreamBody::new(futures::stream::iter(frames)))
+                                .unwrap(),
+                        )
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_to_the_app_carries_grpc_with_trailers() {
+    let proxy =
+        Running::start_with(grpc_app().await, "", portcullis::proxy::AppProtocol::Http2).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for call in ["/pkg.Svc/One", "/pkg.Svc/Two"] {
+        let req = http::Request::post(format!("http://app.local{call}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+            .unwrap();
+        let response = tx.send_request(req).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/grpc");
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned().expect("trailers reach the client");
+        assert_eq!(trailers["grpc-status"], "0");
+        assert_eq!(collected.to_bytes(), format!("reply to {call}"));
+    }
+}

@@ -8,6 +8,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::api::Duration;
+use crate::proxy::AppProtocol;
 use crate::sidecar::Sidecar;
 use crate::telemetry::{LogFormat, init_logs};
 
@@ -20,6 +21,10 @@ pub struct ProxyArgs {
     /// The app, as HOST:PORT (usually 127.0.0.1 and the container's port).
     #[arg(long)]
     upstream: String,
+
+    /// Protocol spoken to the app: http1, or http2 (prior knowledge; for gRPC apps).
+    #[arg(long, value_enum, default_value_t = AppProtocol::Http1)]
+    app_protocol: AppProtocol,
 
     /// Address of the admin server (/livez, /readyz, /metrics, /config).
     #[arg(long, default_value = "127.0.0.1:9901")]
@@ -83,6 +88,7 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
         listener,
         admin,
         upstream: args.upstream,
+        app_protocol: args.app_protocol,
         config_file: args.config,
         reload_interval: args.reload_interval.as_std(),
         drain_timeout: args.drain_timeout.as_std(),

@@ -153,7 +153,8 @@ impl Proxy {
         let wait = route.timeouts.response_headers;
         let headers_by = wait.map(|w| sent_at + w);
         let before = conn.bytes_read();
-        let err = match within(headers_by, wait, conn.tx.send_request(req)).await? {
+        let req = self.for_connection(req, &conn);
+        let err = match within(headers_by, wait, conn.send(req)).await? {
             Ok(response) => return Ok((response, conn, sent_at)),
             Err(err) => err,
         };
@@ -173,11 +174,29 @@ impl Proxy {
         tracing::debug!(error = %err, "reused connection failed before any response byte; retrying");
         self.metrics.retries.inc();
         let mut fresh = self.pool.connect(opts, false).await?;
-        let retry = Request::from_parts(parts, RequestBody::empty());
-        match within(headers_by, wait, fresh.tx.send_request(retry)).await? {
+        let retry = self.for_connection(Request::from_parts(parts, RequestBody::empty()), &fresh);
+        match within(headers_by, wait, fresh.send(retry)).await? {
             Ok(response) => Ok((response, fresh, sent_at)),
             Err(err) => Err(ProxyError::from_exchange(&err, limit)),
         }
+    }
+
+    /// HTTP/2 carries the authority in the URI, not in Host (RFC 9113 §8.3.1).
+    fn for_connection(&self, mut req: Request<RequestBody>, conn: &Conn) -> Request<RequestBody> {
+        if !conn.is_http2() {
+            return req;
+        }
+        let authority = req
+            .headers_mut()
+            .remove(header::HOST)
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
+            .unwrap_or_else(|| self.pool.upstream().to_owned());
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(uri) = format!("http://{authority}{path}").parse() {
+            *req.uri_mut() = uri;
+        }
+        *req.version_mut() = Version::HTTP_2;
+        req
     }
 
     /// The sidecar's own response for a failure, logged and counted.

@@ -14,5 +14,5 @@ mod upgrade;
 pub use body::ProxyBody;
 pub use error::ProxyError;
 pub use forward::{Client, Proxy};
-pub use pool::Pool;
+pub use pool::{AppProtocol, Pool};
 pub use server::serve;

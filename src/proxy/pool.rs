@@ -1,7 +1,10 @@
-//! Connections to the app: a pool of idle HTTP/1.1 connections, each closed before the app
-//! would close it (`timeouts.upstreamIdle`), so that the keep-alive race is rare; and a
-//! count of the bytes each has read, so that a failed request can tell whether the app
-//! answered anything at all (only then is a retry unsafe).
+//! Connections to the app.
+//!
+//! HTTP/1.1: a pool of idle connections, each closed before the app would close it
+//! (`timeouts.upstreamIdle`), so that the keep-alive race is rare. HTTP/2: one shared,
+//! multiplexed connection, replaced when it closes. Each connection counts the bytes it has
+//! read, so that a failed request can tell whether the app answered anything at all (only
+//! then is a retry unsafe).
 
 use std::io;
 use std::pin::Pin;
@@ -10,8 +13,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -22,6 +27,16 @@ use super::error::ProxyError;
 /// How often idle connections are looked over and the stale ones closed.
 const REAP_EVERY: Duration = Duration::from_millis(250);
 
+/// The protocol spoken to the app.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppProtocol {
+    /// HTTP/1.1 with a pool of keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c), for gRPC apps and others that speak it.
+    Http2,
+}
+
 /// What a new connection needs from the policy in force.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectOptions {
@@ -30,9 +45,14 @@ pub struct ConnectOptions {
     pub max_idle: Option<Duration>,
 }
 
+enum Sender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
 /// A connection ready to carry one request.
 pub struct Conn {
-    pub tx: http1::SendRequest<RequestBody>,
+    tx: Sender,
     read: Arc<AtomicU64>,
     pub reused: bool,
 }
@@ -41,6 +61,20 @@ impl Conn {
     /// Bytes read from the app on this connection so far.
     pub fn bytes_read(&self) -> u64 {
         self.read.load(Ordering::Relaxed)
+    }
+
+    pub fn is_http2(&self) -> bool {
+        matches!(self.tx, Sender::H2(_))
+    }
+
+    pub async fn send(
+        &mut self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        match &mut self.tx {
+            Sender::H1(tx) => tx.send_request(req).await,
+            Sender::H2(tx) => tx.send_request(req).await,
+        }
     }
 }
 
@@ -64,13 +98,20 @@ pub struct Pool {
 
 struct Inner {
     upstream: String,
+    protocol: AppProtocol,
     idle: Mutex<Vec<Idle>>,
+    shared_h2: Mutex<Option<(http2::SendRequest<RequestBody>, Arc<AtomicU64>)>>,
 }
 
 impl Pool {
     /// A pool for `upstream` (HOST:PORT). Must be called within a tokio runtime.
-    pub fn new(upstream: String) -> Self {
-        let inner = Arc::new(Inner { upstream, idle: Mutex::new(Vec::new()) });
+    pub fn new(upstream: String, protocol: AppProtocol) -> Self {
+        let inner = Arc::new(Inner {
+            upstream,
+            protocol,
+            idle: Mutex::new(Vec::new()),
+            shared_h2: Mutex::new(None),
+        });
         tokio::spawn(reap(Arc::downgrade(&inner)));
         Pool { inner }
     }
@@ -79,7 +120,7 @@ impl Pool {
         &self.inner.upstream
     }
 
-    /// The most recently used idle connection that is still fresh, or a new one.
+    /// A connection for one request: an idle or shared one if there is one, else a new one.
     pub async fn checkout(&self, opts: &ConnectOptions) -> Result<Conn, ProxyError> {
         if let Some(conn) = self.take_idle() {
             return Ok(conn);
@@ -88,6 +129,11 @@ impl Pool {
     }
 
     fn take_idle(&self) -> Option<Conn> {
+        if self.inner.protocol == AppProtocol::Http2 {
+            let shared = self.inner.shared_h2.lock().unwrap_or_else(|e| e.into_inner());
+            let (tx, read) = shared.as_ref().filter(|(tx, _)| tx.is_ready())?;
+            return Some(Conn { tx: Sender::H2(tx.clone()), read: read.clone(), reused: true });
+        }
         let now = Instant::now();
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         // Newest first: the warmest connection, and the least likely to be closed by the app.
@@ -95,28 +141,39 @@ impl Pool {
         idle.retain(|entry| entry.usable(now));
         let ready = idle.iter().rposition(|entry| entry.tx.is_ready())?;
         let entry = idle.remove(ready);
-        Some(Conn { tx: entry.tx, read: entry.read, reused: true })
+        Some(Conn { tx: Sender::H1(entry.tx), read: entry.read, reused: true })
     }
 
-    /// A new connection, never one from the pool. With `upgrades`, a 101 response hands
-    /// the connection over to the protocol it switches to.
-    pub async fn connect(&self, opts: &ConnectOptions, upgrades: bool) -> Result<Conn, ProxyError> {
+    /// A new connection, never one from the pool. `upgrade` asks for an HTTP/1.1 connection
+    /// that a 101 response hands over to the protocol it switches to.
+    pub async fn connect(&self, opts: &ConnectOptions, upgrade: bool) -> Result<Conn, ProxyError> {
         let stream = self.connect_tcp(opts).await?;
         let read = Arc::new(AtomicU64::new(0));
         let io = TokioIo::new(CountingIo { inner: stream, read: read.clone() });
+        let log =
+            |e: hyper::Error| tracing::debug!(error = %e, "app connection ended with an error");
+        if self.inner.protocol == AppProtocol::Http2 && !upgrade {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .max_header_list_size(opts.max_header_bytes)
+                .handshake(io)
+                .await
+                .map_err(|_| ProxyError::ConnectionTerminated)?;
+            tokio::spawn(async move { conn.await.map_err(log) });
+            *self.inner.shared_h2.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((tx.clone(), read.clone()));
+            return Ok(Conn { tx: Sender::H2(tx), read, reused: false });
+        }
         let (tx, conn) = http1::Builder::new()
             .max_header_size(opts.max_header_bytes as usize)
             .handshake(io)
             .await
             .map_err(|_| ProxyError::ConnectionTerminated)?;
-        let log =
-            |e: hyper::Error| tracing::debug!(error = %e, "app connection ended with an error");
-        if upgrades {
+        if upgrade {
             tokio::spawn(async move { conn.with_upgrades().await.map_err(log) });
         } else {
             tokio::spawn(async move { conn.await.map_err(log) });
         }
-        Ok(Conn { tx, read, reused: false })
+        Ok(Conn { tx: Sender::H1(tx), read, reused: false })
     }
 
     /// A new TCP connection to the app, with the connect timeout applied.
@@ -137,29 +194,13 @@ impl Pool {
         Ok(stream)
     }
 
-    /// Returns a connection whose last response was read to the end.
+    /// Returns a connection whose last response was read to the end. Its connection task
+    /// may not have caught up yet; `take_idle` only hands out ones that have.
     pub fn put(&self, conn: Conn, max_idle: Option<Duration>) {
-        let Conn { mut tx, read, .. } = conn;
-        if tx.is_ready() {
-            self.store(tx, read, max_idle);
-        } else if !tx.is_closed() {
-            // The connection task has not yet seen the end of the response; wait for it.
-            let pool = self.clone();
-            tokio::spawn(async move {
-                if tx.ready().await.is_ok() {
-                    pool.store(tx, read, max_idle);
-                }
-            });
-        }
-    }
-
-    fn store(
-        &self,
-        tx: http1::SendRequest<RequestBody>,
-        read: Arc<AtomicU64>,
-        max_idle: Option<Duration>,
-    ) {
-        if max_idle == Some(Duration::ZERO) {
+        let Conn { tx: Sender::H1(tx), read, .. } = conn else {
+            return; // An HTTP/2 connection stays shared; nothing to return.
+        };
+        if tx.is_closed() {
             return;
         }
         let entry = Idle { tx, read, since: Instant::now(), max_idle };
@@ -181,6 +222,10 @@ async fn reap(pool: Weak<Inner>) {
         let Some(inner) = pool.upgrade() else { return };
         let now = Instant::now();
         inner.idle.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| c.usable(now));
+        let mut shared = inner.shared_h2.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.as_ref().is_some_and(|(tx, _)| tx.is_closed()) {
+            *shared = None;
+        }
     }
 }
 

@@ -26,6 +26,14 @@ pub struct Running {
 impl Running {
     /// Starts a sidecar in front of `upstream` with `config` as its config file.
     pub async fn start(upstream: impl ToString, config: &str) -> Running {
+        Self::start_with(upstream, config, portcullis::proxy::AppProtocol::Http1).await
+    }
+
+    pub async fn start_with(
+        upstream: impl ToString,
+        config: &str,
+        app_protocol: portcullis::proxy::AppProtocol,
+    ) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("portcullis.yaml");
         std::fs::write(&config_path, config).unwrap();
@@ -36,6 +44,7 @@ impl Running {
             listener,
             admin: admin_listener,
             upstream: upstream.to_string(),
+            app_protocol,
             config_file: Some(config_path.clone()),
             reload_interval: Duration::from_millis(50),
             drain_timeout: Duration::from_secs(5),
