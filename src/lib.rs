@@ -16,5 +16,6 @@ pub mod cmd;
 pub mod config;
 pub mod policy;
 pub mod proxy;
+pub mod schedule;
 pub mod sidecar;
 pub mod telemetry;
