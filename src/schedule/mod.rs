@@ -180,11 +180,8 @@ pub fn evaluate(schedules: &[Schedule], now: Timestamp) -> Evaluation {
     for _ in 0..MAX_MERGES {
         let Some(end) = until else { break };
         // A span that contains `end` starts at or before it: it overlaps or abuts.
-        let later = schedules.iter().filter_map(|s| s.active_at(end)).map(|s| s.end);
-        let extended = later.fold(Some(end), |acc, e| match (acc, e) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            _ => None,
-        });
+        let mut later = schedules.iter().filter_map(|s| s.active_at(end)).map(|s| s.end);
+        let extended = later.try_fold(end, |acc, e| e.map(|b| acc.max(b)));
         if extended == until {
             break;
         }
