@@ -14,6 +14,7 @@ pub mod admin;
 pub mod api;
 pub mod cmd;
 pub mod config;
+pub mod maintenance;
 pub mod policy;
 pub mod proxy;
 pub mod schedule;

@@ -20,6 +20,8 @@ pub struct Sidecar {
     pub upstream: String,
     pub app_protocol: AppProtocol,
     pub config_file: Option<PathBuf>,
+    /// Mounted Secrets, for bypass tokens: `<dir>/<secret>/<key>`.
+    pub secrets_dir: Option<PathBuf>,
     pub reload_interval: Duration,
     pub drain_timeout: Duration,
 }
@@ -40,7 +42,7 @@ impl Sidecar {
             config::publish(&tx, config::Config::default());
         }
         if let Some(path) = &self.config_file {
-            let mut reloader = Reloader::new(path.clone(), tx);
+            let mut reloader = Reloader::new(path.clone(), self.secrets_dir.clone(), tx);
             match reloader.check().await {
                 ReloadOutcome::Refused(e) => return Err(e.into()),
                 outcome => record(&metrics, &outcome),

@@ -34,6 +34,10 @@ pub struct ProxyArgs {
     #[arg(long)]
     config: Option<PathBuf>,
 
+    /// Folder of mounted Secrets (`<dir>/<secret name>/<key>`), for bypass tokens.
+    #[arg(long)]
+    secrets_dir: Option<PathBuf>,
+
     /// How often the config file is read for changes.
     #[arg(long, default_value = "500ms")]
     reload_interval: Duration,
@@ -90,6 +94,7 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
         upstream: args.upstream,
         app_protocol: args.app_protocol,
         config_file: args.config,
+        secrets_dir: args.secrets_dir,
         reload_interval: args.reload_interval.as_std(),
         drain_timeout: args.drain_timeout.as_std(),
     };

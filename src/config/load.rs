@@ -1,10 +1,31 @@
 //! Parsing a file of YAML documents into a [`Config`].
 
+use std::path::PathBuf;
+
+use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::{Config, NamedWindow};
-use crate::api::{MaintenanceWindow, UpstreamPolicy};
-use crate::policy::Policy;
+use super::Config;
+use crate::api::{MaintenanceWindow, MaintenanceWindowSpec, UpstreamPolicy};
+use crate::maintenance::{self, Bypass, Window};
+use crate::policy::{InvalidField, Policy};
+use crate::schedule::Schedule;
+
+/// What parsing needs beyond the text.
+#[derive(Clone, Debug)]
+pub struct LoadContext {
+    /// Where Secrets are mounted, one folder per Secret and one file per key, as a Secret
+    /// volume lays them out: `<dir>/<secret name>/<key>`.
+    pub secrets_dir: Option<PathBuf>,
+    /// Stands in for the creation time of a window that has none.
+    pub now: Timestamp,
+}
+
+impl Default for LoadContext {
+    fn default() -> Self {
+        LoadContext { secrets_dir: None, now: Timestamp::now() }
+    }
+}
 
 const API_VERSION: &str = "portcullis.dev/v1alpha1";
 
@@ -32,7 +53,7 @@ pub enum LoadError {
 
 /// Parses YAML documents into a config. Empty documents are skipped; an empty file gives
 /// the defaults.
-pub fn parse(text: &str) -> Result<Config, LoadError> {
+pub fn parse(text: &str, ctx: &LoadContext) -> Result<Config, LoadError> {
     let mut config = Config::default();
     for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let doc = i + 1;
@@ -65,14 +86,81 @@ pub fn parse(text: &str) -> Result<Config, LoadError> {
             }
             "MaintenanceWindow" => {
                 let window: MaintenanceWindow = typed(doc, "MaintenanceWindow", value)?;
-                config
-                    .windows
-                    .push(NamedWindow { name: object_name(&window.metadata), spec: window.spec });
+                let name = object_name(&window.metadata);
+                let created = window.metadata.creation_timestamp.as_ref().map_or(ctx.now, |t| t.0);
+                let compiled =
+                    compile_window(name.clone(), &window.spec, created, ctx).map_err(|e| {
+                        LoadError::Field {
+                            doc,
+                            kind: "MaintenanceWindow",
+                            name,
+                            field: e.field,
+                            message: e.message,
+                        }
+                    })?;
+                config.windows.push(compiled);
             }
             other => return Err(LoadError::Kind { doc, found: other.to_owned() }),
         }
     }
     Ok(config)
+}
+
+/// Checks a window and makes it ready to enforce.
+pub fn compile_window(
+    name: String,
+    spec: &MaintenanceWindowSpec,
+    created: Timestamp,
+    ctx: &LoadContext,
+) -> Result<Window, InvalidField> {
+    let schedule = Schedule::from_spec(spec, created)?;
+    let bypass = match &spec.bypass {
+        None => None,
+        Some(b) => {
+            let header = b.header.parse().map_err(|_| {
+                InvalidField::new(
+                    "spec.bypass.header",
+                    format!("{:?} is not a header name", b.header),
+                )
+            })?;
+            Some(Bypass::new(header, &read_secret(ctx, &b.secret_ref.name, &b.secret_ref.key)?))
+        }
+    };
+    for (i, path) in spec.exempt_paths.iter().enumerate() {
+        if !path.starts_with('/') {
+            return Err(InvalidField::new(format!("spec.exemptPaths[{i}]"), "must start with /"));
+        }
+    }
+    Ok(Window {
+        name,
+        schedule,
+        retry_after: spec.retry_after.map_or(maintenance::DEFAULT_RETRY_AFTER, |d| d.as_std()),
+        exempt_paths: spec.exempt_paths.clone(),
+        bypass,
+        message: spec.message.clone(),
+    })
+}
+
+/// A Secret's key as a mounted Secret volume holds it; a trailing newline, which
+/// `echo` adds and users rarely mean, is not part of the token.
+fn read_secret(ctx: &LoadContext, name: &str, key: &str) -> Result<Vec<u8>, InvalidField> {
+    let field = "spec.bypass.secretRef";
+    let Some(dir) = &ctx.secrets_dir else {
+        return Err(InvalidField::new(field, "reading a bypass Secret needs --secrets-dir"));
+    };
+    if [name, key].iter().any(|part| part.is_empty() || part.contains('/') || *part == "..") {
+        return Err(InvalidField::new(field, "name and key must be plain names"));
+    }
+    let path = dir.join(name).join(key);
+    let mut token = std::fs::read(&path)
+        .map_err(|e| InvalidField::new(field, format!("cannot read {}: {e}", path.display())))?;
+    while token.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        token.pop();
+    }
+    if token.is_empty() {
+        return Err(InvalidField::new(field, format!("{} is empty", path.display())));
+    }
+    Ok(token)
 }
 
 /// Deserializes one document, keeping the path of the field that failed.
@@ -134,25 +222,28 @@ spec:
 
     #[test]
     fn reads_both_kinds() {
-        let config = parse(GOOD).unwrap();
+        let config = parse(GOOD, &LoadContext::default()).unwrap();
         assert_eq!(config.policy_name.as_deref(), Some("shop/checkout"));
         assert_eq!(config.policy.default_route.timeouts.request, Some(Duration::from_secs(60)));
         assert_eq!(config.policy.routes.len(), 1);
         assert_eq!(config.windows.len(), 1);
         assert_eq!(config.windows[0].name, "shop/db-migration");
-        assert_eq!(config.windows[0].spec.exempt_paths, vec!["/healthz"]);
+        assert_eq!(config.windows[0].exempt_paths, vec!["/healthz"]);
     }
 
     #[test]
     fn empty_file_gives_defaults() {
-        assert_eq!(parse("").unwrap(), Config::default());
-        assert_eq!(parse("---\n---\n").unwrap(), Config::default());
+        for empty in ["", "---\n---\n"] {
+            let config = parse(empty, &LoadContext::default()).unwrap();
+            assert_eq!(config.policy, Policy::default());
+            assert!(config.policy_name.is_none() && config.windows.is_empty());
+        }
     }
 
     #[test]
     fn errors_name_document_and_field() {
         let bad = GOOD.replace("connect: 1s", "connect: soon");
-        let err = parse(&bad).unwrap_err().to_string();
+        let err = parse(&bad, &LoadContext::default()).unwrap_err().to_string();
         assert!(
             err.starts_with("document 1 (UpstreamPolicy checkout): spec.timeouts.connect: "),
             "{err}"
@@ -160,37 +251,76 @@ spec:
         assert!(err.contains("invalid duration \"soon\""), "{err}");
 
         let bad = GOOD.replace("text/csv", "csv");
-        let err = parse(&bad).unwrap_err().to_string();
+        let err = parse(&bad, &LoadContext::default()).unwrap_err().to_string();
         assert!(
             err.starts_with("document 1 (UpstreamPolicy shop/checkout): spec.routes[0].validation.contentTypes[0]: "),
             "{err}"
         );
 
         let bad = GOOD.replace("exemptPaths: [/healthz]", "exemptPaths: /healthz");
-        let err = parse(&bad).unwrap_err().to_string();
+        let err = parse(&bad, &LoadContext::default()).unwrap_err().to_string();
         assert!(
             err.starts_with("document 2 (MaintenanceWindow db-migration): spec.exemptPaths: "),
             "{err}"
         );
 
-        let err = parse("apiVersion: v1\nkind: ConfigMap\n").unwrap_err().to_string();
+        let err = parse("apiVersion: v1\nkind: ConfigMap\n", &LoadContext::default())
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "document 1: apiVersion must be portcullis.dev/v1alpha1, found \"v1\"");
 
         let err =
-            parse("apiVersion: portcullis.dev/v1alpha1\nkind: Gateway\n").unwrap_err().to_string();
+            parse("apiVersion: portcullis.dev/v1alpha1\nkind: Gateway\n", &LoadContext::default())
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("kind must be UpstreamPolicy or MaintenanceWindow"), "{err}");
 
         let two = format!(
             "{GOOD}\n---\n{}",
             GOOD.split("---").next().unwrap().replace("checkout,", "other,")
         );
-        let err = parse(&two).unwrap_err().to_string();
+        let err = parse(&two, &LoadContext::default()).unwrap_err().to_string();
         assert!(
             err.contains("only one UpstreamPolicy") && err.contains("shop/checkout came first"),
             "{err}"
         );
 
-        let err = parse("a: [").unwrap_err().to_string();
+        let err = parse("a: [", &LoadContext::default()).unwrap_err().to_string();
         assert!(err.starts_with("document 1: not valid YAML"), "{err}");
+
+        let bad = GOOD.replace("exemptPaths: [/healthz]", "schedule: \"61 * * * *\"");
+        let err = parse(&bad, &LoadContext::default()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("document 2 (MaintenanceWindow shop/db-migration): spec.start: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bypass_tokens_come_from_the_secrets_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("ops-bypass")).unwrap();
+        std::fs::write(dir.path().join("ops-bypass/token"), "open sesame\n").unwrap();
+        let doc = GOOD.replace(
+            "exemptPaths: [/healthz]",
+            "bypass: {header: X-Portcullis-Bypass, secretRef: {name: ops-bypass, key: token}}",
+        );
+        let ctx = LoadContext { secrets_dir: Some(dir.path().into()), ..LoadContext::default() };
+        let config = parse(&doc, &ctx).unwrap();
+        let bypass = config.windows[0].bypass.as_ref().unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-portcullis-bypass", "open sesame".parse().unwrap());
+        assert!(bypass.admits(&headers));
+        let shown = serde_json::to_string(&config).unwrap();
+        assert!(!shown.contains("sesame"), "{shown}");
+
+        let err = parse(&doc, &LoadContext::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.bypass.secretRef: reading a bypass Secret needs --secrets-dir"),
+            "{err}"
+        );
+        let missing = doc.replace("key: token", "key: nope");
+        let err = parse(&missing, &ctx).unwrap_err().to_string();
+        assert!(err.contains("spec.bypass.secretRef: cannot read"), "{err}");
     }
 }

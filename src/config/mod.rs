@@ -12,29 +12,21 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::api::MaintenanceWindowSpec;
+use crate::maintenance::Window;
 use crate::policy::Policy;
 
-pub use load::{LoadError, parse};
+pub use load::{LoadContext, LoadError, parse};
 pub use reload::{ReloadError, ReloadOutcome, Reloader};
 
 /// Everything a sidecar enforces, as one immutable value swapped whole on reload.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Config {
     /// `namespace/name` of the UpstreamPolicy in force, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_name: Option<String>,
     pub policy: Policy,
-    pub windows: Vec<NamedWindow>,
-}
-
-/// A MaintenanceWindow as the sidecar holds it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NamedWindow {
-    pub name: String,
-    pub spec: MaintenanceWindowSpec,
+    pub windows: Vec<Window>,
 }
 
 /// A config with the generation that numbers it; each accepted change gets the next number.

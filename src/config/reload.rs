@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ConfigTx, LoadError, parse, publish};
+use super::{ConfigTx, LoadContext, LoadError, parse, publish};
 
 /// What one look at the file found.
 #[derive(Debug)]
@@ -29,13 +29,14 @@ pub enum ReloadError {
 /// config in force.
 pub struct Reloader {
     path: PathBuf,
+    secrets_dir: Option<PathBuf>,
     last: Option<Vec<u8>>,
     tx: ConfigTx,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, tx: ConfigTx) -> Self {
-        Reloader { path, last: None, tx }
+    pub fn new(path: PathBuf, secrets_dir: Option<PathBuf>, tx: ConfigTx) -> Self {
+        Reloader { path, secrets_dir, last: None, tx }
     }
 
     /// Reads the file once; publishes it if it changed and is valid.
@@ -50,7 +51,13 @@ impl Reloader {
         }
         let parsed = std::str::from_utf8(&bytes)
             .map_err(|e| LoadError::Yaml { doc: 1, source: serde::de::Error::custom(e) })
-            .and_then(parse);
+            .and_then(|text| {
+                let ctx = LoadContext {
+                    secrets_dir: self.secrets_dir.clone(),
+                    now: jiff::Timestamp::now(),
+                };
+                parse(text, &ctx)
+            });
         self.last = Some(bytes);
         match parsed {
             Ok(config) => ReloadOutcome::Applied { generation: publish(&self.tx, config) },

@@ -2,7 +2,7 @@
 //! in, checked once, and ready for the per-request route lookup.
 
 mod content_type;
-mod route;
+pub mod route;
 
 use std::time::Duration;
 

@@ -46,6 +46,7 @@ impl Running {
             upstream: upstream.to_string(),
             app_protocol,
             config_file: Some(config_path.clone()),
+            secrets_dir: Some(dir.path().join("secrets")),
             reload_interval: Duration::from_millis(50),
             drain_timeout: Duration::from_secs(5),
         };
