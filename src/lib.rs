@@ -15,6 +15,7 @@ pub mod api;
 pub mod cmd;
 pub mod config;
 pub mod maintenance;
+pub mod overload;
 pub mod policy;
 pub mod proxy;
 pub mod schedule;

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::config::{self, ReloadOutcome, Reloader};
 use crate::proxy::{AppProtocol, Pool, Proxy};
-use crate::telemetry::metrics::{Metrics, ResultLabels};
+use crate::telemetry::metrics::{Metrics, ResultLabels, WindowLabels};
 
 pub struct Sidecar {
     pub listener: TcpListener,
@@ -65,13 +65,36 @@ impl Sidecar {
             upstream = %self.upstream,
             "proxy started"
         );
-        let proxy = Arc::new(Proxy::new(Pool::new(self.upstream, self.app_protocol), rx, metrics));
+        let proxy =
+            Arc::new(Proxy::new(Pool::new(self.upstream, self.app_protocol), rx, metrics.clone()));
+        let gauges = tokio::spawn(keep_gauges(proxy.clone(), metrics));
         crate::proxy::serve(self.listener, proxy, shutdown, self.drain_timeout).await;
+        gauges.abort();
         admin_task.abort();
         if let Some(task) = reload_task {
             task.abort();
         }
         Ok(())
+    }
+}
+
+/// Gauges that describe state rather than events are sampled a few times a second.
+async fn keep_gauges(proxy: Arc<Proxy>, metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut generation = 0;
+    loop {
+        tick.tick().await;
+        let observed = proxy.observe();
+        metrics.queue_depth.set(observed.queue_depth as i64);
+        metrics.concurrency_limit.set(observed.limit as i64);
+        if observed.generation != generation {
+            // Windows that left the config leave the metrics too.
+            metrics.maintenance_active.clear();
+            generation = observed.generation;
+        }
+        for (window, on) in observed.windows {
+            metrics.maintenance_active.get_or_create(&WindowLabels { window }).set(i64::from(on));
+        }
     }
 }
 

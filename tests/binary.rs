@@ -116,7 +116,7 @@ fn httplint() -> PathBuf {
 async fn own_responses_pass_httplint() {
     let lint = httplint();
     assert!(lint.exists(), "httplint not found at {}; run .ci/run or set HTTPLINT", lint.display());
-    let proxy = support::Running::start(support::closed_port().await, "").await;
+    let proxy = support::Running::after_app_left("").await;
     let requests = [
         "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nAccept: application/problem+json\r\nConnection: close\r\n\r\n",

@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 
 use http::Method;
-use support::{Running, apps, client, closed_port, policy};
+use support::{Running, apps, client, policy};
 
 /// What a row of the contract must look like to a client.
 struct Expect {
@@ -115,7 +115,7 @@ async fn request_timeout_before_headers_is_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connection_is_502_connection_refused() {
-    let proxy = Running::start(closed_port().await, "").await;
+    let proxy = Running::after_app_left("").await;
     let e =
         expect(502, "connection_refused", "connection_refused", "the app refused the connection");
     assert_local(proxy.addr, "/", &e).await;
@@ -228,7 +228,7 @@ async fn allowed_content_type_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_requests_get_trailers_only_status() {
-    let proxy = Running::start(closed_port().await, "").await;
+    let proxy = Running::after_app_left("").await;
     let mut h2 = client::Http2::connect(proxy.addr).await;
     let req = http::Request::post(format!("http://{}/pkg.Svc/Call", proxy.addr))
         .header("content-type", "application/grpc")
@@ -260,7 +260,7 @@ async fn grpc_requests_get_trailers_only_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_format_setting_overrides_accept() {
-    let proxy = Running::start(closed_port().await, &policy("  errors: {format: json}")).await;
+    let proxy = Running::after_app_left(&policy("  errors: {format: json}")).await;
     let reply = client::get(proxy.addr, "/", &[("accept", "text/html")]).await;
     assert_eq!(reply.header("content-type"), "application/problem+json");
     assert_eq!(reply.json()["status"], 502);

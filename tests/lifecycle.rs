@@ -178,8 +178,7 @@ async fn a_bad_config_is_refused_and_the_last_good_one_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints() {
-    let proxy =
-        Running::start(support::closed_port().await, &policy("  timeouts: {connect: 250ms}")).await;
+    let proxy = Running::after_app_left(&policy("  timeouts: {connect: 250ms}")).await;
     let live = proxy.admin_get("/livez").await;
     assert_eq!((live.status.as_u16(), live.body.as_str()), (200, "ok\n"));
     let ready = proxy.admin_get("/readyz").await;
@@ -198,6 +197,7 @@ async fn admin_endpoints() {
     assert!(metrics.header("content-type").starts_with("application/openmetrics-text"));
     for expected in [
         r#"portcullis_responses_total{status="502",reason="connection_refused",source="proxy"} 1"#,
+        r#"portcullis_responses_total{status="200",reason="none",source="app"} 1"#,
         "portcullis_in_flight_requests 0",
         "portcullis_config_generation 1",
         "# TYPE portcullis_app_response_seconds histogram",

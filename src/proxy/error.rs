@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::maintenance::Closed;
+
 /// A failure that the sidecar turns into a response of its own.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -46,6 +48,18 @@ pub enum ProxyError {
 
     #[error("the request could not be forwarded: {0}")]
     BadRequest(&'static str),
+
+    #[error("{}", .0.message.as_deref().unwrap_or("the app is down for maintenance"))]
+    Maintenance(Closed),
+
+    #[error("the app is at its limit of requests in flight and its queue is full")]
+    Overloaded { retry_after: u64 },
+
+    #[error("the app is at its limit of requests in flight and no turn came within {}", fmt_duration(*.waited))]
+    QueueTimeout { retry_after: u64, waited: Duration },
+
+    #[error("the app is starting and does not accept connections yet")]
+    AppStarting,
 }
 
 impl ProxyError {
@@ -62,6 +76,9 @@ impl ProxyError {
             | ResponseHeadersTooLarge { .. }
             | ContentTypeMismatch { .. } => StatusCode::BAD_GATEWAY,
             RequestBodyIdle(_) => StatusCode::REQUEST_TIMEOUT,
+            Maintenance(_) | Overloaded { .. } | QueueTimeout { .. } | AppStarting => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             RequestBodyFailed | AmbiguousFraming | BadRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -83,6 +100,8 @@ impl ProxyError {
             RequestBodyIdle(_) | RequestBodyFailed | AmbiguousFraming | BadRequest(_) => {
                 "http_request_error"
             }
+            Maintenance(_) | AppStarting => "destination_unavailable",
+            Overloaded { .. } | QueueTimeout { .. } => "connection_limit_reached",
         }
     }
 
@@ -103,7 +122,32 @@ impl ProxyError {
             RequestBodyFailed => "request_body_failed",
             AmbiguousFraming => "ambiguous_framing",
             BadRequest(_) => "bad_request",
+            Maintenance(_) => "maintenance",
+            Overloaded { .. } => "overloaded",
+            QueueTimeout { .. } => "queue_timeout",
+            AppStarting => "app_starting",
         }
+    }
+
+    /// Whole seconds after which a retry may succeed, for the 503s.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ProxyError::Maintenance(closed) => Some(closed.retry_after),
+            ProxyError::Overloaded { retry_after }
+            | ProxyError::QueueTimeout { retry_after, .. } => Some(*retry_after),
+            ProxyError::AppStarting => Some(1),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying at once is known to be futile: meshes and clients are told so.
+    pub fn retry_now_futile(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Maintenance(_)
+                | ProxyError::Overloaded { .. }
+                | ProxyError::QueueTimeout { .. }
+        )
     }
 
     /// Whether the connection to the client must close after this response.

@@ -10,6 +10,7 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use jiff::Timestamp;
 use tokio::time::Instant;
 
 use super::body::{ProxyBody, RequestBody, StreamError, UpstreamBody, stream_error_in};
@@ -19,8 +20,10 @@ use super::headers;
 use super::pool::{Conn, ConnectOptions, Pool};
 use super::respond::{self, Audience, Local};
 use super::upgrade;
-use crate::config::ConfigRx;
-use crate::policy::{Policy, RouteSettings};
+use crate::config::{Config, ConfigRx, Snapshot};
+use crate::maintenance::{self, Gate};
+use crate::overload::{Limiter, Permit, Shed, jittered_retry_after};
+use crate::policy::RouteSettings;
 use crate::telemetry::metrics::{InFlight, Metrics, ReasonLabels, Source};
 
 /// What the proxy knows about the client connection a request arrived on.
@@ -40,16 +43,34 @@ impl Client {
     }
 }
 
+/// What the proxy can tell about its state, for metrics.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub generation: u64,
+    /// Each window of the config in force, and whether it is on.
+    pub windows: Vec<(String, bool)>,
+    pub queue_depth: usize,
+    pub limit: usize,
+}
+
 /// The proxy: shared by every connection and request.
 pub struct Proxy {
     pool: Pool,
     config: ConfigRx,
     metrics: Arc<Metrics>,
+    gate: Gate,
+    limiter: Arc<Limiter>,
+}
+
+/// What a request holds while it is in flight; dropped when its response ends.
+struct Held {
+    _in_flight: InFlight,
+    _permit: Option<Permit>,
 }
 
 impl Proxy {
     pub fn new(pool: Pool, config: ConfigRx, metrics: Arc<Metrics>) -> Self {
-        Proxy { pool, config, metrics }
+        Proxy { pool, config, metrics, gate: Gate::default(), limiter: Arc::default() }
     }
 
     /// Answers one request: the app's response, or the sidecar's own.
@@ -61,14 +82,72 @@ impl Proxy {
         let audience = Audience::of(req.method(), req.headers(), policy.error_format);
         let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
         let in_flight = InFlight::start(&self.metrics);
-        let outcome = if client.framing.next_request_is_ambiguous() {
-            Err(ProxyError::AmbiguousFraming)
-        } else {
-            self.forward(client, req, policy, started, in_flight).await
-        };
-        match outcome {
+        match self.admit(client, req, &snapshot, started, in_flight).await {
             Ok(response) => response,
             Err(err) => self.local(&err, audience, version, &method, uri.path()),
+        }
+    }
+
+    /// The checks before a request may go to the app: framing, maintenance, overload.
+    async fn admit(
+        &self,
+        client: &Client,
+        req: Request<Incoming>,
+        snapshot: &Snapshot,
+        started: Instant,
+        in_flight: InFlight,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        if client.framing.next_request_is_ambiguous() {
+            return Err(ProxyError::AmbiguousFraming);
+        }
+        let config = &snapshot.config;
+        if !config.windows.is_empty()
+            && let Some(closed) = self.gate.check(
+                snapshot.generation,
+                &config.windows,
+                req.uri().path(),
+                req.headers(),
+                Timestamp::now(),
+            )
+        {
+            return Err(ProxyError::Maintenance(closed));
+        }
+        let overload = &config.policy.overload;
+        let permit = self.limiter.admit(snapshot.generation, overload).await.map_err(|shed| {
+            let retry_after = jittered_retry_after(overload.retry_after);
+            let err = match shed {
+                Shed::Overloaded => ProxyError::Overloaded { retry_after },
+                Shed::QueueTimeout => ProxyError::QueueTimeout {
+                    retry_after,
+                    waited: overload.queue_timeout.unwrap_or_default(),
+                },
+            };
+            self.metrics.shed.get_or_create(&ReasonLabels { reason: err.reason() }).inc();
+            err
+        })?;
+        let held = Held { _in_flight: in_flight, _permit: permit };
+        self.forward(client, req, config, started, held).await
+    }
+
+    /// State for the admin server and metrics.
+    pub fn observe(&self) -> Observed {
+        let snapshot = self.config.borrow().clone();
+        let windows = &snapshot.config.windows;
+        let evaluation = if windows.is_empty() {
+            Default::default()
+        } else {
+            self.gate.evaluation(snapshot.generation, windows, Timestamp::now())
+        };
+        let active = windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.name.clone(), evaluation.active.contains(&i)))
+            .collect();
+        Observed {
+            generation: snapshot.generation,
+            windows: active,
+            queue_depth: self.limiter.queue_depth(),
+            limit: self.limiter.limit(),
         }
     }
 
@@ -76,10 +155,11 @@ impl Proxy {
         &self,
         client: &Client,
         mut req: Request<Incoming>,
-        policy: &Policy,
+        config: &Config,
         started: Instant,
-        in_flight: InFlight,
+        held: Held,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        let policy = &config.policy;
         let route = policy.route(req.method(), req.uri().path());
         let timeouts = &route.timeouts;
         let deadline = timeouts.request.map(|d| started + d);
@@ -94,6 +174,7 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let method = parts.method.clone();
         prepare_request(&mut parts, client, wants_upgrade);
+        maintenance::strip_bypass_headers(&config.windows, &mut parts.headers);
         let body = RequestBody::new(body, timeouts.idle, deadline);
         // Only a request with nothing to resend, and safe to repeat, may be retried.
         let replay =
@@ -101,12 +182,21 @@ impl Proxy {
 
         let head =
             self.exchange(Request::from_parts(parts, body), replay, route, &opts, wants_upgrade);
-        let (mut response, conn, sent_at) = match (deadline, timeouts.request) {
+        let outcome = match (deadline, timeouts.request) {
             (Some(deadline), Some(limit)) => tokio::time::timeout_at(deadline, head)
                 .await
-                .map_err(|_| ProxyError::RequestTimeout(limit))??,
-            _ => head.await?,
+                .unwrap_or(Err(ProxyError::RequestTimeout(limit))),
+            _ => head.await,
         };
+        let (mut response, conn, sent_at) = match outcome {
+            // An app that has never answered and refuses connections is still starting:
+            // a rolling restart is not a broken app.
+            Err(ProxyError::ConnectRefused) if !self.pool.has_answered() => {
+                return Err(ProxyError::AppStarting);
+            }
+            other => other?,
+        };
+        self.pool.mark_answered();
         self.metrics.app_latency.observe(sent_at.elapsed().as_secs_f64());
         validate(&response, &method, route)?;
 
@@ -127,7 +217,7 @@ impl Proxy {
             conn: Some(conn),
             max_idle: opts.max_idle,
             metrics: self.metrics.clone(),
-            _in_flight: in_flight,
+            _held: held,
         };
         let body = UpstreamBody::new(body, timeouts.idle, deadline, finish);
         Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
@@ -215,6 +305,8 @@ impl Proxy {
             error: err.proxy_status_error(),
             details: err.reason(),
             detail: &detail,
+            retry_after: err.retry_after(),
+            retry_now_futile: err.retry_now_futile(),
         };
         let mut response = respond::render(&local, audience);
         if err.closes_client_connection() && version < Version::HTTP_2 {
@@ -323,7 +415,7 @@ pub(super) struct Finish {
     conn: Option<Conn>,
     max_idle: Option<Duration>,
     metrics: Arc<Metrics>,
-    _in_flight: InFlight,
+    _held: Held,
 }
 
 impl Finish {

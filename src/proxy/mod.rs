@@ -13,6 +13,6 @@ mod upgrade;
 
 pub use body::ProxyBody;
 pub use error::ProxyError;
-pub use forward::{Client, Proxy};
+pub use forward::{Client, Observed, Proxy};
 pub use pool::{AppProtocol, Pool};
 pub use server::serve;

@@ -98,6 +98,8 @@ pub struct Pool {
 
 struct Inner {
     upstream: String,
+    /// Whether the app has ever sent a response head since the sidecar started.
+    answered: std::sync::atomic::AtomicBool,
     protocol: AppProtocol,
     idle: Mutex<Vec<Idle>>,
     shared_h2: Mutex<Option<(http2::SendRequest<RequestBody>, Arc<AtomicU64>)>>,
@@ -108,6 +110,7 @@ impl Pool {
     pub fn new(upstream: String, protocol: AppProtocol) -> Self {
         let inner = Arc::new(Inner {
             upstream,
+            answered: Default::default(),
             protocol,
             idle: Mutex::new(Vec::new()),
             shared_h2: Mutex::new(None),
@@ -118,6 +121,16 @@ impl Pool {
 
     pub fn upstream(&self) -> &str {
         &self.inner.upstream
+    }
+
+    pub fn has_answered(&self) -> bool {
+        self.inner.answered.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_answered(&self) {
+        if !self.has_answered() {
+            self.inner.answered.store(true, Ordering::Relaxed);
+        }
     }
 
     /// A connection for one request: an idle or shared one if there is one, else a new one.

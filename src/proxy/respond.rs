@@ -78,6 +78,10 @@ pub struct Local<'a> {
     pub details: &'a str,
     /// A sentence for people.
     pub detail: &'a str,
+    /// Retry-After, in whole seconds.
+    pub retry_after: Option<u64>,
+    /// Tell clients and meshes that retrying at once will not help.
+    pub retry_now_futile: bool,
 }
 
 /// The name this proxy uses in Proxy-Status and Via (a macro, so that `concat!` can
@@ -97,6 +101,18 @@ pub fn render(local: &Local<'_>, audience: Audience) -> Response<ProxyBody> {
         .status(local.status)
         .header(header::CACHE_CONTROL, "no-store")
         .header("proxy-status", proxy_status);
+    if let Some(seconds) = local.retry_after {
+        response = response.header(header::RETRY_AFTER, seconds);
+    }
+    if local.retry_now_futile {
+        // Envoy does not retry a response that carries this, and other meshes follow it.
+        response = response.header("x-envoy-overloaded", "true");
+        if audience.form == Form::Grpc {
+            // gRPC's retry pushback: wait this long before any retry.
+            let ms = local.retry_after.unwrap_or(1) * 1000;
+            response = response.header("grpc-retry-pushback-ms", ms);
+        }
+    }
     if audience.form == Form::Grpc {
         // gRPC clients read the outcome from grpc-status: a trailers-only response.
         let code = if local.status == StatusCode::GATEWAY_TIMEOUT { "4" } else { "14" };

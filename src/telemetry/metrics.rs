@@ -52,6 +52,15 @@ pub struct Metrics {
     pub retries: Counter,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_generation: Gauge<u64, AtomicU64>,
+    pub shed: Family<ReasonLabels, Counter>,
+    pub maintenance_active: Family<WindowLabels, Gauge>,
+    pub queue_depth: Gauge,
+    pub concurrency_limit: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub window: String,
 }
 
 impl Default for Metrics {
@@ -94,8 +103,32 @@ impl Default for Metrics {
             "Generation of the config in force",
             config_generation.clone(),
         );
+        let shed = Family::<ReasonLabels, Counter>::default();
+        registry.register("shed", "Requests shed by overload protection, by reason", shed.clone());
+        let maintenance_active = Family::<WindowLabels, Gauge>::default();
+        registry.register(
+            "maintenance_active",
+            "1 while a maintenance window is on, per window",
+            maintenance_active.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Requests waiting for a turn at the app",
+            queue_depth.clone(),
+        );
+        let concurrency_limit = Gauge::default();
+        registry.register(
+            "concurrency_limit",
+            "The in-flight limit in force (0: no limit)",
+            concurrency_limit.clone(),
+        );
         Metrics {
             registry,
+            shed,
+            maintenance_active,
+            queue_depth,
+            concurrency_limit,
             responses,
             app_latency,
             in_flight,

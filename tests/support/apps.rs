@@ -120,10 +120,30 @@ where
     F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    app_with_handle(handler).await.0
+}
+
+/// An app that answers "ok" until its task is aborted, which closes its port. It keeps no
+/// connection open, so that nothing of it outlives the abort.
+pub async fn stoppable() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    app_with_handle(|_| async {
+        Response::builder()
+            .header("connection", "close")
+            .body(Full::new(Bytes::from_static(b"ok")))
+            .unwrap()
+    })
+    .await
+}
+
+pub async fn app_with_handle<F, Fut>(handler: F) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handler = Arc::new(handler);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let handler = handler.clone();
             tokio::spawn(async move {
@@ -142,7 +162,7 @@ where
             });
         }
     });
-    addr
+    (addr, task)
 }
 
 /// An app that answers with what it received: method, path, and headers as JSON.

@@ -74,6 +74,19 @@ impl Running {
         json["generation"].as_u64().unwrap()
     }
 
+    /// A sidecar whose app answered once and then went away: its port now refuses.
+    pub async fn after_app_left(config: &str) -> Running {
+        let (app, task) = apps::stoppable().await;
+        let running = Running::start(app, config).await;
+        assert_eq!(client::get(running.addr, "/", &[("connection", "close")]).await.body, "ok");
+        task.abort();
+        let _ = task.await;
+        while tokio::net::TcpStream::connect(app).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        running
+    }
+
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().unwrap();
