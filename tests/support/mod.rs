@@ -54,7 +54,12 @@ impl Running {
         let task = tokio::spawn(sidecar.run(async move {
             let _ = stopped.await;
         }));
-        Running { addr, admin, config_path, _dir: dir, stop: Some(stop), task }
+        let running = Running { addr, admin, config_path, _dir: dir, stop: Some(stop), task };
+        // The first config load happens before the admin server starts: once it answers,
+        // later writes to the file are reloads.
+        // (The listener is bound already, so only an answer proves the server runs.)
+        assert_eq!(client::get(admin, "/readyz", &[]).await.status, 200);
+        running
     }
 
     /// Rewrites the config file; the sidecar picks it up within its reload interval.
@@ -72,6 +77,30 @@ impl Running {
         let reply = self.admin_get("/config").await;
         let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
         json["generation"].as_u64().unwrap()
+    }
+
+    /// Like `start`, with one Secret key mounted for bypass tokens.
+    pub async fn start_with_secret(
+        upstream: impl ToString,
+        config: &str,
+        secret: &str,
+        key: &str,
+        value: &str,
+    ) -> Running {
+        let running = Running::start(upstream, "").await;
+        let dir = running.config_path.parent().unwrap().join("secrets").join(secret);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(key), value).unwrap();
+        running.write_config(config);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running.generation().await < 2 {
+            if std::time::Instant::now() > deadline {
+                let metrics = running.admin_get("/metrics").await.body;
+                panic!("the config was not applied: {metrics}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        running
     }
 
     /// A sidecar whose app answered once and then went away: its port now refuses.

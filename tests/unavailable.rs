@@ -1,0 +1,298 @@
+//! 503s: maintenance windows and overload shedding, each with an exact Retry-After, on
+//! real sockets.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use jiff::Timestamp;
+use support::{Running, apps, client, policy};
+
+fn window(spec: &str) -> String {
+    format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {{name: upgrade, namespace: shop}}\nspec:\n{spec}\n"
+    )
+}
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::now() + jiff::SignedDuration::from_millis(offset_ms)
+}
+
+fn retry_after(reply: &client::Reply) -> u64 {
+    reply.header("retry-after").parse().unwrap_or_else(|_| panic!("not delay-seconds: {reply:?}"))
+}
+
+fn metric(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_answers_503_with_the_exact_retry_after() {
+    let end = at(90_500);
+    let config = window(&format!(
+        "  start: \"{}\"\n  end: \"{end}\"\n  message: \"Checkout is being upgraded; back soon.\"",
+        at(-1000)
+    ));
+    let proxy = Running::start(apps::echo().await, &config).await;
+    let before = Timestamp::now();
+    let reply = client::get(proxy.addr, "/cart", &[]).await;
+    let after = Timestamp::now();
+    assert_eq!(reply.status, 503);
+    assert_eq!(
+        reply.header("proxy-status"),
+        "portcullis; error=destination_unavailable; details=\"maintenance\""
+    );
+    assert_eq!(reply.header("x-envoy-overloaded"), "true");
+    assert_eq!(reply.header("cache-control"), "no-store");
+    assert_eq!(reply.body, "503 Service Unavailable: Checkout is being upgraded; back soon.\n");
+    let expected = |t: Timestamp| portcullis::maintenance::whole_seconds_until(t, end);
+    let got = retry_after(&reply);
+    assert!((expected(after)..=expected(before)).contains(&got), "Retry-After {got}");
+    assert!((90..=91).contains(&got));
+
+    let json = client::get(proxy.addr, "/cart", &[("accept", "application/json")]).await.json();
+    assert_eq!(json["status"], 503);
+    assert_eq!(json["detail"], "Checkout is being upgraded; back soon.");
+    assert_eq!(json["type"], "https://portcullis.dev/problems/maintenance");
+
+    let metrics = proxy.admin_get("/metrics").await.body;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics_later = proxy.admin_get("/metrics").await.body;
+    assert_eq!(
+        metric(&metrics_later, r#"portcullis_maintenance_active{window="shop/upgrade"}"#),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exempt_paths_and_bypass_pass_and_the_bypass_header_is_stripped() {
+    let config = window(
+        "  exemptPaths: [/healthz]\n  bypass: {header: X-Portcullis-Bypass, secretRef: {name: ops-bypass, key: token}}\n  retryAfter: 2m",
+    );
+    let app = apps::echo().await;
+    // The harness mounts Secrets under <config dir>/secrets, as a Secret volume would.
+    let proxy =
+        Running::start_with_secret(app, &config, "ops-bypass", "token", "let-me-in\n").await;
+
+    let closed = client::get(proxy.addr, "/orders", &[]).await;
+    assert_eq!(closed.status, 503);
+    assert_eq!(retry_after(&closed), 120, "an open-ended window uses its retryAfter");
+    assert_eq!(closed.body, "503 Service Unavailable: the app is down for maintenance\n");
+
+    let health = client::get(proxy.addr, "/healthz/ready", &[]).await;
+    assert_eq!(health.status, 200);
+
+    let bypass = client::get(proxy.addr, "/orders", &[("x-portcullis-bypass", "let-me-in")]).await;
+    assert_eq!(bypass.status, 200);
+    let seen = bypass.json();
+    assert!(
+        seen["headers"].get("x-portcullis-bypass").is_none(),
+        "the token reached the app: {seen}"
+    );
+
+    let wrong =
+        client::get(proxy.addr, "/orders", &[("x-portcullis-bypass", "let-me-in-please")]).await;
+    assert_eq!(wrong.status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_start_and_end_on_time_while_requests_flow() {
+    let app = apps::app(|req| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        Response::new(Full::new(Bytes::from_static(b"ok")))
+    })
+    .await;
+    let (start, end) = (at(1200), at(2400));
+    let proxy =
+        Running::start(app, &window(&format!("  start: \"{start}\"\n  end: \"{end}\""))).await;
+    // A request in flight when the window starts is allowed to finish.
+    let addr = proxy.addr;
+    let slow = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        client::get(addr, "/slow", &[]).await
+    });
+    let mut conn = client::Http1::connect(proxy.addr).await;
+    let mut seen = Vec::new();
+    while Timestamp::now() < end + jiff::SignedDuration::from_millis(600) {
+        let sent = Timestamp::now();
+        let reply = conn.get("/").await.unwrap();
+        seen.push((sent, Timestamp::now(), reply.status.as_u16()));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let slow = slow.await.unwrap();
+    assert_eq!(slow.status, 200, "the request in flight at the start finished");
+
+    let ms = |later: Timestamp, earlier: Timestamp| later.duration_since(earlier).as_millis();
+    for &(sent, done, status) in &seen {
+        if done < start || sent >= end {
+            assert_eq!(status, 200, "outside the window: sent {sent}, done {done}");
+        } else if sent >= start && done < end {
+            assert_eq!(status, 503, "inside the window: sent {sent}, done {done}");
+        }
+    }
+    let first_503 = seen.iter().find(|r| r.2 == 503).expect("the window started").0;
+    let last_503 = seen.iter().rev().find(|r| r.2 == 503).unwrap().1;
+    let first_200_after = seen.iter().find(|r| r.0 >= last_503 && r.2 == 200).unwrap().0;
+    assert!(ms(first_503, start) <= 100, "started {} ms late", ms(first_503, start));
+    assert!(ms(end, last_503) <= 100, "ended {} ms early", ms(end, last_503));
+    assert!(ms(first_200_after, end) <= 100, "ended {} ms late", ms(first_200_after, end));
+}
+
+/// An app that takes `service` to answer each request.
+async fn slow_app(service: Arc<AtomicU64>) -> std::net::SocketAddr {
+    apps::app(move |_| {
+        let ms = service.load(Ordering::Relaxed);
+        async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Response::new(Full::new(Bytes::from_static(b"served")))
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_sheds_exactly_the_excess() {
+    let app = slow_app(Arc::new(AtomicU64::new(500))).await;
+    let spec = "  overload: {maxInFlight: 4, queue: {size: 4, timeout: 5s}, retryAfter: 4s}";
+    let proxy = Running::start(app, &policy(spec)).await;
+    let addr = proxy.addr;
+    let started = Instant::now();
+    let burst = futures::future::join_all((0..20).map(|_| async move {
+        let sent = Instant::now();
+        let reply = client::get(addr, "/", &[]).await;
+        (reply, sent.elapsed())
+    }))
+    .await;
+    let admitted: Vec<_> = burst.iter().filter(|(r, _)| r.status == 200).collect();
+    let shed: Vec<_> = burst.iter().filter(|(r, _)| r.status == 503).collect();
+    assert_eq!((admitted.len(), shed.len()), (8, 12), "maxInFlight 4 + queue 4 admitted");
+    for (reply, took) in &shed {
+        assert_eq!(
+            reply.header("proxy-status"),
+            "portcullis; error=connection_limit_reached; details=\"overloaded\""
+        );
+        assert_eq!(reply.header("x-envoy-overloaded"), "true");
+        assert!((4..=6).contains(&retry_after(reply)), "{reply:?}");
+        assert!(*took < Duration::from_millis(400), "shedding must be immediate, took {took:?}");
+    }
+    for (_, took) in &admitted {
+        assert!(
+            *took < Duration::from_millis(1600),
+            "admitted latency {took:?} is bounded by the queue"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let metrics = proxy.admin_get("/metrics").await.body;
+    assert_eq!(
+        metric(&metrics, r#"portcullis_shed_total{reason="overloaded"}"#),
+        Some(12.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_waits_too_long_in_the_queue_is_shed() {
+    let app = slow_app(Arc::new(AtomicU64::new(1500))).await;
+    let spec = "  overload: {maxInFlight: 1, queue: {size: 2, timeout: 300ms}, retryAfter: 1s}";
+    let proxy = Running::start(app, &policy(spec)).await;
+    let addr = proxy.addr;
+    let first = tokio::spawn(async move { client::get(addr, "/", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent = Instant::now();
+    let waited = client::get(addr, "/", &[]).await;
+    assert_eq!(waited.status, 503);
+    assert_eq!(
+        waited.header("proxy-status"),
+        "portcullis; error=connection_limit_reached; details=\"queue_timeout\""
+    );
+    assert!((1..=2).contains(&retry_after(&waited)));
+    assert!(
+        sent.elapsed() >= Duration::from_millis(290)
+            && sent.elapsed() < Duration::from_millis(1200)
+    );
+    assert_eq!(first.await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adaptive_limit_falls_when_the_app_slows_and_recovers() {
+    let service = Arc::new(AtomicU64::new(5));
+    let app = slow_app(service.clone()).await;
+    let spec = "  overload: {adaptive: {enabled: true, minLimit: 2, maxLimit: 40}, retryAfter: 1s}";
+    let proxy = Running::start(app, &policy(spec)).await;
+    let addr = proxy.addr;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..12 {
+        let stop = stop.clone();
+        load.push(tokio::spawn(async move {
+            let mut conn = client::Http1::connect(addr).await;
+            while !stop.load(Ordering::Relaxed) {
+                if conn.get("/").await.is_err() {
+                    conn = client::Http1::connect(addr).await;
+                }
+            }
+        }));
+    }
+    let limit = || async {
+        let text = proxy.admin_get("/metrics").await.body;
+        metric(&text, "portcullis_concurrency_limit").unwrap_or(-1.0)
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let fast = limit().await;
+    service.store(150, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let slow = limit().await;
+    service.store(5, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let recovered = limit().await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        let _ = task.await;
+    }
+    assert!(fast >= 30.0, "a fast app earns a high limit, got {fast}");
+    assert!(slow <= 6.0, "the limit falls when the app slows down, got {slow}");
+    assert!(recovered >= 30.0, "and recovers, got {recovered}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_never_answered_is_starting_not_broken() {
+    let port = support::closed_port().await;
+    let proxy = Running::start(port, "").await;
+    let starting = client::get(proxy.addr, "/", &[]).await;
+    assert_eq!(starting.status, 503);
+    assert_eq!(
+        starting.header("proxy-status"),
+        "portcullis; error=destination_unavailable; details=\"app_starting\""
+    );
+    assert_eq!(retry_after(&starting), 1);
+    assert_eq!(starting.header("x-envoy-overloaded"), "", "retrying soon is exactly right");
+
+    // The app comes up on that port, answers, and goes away again: now that is a 502.
+    let listener = tokio::net::TcpListener::bind(port).await.unwrap();
+    let app = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        apps::read_head(&mut s).await;
+        use tokio::io::AsyncWriteExt;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nup")
+            .await
+            .unwrap();
+    });
+    assert_eq!(client::get(proxy.addr, "/", &[]).await.body, "up");
+    app.await.unwrap();
+    let gone = client::get(proxy.addr, "/", &[]).await;
+    assert_eq!(gone.status, 502);
+    assert_eq!(
+        gone.header("proxy-status"),
+        "portcullis; error=connection_refused; details=\"connection_refused\""
+    );
+}
