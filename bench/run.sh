@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# `make bench`: wrk against a tiny upstream directly, through nginx (one worker, keep-alive
-# upstream) and through `portcullis proxy` (one worker thread), all in one run. Prints rps,
-# p50 and p99 with ratios to nginx, and the sidecar's RSS idle and under load.
+# `make bench`, two scenarios in one run:
+# 1. Overhead: wrk against a tiny upstream directly, through nginx (one worker, keep-alive
+#    upstream) and through `portcullis proxy` (one worker thread). Prints rps, p50 and p99
+#    with ratios to nginx, CPU per request, and the sidecar's RSS idle and under load; then
+#    the rps of the sidecar's own 503 (a maintenance window) against a proxied 200.
+# 2. Overload: an app with a fixed capacity (4 at a time, 20 ms each: 200 rps) offered twice
+#    that, open loop, through the sidecar without and with `maxInFlight`. Prints the admitted
+#    requests' p50/p99 and the share shed.
 # Not a test: numbers depend on the machine. Needs wrk and nginx (installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +21,7 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
 fi
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --quiet --release --bin portcullis --example bench_upstream
+cargo build --quiet --release --bin portcullis --example bench_upstream --example bench_load
 out=bench/out; mkdir -p "$out"; dir=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
@@ -62,6 +67,27 @@ kill "$sampler" 2>/dev/null || true
 load_rss=$(cat "$dir/peak" 2>/dev/null || echo 0)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+# The sidecar's own 503: every request falls in an open-ended maintenance window.
+MW=127.0.0.1:18084
+printf 'apiVersion: portcullis.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: bench}\nspec: {message: bench}\n' > "$dir/mw.yaml"
+target/release/portcullis proxy --listen "$MW" --upstream "$UP" --admin 127.0.0.1:18094 --workers 1 --config "$dir/mw.yaml" 2>/dev/null & pids+=($!)
+wait_port "$MW"
+read -r m_rps _ < <(measure maintenance503 "$MW")
+
+# Overload: twice the capacity of a 200 rps app, without and with a limit.
+SLOW=127.0.0.1:18085 OPEN=127.0.0.1:18086 LIMITED=127.0.0.1:18087
+RATE=${RATE:-400} SECONDS_OF_LOAD=${SECONDS_OF_LOAD:-8}
+target/release/examples/bench_upstream "$SLOW" 20 4 & pids+=($!)
+printf 'apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {name: bench}\nspec:\n  timeouts: {responseHeaders: 60s}\n' > "$dir/open.yaml"
+printf 'apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {name: bench}\nspec:\n  timeouts: {responseHeaders: 60s}\n  overload: {maxInFlight: 4, queue: {size: 4, timeout: 10ms}, retryAfter: 1s}\n' > "$dir/limited.yaml"
+target/release/portcullis proxy --listen "$OPEN" --upstream "$SLOW" --admin 127.0.0.1:18096 --workers 1 --config "$dir/open.yaml" 2>/dev/null & pids+=($!)
+target/release/portcullis proxy --listen "$LIMITED" --upstream "$SLOW" --admin 127.0.0.1:18097 --workers 1 --config "$dir/limited.yaml" 2>/dev/null & pids+=($!)
+wait_port "$SLOW"; wait_port "$OPEN"; wait_port "$LIMITED"
+read -r o_sent o_ok o_shed o_other o_p50 o_p99 < <(target/release/examples/bench_load "http://$OPEN/" "$RATE" "$SECONDS_OF_LOAD")
+sleep 2
+read -r l_sent l_ok l_shed l_other l_p50 l_p99 < <(target/release/examples/bench_load "http://$LIMITED/" "$RATE" "$SECONDS_OF_LOAD")
+
 {
   echo "wrk -t1 -c$CONNECTIONS -d$DURATION, $(nproc) cores, proxies on one worker"
   printf '%-22s %10s %9s %9s %12s %12s\n' target rps p50_ms p99_ms rps/nginx p99/nginx
@@ -71,4 +97,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
   echo "portcullis vs direct: rps $(ratio "$p_rps" "$d_rps"), p99 $(ratio "$p_p99" "$d_p99")"
   echo "CPU per request: nginx ${n_cpu} us, portcullis ${p_cpu} us (ratio $(ratio "$p_cpu" "$n_cpu"))"
   awk -v i="$idle_rss" -v l="$load_rss" 'BEGIN { printf "portcullis RSS: idle %.1f MiB, under load %.1f MiB\n", i/1024, l/1024 }'
+  echo "sidecar 503 (maintenance): $m_rps rps, $(ratio "$m_rps" "$p_rps") x a proxied 200"
+  echo
+  echo "overload: app capacity 200 rps (4 at a time x 20 ms), offered $RATE rps open loop for ${SECONDS_OF_LOAD}s"
+  printf '%-34s %8s %8s %8s %8s %11s %11s\n' through sent ok shed other ok_p50_ms ok_p99_ms
+  printf '%-34s %8s %8s %8s %8s %11s %11s\n' "portcullis, no limit" "$o_sent" "$o_ok" "$o_shed" "$o_other" "$o_p50" "$o_p99"
+  printf '%-34s %8s %8s %8s %8s %11s %11s\n' "portcullis, maxInFlight 4, queue 4" "$l_sent" "$l_ok" "$l_shed" "$l_other" "$l_p50" "$l_p99"
+  awk -v s="$l_shed" -v n="$l_sent" -v p="$l_p99" 'BEGIN { printf "with the limit: %.0f%% shed; admitted p99 %.1f ms = %.2f x the 20 ms service time\n", 100*s/n, p, p/20 }'
 } | tee "$out/summary.txt"

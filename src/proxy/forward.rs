@@ -235,7 +235,7 @@ impl Proxy {
     ) -> Result<(Response<Incoming>, Conn, Instant), ProxyError> {
         let limit = route.validation.max_response_header_bytes;
         let mut conn = if wants_upgrade {
-            self.pool.connect(opts, true).await?
+            Box::pin(self.pool.connect(opts, true)).await?
         } else {
             self.pool.checkout(opts).await?
         };
@@ -263,10 +263,23 @@ impl Proxy {
         };
         tracing::debug!(error = %err, "reused connection failed before any response byte; retrying");
         self.metrics.retries.inc();
+        // Boxed: a rare path, kept out of the common request future's size.
+        let (response, fresh) = Box::pin(self.retry(parts, opts, headers_by, wait, limit)).await?;
+        Ok((response, fresh, sent_at))
+    }
+
+    async fn retry(
+        &self,
+        parts: Parts,
+        opts: &ConnectOptions,
+        headers_by: Option<Instant>,
+        wait: Option<Duration>,
+        limit: u32,
+    ) -> Result<(Response<Incoming>, Conn), ProxyError> {
         let mut fresh = self.pool.connect(opts, false).await?;
         let retry = self.for_connection(Request::from_parts(parts, RequestBody::empty()), &fresh);
         match within(headers_by, wait, fresh.send(retry)).await? {
-            Ok(response) => Ok((response, fresh, sent_at)),
+            Ok(response) => Ok((response, fresh)),
             Err(err) => Err(ProxyError::from_exchange(&err, limit)),
         }
     }

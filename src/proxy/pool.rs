@@ -138,7 +138,9 @@ impl Pool {
         if let Some(conn) = self.take_idle() {
             return Ok(conn);
         }
-        self.connect(opts, false).await
+        // Boxed: connecting is the uncommon path, and its future is large; inline, it
+        // would be moved around with every request.
+        Box::pin(self.connect(opts, false)).await
     }
 
     fn take_idle(&self) -> Option<Conn> {

@@ -52,7 +52,8 @@ pub async fn serve(
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
             let client = client.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(&client, req).await) }
+            // Boxed: the request future is large, and hyper moves it into place.
+            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(&client, req).await) })
         });
         let conn =
             builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
