@@ -116,16 +116,22 @@ fn httplint() -> PathBuf {
 async fn own_responses_pass_httplint() {
     let lint = httplint();
     assert!(lint.exists(), "httplint not found at {}; run .ci/run or set HTTPLINT", lint.display());
-    let proxy = support::Running::after_app_left("").await;
+    let refused = support::Running::after_app_left("").await;
+    let window = "apiVersion: portcullis.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: w}\nspec: {message: back soon}\n";
+    let maintenance = support::Running::start(support::closed_port().await, window).await;
     let requests = [
         "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nAccept: application/problem+json\r\nConnection: close\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
         "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     ];
-    for request in requests {
-        let (raw, _) = client::raw(proxy.addr, request.as_bytes(), Duration::from_secs(5)).await;
-        assert!(raw.starts_with("HTTP/1.1 502"), "{raw}");
+    let cases = requests
+        .iter()
+        .map(|r| (refused.addr, r, "HTTP/1.1 502"))
+        .chain(requests.iter().map(|r| (maintenance.addr, r, "HTTP/1.1 503")));
+    for (addr, request, status) in cases {
+        let (raw, _) = client::raw(addr, request.as_bytes(), Duration::from_secs(5)).await;
+        assert!(raw.starts_with(status), "{raw}");
         let mut child = Command::new(&lint)
             .arg("-n")
             .stdin(Stdio::piped())
