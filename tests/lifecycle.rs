@@ -31,14 +31,6 @@ async fn closes_reused_connections(requests: Arc<AtomicUsize>) -> std::net::Sock
     .await
 }
 
-fn metric(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_race_retries_idempotent_requests_only() {
     let requests = Arc::new(AtomicUsize::new(0));
@@ -51,7 +43,7 @@ async fn keepalive_race_retries_idempotent_requests_only() {
     assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "fresh"));
     assert_eq!(requests.load(Ordering::SeqCst), 3);
     let metrics = proxy.admin_get("/metrics").await.body;
-    assert_eq!(metric(&metrics, "portcullis_app_retries_total"), 1);
+    assert_eq!(support::metric(&metrics, "portcullis_app_retries_total"), Some(1.0));
 
     // A POST on the next reused connection is not retried: the app may have acted on it.
     let reply = client::send(proxy.addr, Method::POST, "/", &[], "").await;
@@ -62,7 +54,7 @@ async fn keepalive_race_retries_idempotent_requests_only() {
     );
     assert_eq!(requests.load(Ordering::SeqCst), 4, "the POST reached the app exactly once");
     let metrics = proxy.admin_get("/metrics").await.body;
-    assert_eq!(metric(&metrics, "portcullis_app_retries_total"), 1);
+    assert_eq!(support::metric(&metrics, "portcullis_app_retries_total"), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,8 +153,8 @@ async fn a_bad_config_is_refused_and_the_last_good_one_kept() {
     assert_eq!(proxy.generation().await, before);
     let metrics = proxy.admin_get("/metrics").await.body;
     assert_eq!(
-        metric(&metrics, r#"portcullis_config_reloads_total{result="refused"}"#),
-        1,
+        support::metric(&metrics, r#"portcullis_config_reloads_total{result="refused"}"#),
+        Some(1.0),
         "{metrics}"
     );
     // The old 300ms limit is still the one enforced.

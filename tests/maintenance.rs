@@ -21,16 +21,6 @@ fn at(offset_ms: i64) -> Timestamp {
     Timestamp::now() + jiff::SignedDuration::from_millis(offset_ms)
 }
 
-fn retry_after(reply: &client::Reply) -> u64 {
-    reply.header("retry-after").parse().unwrap_or_else(|_| panic!("not delay-seconds: {reply:?}"))
-}
-
-fn metric(text: &str, line_start: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_answers_503_with_the_exact_retry_after() {
     let end = at(90_500);
@@ -51,7 +41,7 @@ async fn a_window_answers_503_with_the_exact_retry_after() {
     assert_eq!(reply.header("cache-control"), "no-store");
     assert_eq!(reply.body, "503 Service Unavailable: Checkout is being upgraded; back soon.\n");
     let expected = |t: Timestamp| portcullis::maintenance::whole_seconds_until(t, end);
-    let got = retry_after(&reply);
+    let got = support::retry_after(&reply);
     assert!((expected(after)..=expected(before)).contains(&got), "Retry-After {got}");
     assert!((90..=91).contains(&got));
 
@@ -64,7 +54,7 @@ async fn a_window_answers_503_with_the_exact_retry_after() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let metrics_later = proxy.admin_get("/metrics").await.body;
     assert_eq!(
-        metric(&metrics_later, r#"portcullis_maintenance_active{window="shop/upgrade"}"#),
+        support::metric(&metrics_later, r#"portcullis_maintenance_active{window="shop/upgrade"}"#),
         Some(1.0),
         "{metrics}"
     );
@@ -82,7 +72,7 @@ async fn exempt_paths_and_bypass_pass_and_the_bypass_header_is_stripped() {
 
     let closed = client::get(proxy.addr, "/orders", &[]).await;
     assert_eq!(closed.status, 503);
-    assert_eq!(retry_after(&closed), 120, "an open-ended window uses its retryAfter");
+    assert_eq!(support::retry_after(&closed), 120, "an open-ended window uses its retryAfter");
     assert_eq!(closed.body, "503 Service Unavailable: the app is down for maintenance\n");
 
     let health = client::get(proxy.addr, "/healthz/ready", &[]).await;
@@ -156,7 +146,7 @@ async fn an_app_that_never_answered_is_starting_not_broken() {
         starting.header("proxy-status"),
         "portcullis; error=destination_unavailable; details=\"app_starting\""
     );
-    assert_eq!(retry_after(&starting), 1);
+    assert_eq!(support::retry_after(&starting), 1);
     assert_eq!(starting.header("x-envoy-overloaded"), "", "retrying soon is exactly right");
 
     // The app comes up on that port, answers, and goes away again: now that is a 502.

@@ -12,16 +12,6 @@ use http::Response;
 use http_body_util::Full;
 use support::{Running, apps, client, policy};
 
-fn retry_after(reply: &client::Reply) -> u64 {
-    reply.header("retry-after").parse().unwrap_or_else(|_| panic!("not delay-seconds: {reply:?}"))
-}
-
-fn metric(text: &str, line_start: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 /// An app that takes `service` to answer each request.
 async fn slow_app(service: Arc<AtomicU64>) -> std::net::SocketAddr {
     apps::app(move |_| {
@@ -56,7 +46,7 @@ async fn a_burst_sheds_exactly_the_excess() {
             "portcullis; error=connection_limit_reached; details=\"overloaded\""
         );
         assert_eq!(reply.header("x-envoy-overloaded"), "true");
-        assert!((4..=6).contains(&retry_after(reply)), "{reply:?}");
+        assert!((4..=6).contains(&support::retry_after(reply)), "{reply:?}");
         assert!(*took < Duration::from_millis(400), "shedding must be immediate, took {took:?}");
     }
     for (_, took) in &admitted {
@@ -68,7 +58,7 @@ async fn a_burst_sheds_exactly_the_excess() {
     assert!(started.elapsed() < Duration::from_secs(3));
     let metrics = proxy.admin_get("/metrics").await.body;
     assert_eq!(
-        metric(&metrics, r#"portcullis_shed_total{reason="overloaded"}"#),
+        support::metric(&metrics, r#"portcullis_shed_total{reason="overloaded"}"#),
         Some(12.0),
         "{metrics}"
     );
@@ -89,7 +79,7 @@ async fn a_request_that_waits_too_long_in_the_queue_is_shed() {
         waited.header("proxy-status"),
         "portcullis; error=connection_limit_reached; details=\"queue_timeout\""
     );
-    assert!((1..=2).contains(&retry_after(&waited)));
+    assert!((1..=2).contains(&support::retry_after(&waited)));
     assert!(
         sent.elapsed() >= Duration::from_millis(290)
             && sent.elapsed() < Duration::from_millis(1200)
@@ -119,7 +109,7 @@ async fn the_adaptive_limit_falls_when_the_app_slows_and_recovers() {
     }
     let limit = || async {
         let text = proxy.admin_get("/metrics").await.body;
-        metric(&text, "portcullis_concurrency_limit").unwrap_or(-1.0)
+        support::metric(&text, "portcullis_concurrency_limit").unwrap_or(-1.0)
     };
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let fast = limit().await;

@@ -31,12 +31,14 @@ pub struct Reloader {
     path: PathBuf,
     secrets_dir: Option<PathBuf>,
     last: Option<Vec<u8>>,
+    /// The last read error, so that a file that stays missing is reported once.
+    last_error: Option<String>,
     tx: ConfigTx,
 }
 
 impl Reloader {
     pub fn new(path: PathBuf, secrets_dir: Option<PathBuf>, tx: ConfigTx) -> Self {
-        Reloader { path, secrets_dir, last: None, tx }
+        Reloader { path, secrets_dir, last: None, last_error: None, tx }
     }
 
     /// Reads the file once; publishes it if it changed and is valid.
@@ -44,8 +46,17 @@ impl Reloader {
         let path = self.path.display().to_string();
         let bytes = match tokio::fs::read(&self.path).await {
             Ok(b) => b,
-            Err(source) => return ReloadOutcome::Refused(ReloadError::Read { path, source }),
+            Err(source) => {
+                let error = ReloadError::Read { path, source };
+                let message = error.to_string();
+                if self.last_error.as_ref() == Some(&message) {
+                    return ReloadOutcome::Unchanged;
+                }
+                self.last_error = Some(message);
+                return ReloadOutcome::Refused(error);
+            }
         };
+        self.last_error = None;
         if self.last.as_deref() == Some(&bytes[..]) {
             return ReloadOutcome::Unchanged;
         }

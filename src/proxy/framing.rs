@@ -7,13 +7,10 @@
 //! of each request head as the bytes arrive, parsing heads with httparse (hyper's own
 //! parser), and records which request on the connection was ambiguous.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use super::tap::Tap;
 
 /// A head larger than this is hyper's to refuse; scanning stops.
 const MAX_HEAD: usize = 64 * 1024;
@@ -67,16 +64,15 @@ enum Scan {
     Off,
 }
 
-/// A client stream whose request framing is followed as it is read.
-pub struct FramingScanner<S> {
-    inner: S,
+/// Follows the request framing of a client stream as it is read (through a `ReadTap`).
+pub struct FramingScanner {
     scan: Scan,
     shared: Arc<Framing>,
 }
 
-impl<S> FramingScanner<S> {
-    pub fn new(inner: S, shared: Arc<Framing>) -> Self {
-        FramingScanner { inner, scan: Scan::Head { buf: Vec::new(), index: 0 }, shared }
+impl FramingScanner {
+    pub fn new(shared: Arc<Framing>) -> Self {
+        FramingScanner { scan: Scan::Head { buf: Vec::new(), index: 0 }, shared }
     }
 
     fn feed(&mut self, mut data: &[u8]) {
@@ -212,49 +208,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for FramingScanner<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if !matches!(this.scan, Scan::Off) {
-            this.feed(&buf.filled()[before..]);
+impl Tap for FramingScanner {
+    fn on_read(&mut self, bytes: &[u8]) {
+        if !matches!(self.scan, Scan::Off) {
+            self.feed(bytes);
         }
-        result
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for FramingScanner<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -265,7 +223,7 @@ mod tests {
     /// Feeds `input` in pieces of `step` bytes and returns which request was ambiguous.
     fn scan(input: &[u8], step: usize) -> Option<u64> {
         let shared = Arc::new(Framing::default());
-        let mut s = FramingScanner::new((), shared.clone());
+        let mut s = FramingScanner::new(shared.clone());
         for piece in input.chunks(step) {
             s.feed(piece);
         }

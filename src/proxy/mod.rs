@@ -9,6 +9,7 @@ mod headers;
 mod pool;
 mod respond;
 mod server;
+mod tap;
 mod upgrade;
 
 pub use body::ProxyBody;

@@ -7,22 +7,20 @@
 //! then is a retry unsafe).
 
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::RequestBody;
 use super::error::ProxyError;
+use super::tap::{ReadTap, Tap};
 
 /// How often idle connections are looked over and the stale ones closed.
 const REAP_EVERY: Duration = Duration::from_millis(250);
@@ -164,7 +162,7 @@ impl Pool {
     pub async fn connect(&self, opts: &ConnectOptions, upgrade: bool) -> Result<Conn, ProxyError> {
         let stream = self.connect_tcp(opts).await?;
         let read = Arc::new(AtomicU64::new(0));
-        let io = TokioIo::new(CountingIo { inner: stream, read: read.clone() });
+        let io = TokioIo::new(ReadTap::new(stream, ByteCount(read.clone())));
         let log =
             |e: hyper::Error| tracing::debug!(error = %e, "app connection ended with an error");
         if self.inner.protocol == AppProtocol::Http2 && !upgrade {
@@ -221,11 +219,6 @@ impl Pool {
         let entry = Idle { tx, read, since: Instant::now(), max_idle };
         self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
     }
-
-    /// Idle connections held now.
-    pub fn idle_count(&self) -> usize {
-        self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }
 
 /// Closes idle connections as they go stale, so that the app never sees one of ours
@@ -244,54 +237,11 @@ async fn reap(pool: Weak<Inner>) {
     }
 }
 
-/// A stream that counts the bytes read from it.
-struct CountingIo {
-    inner: TcpStream,
-    read: Arc<AtomicU64>,
-}
+/// Counts the bytes read from the app on one connection.
+struct ByteCount(Arc<AtomicU64>);
 
-impl AsyncRead for CountingIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.read.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        result
-    }
-}
-
-impl AsyncWrite for CountingIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+impl Tap for ByteCount {
+    fn on_read(&mut self, bytes: &[u8]) {
+        self.0.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
 }

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use super::forward::{Client, Proxy};
 use super::framing::{Framing, FramingScanner};
+use super::tap::ReadTap;
 
 /// How long a client may take to send a request head before its connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,7 +47,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let framing = Arc::new(Framing::default());
-        let stream = FramingScanner::new(stream, framing.clone());
+        let stream = ReadTap::new(stream, FramingScanner::new(framing.clone()));
         let client = Client::new(addr, framing);
         let proxy = proxy.clone();
         let service = service_fn(move |req| {

@@ -129,6 +129,18 @@ pub fn policy(spec: &str) -> String {
     )
 }
 
+/// A Retry-After, which must be delay-seconds.
+pub fn retry_after(reply: &client::Reply) -> u64 {
+    reply.header("retry-after").parse().unwrap_or_else(|_| panic!("not delay-seconds: {reply:?}"))
+}
+
+/// The value of the first metrics line that starts with `line_start`.
+pub fn metric(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// An address on which nothing listens.
 pub async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
