@@ -21,7 +21,11 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
 fi
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --quiet --release --bin portcullis --example bench_upstream --example bench_load
+# BIN_DIR points elsewhere to bench prebuilt binaries (another machine, say).
+BIN_DIR=${BIN_DIR:-target/release}
+if [ "$BIN_DIR" = target/release ]; then
+  cargo build --quiet --release --bin portcullis --example bench_upstream --example bench_load
+fi
 out=bench/out; mkdir -p "$out"; dir=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
@@ -32,11 +36,11 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # CPU time (user + system) a process has used, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-target/release/examples/bench_upstream "$UP" & pids+=($!)
+$BIN_DIR/examples/bench_upstream "$UP" & pids+=($!)
 sed -e "s#@DIR@#$dir#g" -e "s#@UPSTREAM@#$UP#" -e "s#@LISTEN@#$NGINX#" bench/nginx.conf.in > "$dir/nginx.conf"
 "$NGINX_BIN" -c "$dir/nginx.conf" -p "$dir" & pids+=($!)
 nginx_master=$!
-target/release/portcullis proxy --listen "$PC" --upstream "$UP" --admin "$PC_ADMIN" --workers 1 2>"$dir/pc.log" & pc=$!; pids+=("$pc")
+$BIN_DIR/portcullis proxy --listen "$PC" --upstream "$UP" --admin "$PC_ADMIN" --workers 1 2>"$dir/pc.log" & pc=$!; pids+=("$pc")
 wait_port "$UP"; wait_port "$NGINX"; wait_port "$PC"
 sleep 0.5
 idle_rss=$(rss_kib "$pc")
@@ -71,22 +75,22 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 # The sidecar's own 503: every request falls in an open-ended maintenance window.
 MW=127.0.0.1:18084
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: bench}\nspec: {message: bench}\n' > "$dir/mw.yaml"
-target/release/portcullis proxy --listen "$MW" --upstream "$UP" --admin 127.0.0.1:18094 --workers 1 --config "$dir/mw.yaml" 2>/dev/null & pids+=($!)
+$BIN_DIR/portcullis proxy --listen "$MW" --upstream "$UP" --admin 127.0.0.1:18094 --workers 1 --config "$dir/mw.yaml" 2>/dev/null & pids+=($!)
 wait_port "$MW"
 read -r m_rps _ < <(measure maintenance503 "$MW")
 
 # Overload: twice the capacity of a 200 rps app, without and with a limit.
 SLOW=127.0.0.1:18085 OPEN=127.0.0.1:18086 LIMITED=127.0.0.1:18087
 RATE=${RATE:-400} SECONDS_OF_LOAD=${SECONDS_OF_LOAD:-8}
-target/release/examples/bench_upstream "$SLOW" 20 4 & pids+=($!)
+$BIN_DIR/examples/bench_upstream "$SLOW" 20 4 & pids+=($!)
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {name: bench}\nspec:\n  timeouts: {responseHeaders: 60s}\n' > "$dir/open.yaml"
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {name: bench}\nspec:\n  timeouts: {responseHeaders: 60s}\n  overload: {maxInFlight: 4, queue: {size: 4, timeout: 10ms}, retryAfter: 1s}\n' > "$dir/limited.yaml"
-target/release/portcullis proxy --listen "$OPEN" --upstream "$SLOW" --admin 127.0.0.1:18096 --workers 1 --config "$dir/open.yaml" 2>/dev/null & pids+=($!)
-target/release/portcullis proxy --listen "$LIMITED" --upstream "$SLOW" --admin 127.0.0.1:18097 --workers 1 --config "$dir/limited.yaml" 2>/dev/null & pids+=($!)
+$BIN_DIR/portcullis proxy --listen "$OPEN" --upstream "$SLOW" --admin 127.0.0.1:18096 --workers 1 --config "$dir/open.yaml" 2>/dev/null & pids+=($!)
+$BIN_DIR/portcullis proxy --listen "$LIMITED" --upstream "$SLOW" --admin 127.0.0.1:18097 --workers 1 --config "$dir/limited.yaml" 2>/dev/null & pids+=($!)
 wait_port "$SLOW"; wait_port "$OPEN"; wait_port "$LIMITED"
-read -r o_sent o_ok o_shed o_other o_p50 o_p99 < <(target/release/examples/bench_load "http://$OPEN/" "$RATE" "$SECONDS_OF_LOAD")
+read -r o_sent o_ok o_shed o_other o_p50 o_p99 < <($BIN_DIR/examples/bench_load "http://$OPEN/" "$RATE" "$SECONDS_OF_LOAD")
 sleep 2
-read -r l_sent l_ok l_shed l_other l_p50 l_p99 < <(target/release/examples/bench_load "http://$LIMITED/" "$RATE" "$SECONDS_OF_LOAD")
+read -r l_sent l_ok l_shed l_other l_p50 l_p99 < <($BIN_DIR/examples/bench_load "http://$LIMITED/" "$RATE" "$SECONDS_OF_LOAD")
 
 {
   echo "wrk -t1 -c$CONNECTIONS -d$DURATION, $(nproc) cores, proxies on one worker"

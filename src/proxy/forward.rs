@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 
 use super::body::{ProxyBody, RequestBody, StreamError, UpstreamBody, stream_error_in};
+use super::deadline::with_deadline;
 use super::error::ProxyError;
 use super::framing::Framing;
 use super::headers;
@@ -182,12 +183,9 @@ impl Proxy {
 
         let head =
             self.exchange(Request::from_parts(parts, body), replay, route, &opts, wants_upgrade);
-        let outcome = match (deadline, timeouts.request) {
-            (Some(deadline), Some(limit)) => tokio::time::timeout_at(deadline, head)
-                .await
-                .unwrap_or(Err(ProxyError::RequestTimeout(limit))),
-            _ => head.await,
-        };
+        let outcome = with_deadline(head, deadline).await.unwrap_or_else(|_| {
+            Err(ProxyError::RequestTimeout(timeouts.request.unwrap_or_default()))
+        });
         let (mut response, conn, sent_at) = match outcome {
             // An app that has never answered and refuses connections is still starting:
             // a rolling restart is not a broken app.
@@ -344,12 +342,9 @@ async fn within<F: Future>(
     wait: Option<Duration>,
     fut: F,
 ) -> Result<F::Output, ProxyError> {
-    match (by, wait) {
-        (Some(by), Some(wait)) => tokio::time::timeout_at(by, fut)
-            .await
-            .map_err(|_| ProxyError::ResponseHeadersTimeout(wait)),
-        _ => Ok(fut.await),
-    }
+    with_deadline(fut, by)
+        .await
+        .map_err(|_| ProxyError::ResponseHeadersTimeout(wait.unwrap_or_default()))
 }
 
 fn prepare_request(parts: &mut Parts, client: &Client, upgrade: bool) {

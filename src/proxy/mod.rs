@@ -2,6 +2,7 @@
 //! on localhost, answering for itself only when the app cannot (see `error` for the table).
 
 mod body;
+mod deadline;
 mod error;
 mod forward;
 mod framing;
