@@ -27,7 +27,11 @@ pub struct Admin {
 impl Admin {
     pub async fn serve(self, listener: TcpListener) {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                // Usually out of file descriptors: pause rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
             let admin = self.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
