@@ -1,4 +1,5 @@
 # Portcullis: `make test` is what CI runs; `make demo` shows the sidecar at work.
+SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 HTTPLINT := $(VENV)/bin/httplint
@@ -21,8 +22,11 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# Ends with one line that adds up every test binary's results.
 unit: tools
-	HTTPLINT=$(abspath $(HTTPLINT)) $(CARGO) test --all-targets
+	@mkdir -p target
+	set -o pipefail; HTTPLINT=$(abspath $(HTTPLINT)) $(CARGO) test --all-targets 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "summary: %d passed, %d failed\n", p, f }' target/test.log
 
 test: lint unit
 
