@@ -14,6 +14,7 @@ pub mod admin;
 pub mod api;
 pub mod cmd;
 pub mod config;
+pub mod controller;
 pub mod maintenance;
 pub mod overload;
 pub mod policy;
