@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
+use crate::config::follow::{ControllerSource, FollowEvent};
 use crate::config::{self, ReloadOutcome, Reloader};
 use crate::proxy::{AppProtocol, Pool, Proxy};
 use crate::telemetry::metrics::{Metrics, ResultLabels, WindowLabels};
@@ -22,6 +23,8 @@ pub struct Sidecar {
     pub config_file: Option<PathBuf>,
     /// Mounted Secrets, for bypass tokens: `<dir>/<secret>/<key>`.
     pub secrets_dir: Option<PathBuf>,
+    /// Follow the controller's config stream instead of (or on top of) a file.
+    pub controller: Option<ControllerSource>,
     pub reload_interval: Duration,
     pub drain_timeout: Duration,
 }
@@ -38,7 +41,14 @@ impl Sidecar {
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = config::channel();
         let mut reload_task = None;
-        if self.config_file.is_none() {
+        // Ready once a config is in force: at once with a file or the defaults, on the first
+        // snapshot with a controller (until then the defaults are served).
+        let ready = Arc::new(AtomicBool::new(self.controller.is_none()));
+        if let Some(source) = self.controller.clone() {
+            let (tx, ready, metrics) = (tx.clone(), ready.clone(), metrics.clone());
+            reload_task =
+                Some(tokio::spawn(source.follow(tx, ready, move |e| followed(&metrics, e))));
+        } else if self.config_file.is_none() {
             config::publish(&tx, config::Config::default());
         }
         if let Some(path) = &self.config_file {
@@ -54,11 +64,7 @@ impl Sidecar {
         }
         metrics.config_generation.set(rx.borrow().generation);
 
-        let admin = Admin {
-            metrics: metrics.clone(),
-            config: rx.clone(),
-            ready: Arc::new(AtomicBool::new(true)),
-        };
+        let admin = Admin { metrics: metrics.clone(), config: rx.clone(), ready };
         let admin_task = tokio::spawn(admin.serve(self.admin));
         tracing::info!(
             listen = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -75,6 +81,23 @@ impl Sidecar {
             task.abort();
         }
         Ok(())
+    }
+}
+
+fn followed(metrics: &Metrics, event: FollowEvent) {
+    match event {
+        FollowEvent::Applied { version, generation } => {
+            metrics.config_reloads.get_or_create(&ResultLabels { result: "applied" }).inc();
+            metrics.config_generation.set(generation);
+            tracing::info!(version, generation, "config snapshot applied");
+        }
+        FollowEvent::Refused(why) => {
+            metrics.config_reloads.get_or_create(&ResultLabels { result: "refused" }).inc();
+            tracing::error!("config snapshot refused, the last good one stays in force: {why}");
+        }
+        FollowEvent::Disconnected(why) => {
+            tracing::warn!("config stream lost, enforcing the last good config: {why}");
+        }
     }
 }
 

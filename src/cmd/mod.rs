@@ -16,14 +16,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the sidecar proxy in front of an app.
-    Proxy(proxy::ProxyArgs),
+    Proxy(Box<proxy::ProxyArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
 }
 
 pub fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Proxy(args) => proxy::run(args),
+        Command::Proxy(args) => proxy::run(*args),
         Command::Crds => {
             print!("{}", crate::api::crds_yaml());
             ExitCode::SUCCESS

@@ -8,6 +8,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::api::Duration;
+use crate::config::follow::ControllerSource;
 use crate::proxy::AppProtocol;
 use crate::sidecar::Sidecar;
 use crate::telemetry::{LogFormat, init_logs};
@@ -33,6 +34,21 @@ pub struct ProxyArgs {
     /// File of UpstreamPolicy and MaintenanceWindow YAML documents; watched for changes.
     #[arg(long)]
     config: Option<PathBuf>,
+
+    /// Follow the controller's config stream (http://host:port); the pod is named by
+    /// POD_NAMESPACE and POD_NAME, and authenticated by --token-file.
+    #[arg(long, conflicts_with = "config")]
+    controller: Option<String>,
+
+    #[arg(long, env = "POD_NAMESPACE", requires = "controller")]
+    pod_namespace: Option<String>,
+
+    #[arg(long, env = "POD_NAME", requires = "controller")]
+    pod_name: Option<String>,
+
+    /// The pod's projected ServiceAccount token with audience `portcullis`.
+    #[arg(long, default_value = "/var/run/secrets/portcullis/token")]
+    token_file: PathBuf,
 
     /// Folder of mounted Secrets (`<dir>/<secret name>/<key>`), for bypass tokens.
     #[arg(long)]
@@ -88,7 +104,23 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
     let admin = TcpListener::bind(args.admin)
         .await
         .map_err(|e| format!("cannot listen on {} for admin: {e}", args.admin))?;
+    let controller = match args.controller {
+        None => None,
+        Some(url) => {
+            let (Some(namespace), Some(pod)) = (args.pod_namespace, args.pod_name) else {
+                return Err("--controller needs POD_NAMESPACE and POD_NAME (or --pod-namespace, --pod-name)".into());
+            };
+            Some(ControllerSource {
+                url,
+                namespace,
+                pod,
+                token_file: args.token_file,
+                idle_timeout: std::time::Duration::from_secs(45),
+            })
+        }
+    };
     let sidecar = Sidecar {
+        controller,
         listener,
         admin,
         upstream: args.upstream,

@@ -88,15 +88,14 @@ pub fn parse(text: &str, ctx: &LoadContext) -> Result<Config, LoadError> {
                 let window: MaintenanceWindow = typed(doc, "MaintenanceWindow", value)?;
                 let name = object_name(&window.metadata);
                 let created = window.metadata.creation_timestamp.as_ref().map_or(ctx.now, |t| t.0);
-                let compiled =
-                    compile_window(name.clone(), &window.spec, created, ctx).map_err(|e| {
-                        LoadError::Field {
-                            doc,
-                            kind: "MaintenanceWindow",
-                            name,
-                            field: e.field,
-                            message: e.message,
-                        }
+                let compiled = bypass_from_secret(&window.spec, ctx)
+                    .and_then(|bypass| compile_window(name.clone(), &window.spec, created, bypass))
+                    .map_err(|e| LoadError::Field {
+                        doc,
+                        kind: "MaintenanceWindow",
+                        name,
+                        field: e.field,
+                        message: e.message,
                     })?;
                 config.windows.push(compiled);
             }
@@ -106,26 +105,27 @@ pub fn parse(text: &str, ctx: &LoadContext) -> Result<Config, LoadError> {
     Ok(config)
 }
 
-/// Checks a window and makes it ready to enforce.
+/// A window's bypass, its token read from the mounted Secret (standalone mode).
+fn bypass_from_secret(
+    spec: &MaintenanceWindowSpec,
+    ctx: &LoadContext,
+) -> Result<Option<Bypass>, InvalidField> {
+    let Some(b) = &spec.bypass else { return Ok(None) };
+    let header = b.header.parse().map_err(|_| {
+        InvalidField::new("spec.bypass.header", format!("{:?} is not a header name", b.header))
+    })?;
+    Ok(Some(Bypass::new(header, &read_secret(ctx, &b.secret_ref.name, &b.secret_ref.key)?)))
+}
+
+/// Checks a window and makes it ready to enforce. `bypass` comes from a mounted Secret
+/// (standalone) or from the controller's digest.
 pub fn compile_window(
     name: String,
     spec: &MaintenanceWindowSpec,
     created: Timestamp,
-    ctx: &LoadContext,
+    bypass: Option<Bypass>,
 ) -> Result<Window, InvalidField> {
     let schedule = Schedule::from_spec(spec, created)?;
-    let bypass = match &spec.bypass {
-        None => None,
-        Some(b) => {
-            let header = b.header.parse().map_err(|_| {
-                InvalidField::new(
-                    "spec.bypass.header",
-                    format!("{:?} is not a header name", b.header),
-                )
-            })?;
-            Some(Bypass::new(header, &read_secret(ctx, &b.secret_ref.name, &b.secret_ref.key)?))
-        }
-    };
     for (i, path) in spec.exempt_paths.iter().enumerate() {
         if !path.starts_with('/') {
             return Err(InvalidField::new(format!("spec.exemptPaths[{i}]"), "must start with /"));

@@ -4,8 +4,10 @@
 //! and `MaintenanceWindow` objects that users `kubectl apply`; `load` turns such a file
 //! into a [`Config`], and `reload` keeps it current.
 
+pub mod follow;
 mod load;
 mod reload;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use tokio::sync::watch;
 use crate::maintenance::Window;
 use crate::policy::Policy;
 
-pub use load::{LoadContext, LoadError, parse};
+pub use load::{LoadContext, LoadError, compile_window, parse};
 pub use reload::{ReloadError, ReloadOutcome, Reloader};
 
 /// Everything a sidecar enforces, as one immutable value swapped whole on reload.

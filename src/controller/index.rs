@@ -14,8 +14,8 @@ use kube::core::{Selector, SelectorExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::wire::{BypassDigest, NamedPolicy, NamedWindow, PodConfig};
 use crate::api::{MaintenanceWindowSpec, UpstreamPolicySpec};
+use crate::config::wire::{BypassDigest, NamedPolicy, NamedWindow, PodConfig, PodSnapshot};
 use crate::policy::Policy;
 use crate::schedule::{Schedule, Span};
 
@@ -97,7 +97,9 @@ pub struct Index {
     pods: BTreeMap<ObjectKey, Labels>,
     /// Secret keys by Secret, as hex SHA-256 digests: the index never holds a token.
     secrets: BTreeMap<ObjectKey, BTreeMap<String, String>>,
-    configs: HashMap<ObjectKey, watch::Sender<Arc<PodConfig>>>,
+    configs: HashMap<ObjectKey, watch::Sender<Arc<PodSnapshot>>>,
+    /// Counts changes to the index; a snapshot carries the count at which it changed.
+    version: u64,
 }
 
 fn checked_selector(
@@ -177,11 +179,12 @@ impl Index {
     }
 
     /// The config stream of one pod: its current config now, and every real change after.
-    pub fn subscribe(&mut self, pod: &ObjectKey) -> watch::Receiver<Arc<PodConfig>> {
+    pub fn subscribe(&mut self, pod: &ObjectKey) -> watch::Receiver<Arc<PodSnapshot>> {
         if let Some(tx) = self.configs.get(pod) {
             return tx.subscribe();
         }
-        let (tx, rx) = watch::channel(Arc::new(self.config_of(pod)));
+        let snapshot = PodSnapshot { version: self.version, config: self.config_of(pod) };
+        let (tx, rx) = watch::channel(Arc::new(snapshot));
         self.configs.insert(pod.clone(), tx);
         rx
     }
@@ -189,6 +192,16 @@ impl Index {
     /// Pods known now.
     pub fn pod_count(&self) -> usize {
         self.pods.len()
+    }
+
+    /// Resources (policies, windows, Secrets) known now.
+    pub fn resource_count(&self) -> usize {
+        self.policies.len() + self.windows.len() + self.secrets.len()
+    }
+
+    /// Streams held open now.
+    pub fn stream_count(&self) -> usize {
+        self.configs.values().map(|tx| tx.receiver_count()).sum()
     }
 
     /// What one pod's sidecar must enforce.
@@ -303,13 +316,15 @@ impl Index {
     }
 
     fn refresh_pod(&mut self, pod: &ObjectKey) {
+        self.version += 1;
         let Some(tx) = self.configs.get(pod) else { return };
         let config = self.config_of(pod);
+        let version = self.version;
         tx.send_if_modified(|current| {
-            if **current == config {
+            if current.config == config {
                 false
             } else {
-                *current = Arc::new(config);
+                *current = Arc::new(PodSnapshot { version, config });
                 true
             }
         });

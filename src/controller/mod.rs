@@ -1,9 +1,13 @@
 //! The controller: watches UpstreamPolicies, MaintenanceWindows, Pods and Secrets, and turns
 //! them into each pod's sidecar config.
 //!
-//! Built so far: the pure [`index`] (resources in, per-pod config out, statuses). Still to
-//! come (issue 4): the kube-rs watchers feeding it, the config stream to sidecars with
-//! TokenReview auth, status writes by the leader, and CEL validation rules.
+//! - [`index`]: pure; resources in, per-pod config out (a `watch` per pod), statuses.
+//! - [`auth`]: TokenReview: a sidecar's token is good for its own pod only.
+//! - [`stream`]: the config stream each sidecar follows.
+//!
+//! Still to come (issue 4): the watchers feeding the index, status writes by the leader,
+//! and CEL validation rules.
 
+pub mod auth;
 pub mod index;
-pub mod wire;
+pub mod stream;

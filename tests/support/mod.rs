@@ -47,6 +47,7 @@ impl Running {
             app_protocol,
             config_file: Some(config_path.clone()),
             secrets_dir: Some(dir.path().join("secrets")),
+            controller: None,
             reload_interval: Duration::from_millis(50),
             drain_timeout: Duration::from_secs(5),
         };

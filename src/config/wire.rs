@@ -1,0 +1,126 @@
+//! What the controller sends to one pod's sidecar: the policy and windows that select it,
+//! with schedules rather than on/off flags (so windows start on time while the controller
+//! is away) and bypass tokens as digests (so secrets never travel in clear).
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{Config, compile_window};
+use crate::api::{MaintenanceWindowSpec, UpstreamPolicySpec};
+use crate::maintenance::Bypass;
+use crate::policy::{InvalidField, Policy};
+
+/// A pod's config as one message of the config stream: the index version at which it
+/// last changed, and the config.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodSnapshot {
+    pub version: u64,
+    pub config: PodConfig,
+}
+
+/// One line of the config stream (newline-delimited JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum StreamMessage {
+    Snapshot(Box<PodSnapshot>),
+    /// Sent while nothing changes, so that a dead connection is noticed.
+    Keepalive,
+}
+
+/// One pod's effective config.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodConfig {
+    /// The UpstreamPolicy in force (the oldest of those that select the pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<NamedPolicy>,
+    /// Every valid MaintenanceWindow that selects the pod, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<NamedWindow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedPolicy {
+    /// `namespace/name`.
+    pub name: String,
+    pub spec: UpstreamPolicySpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedWindow {
+    /// `namespace/name`.
+    pub name: String,
+    /// When the window was created: "active from creation" counts from here.
+    pub created: Timestamp,
+    /// The spec, with `bypass.secretRef` left out: see `bypass`.
+    pub spec: MaintenanceWindowSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypass: Option<BypassDigest>,
+}
+
+/// A bypass as the sidecar needs it: the header, and the SHA-256 of the token, hex.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BypassDigest {
+    pub header: String,
+    pub sha256: String,
+}
+
+/// Why a snapshot from the controller was refused (the last good config stays).
+#[derive(Debug, thiserror::Error)]
+#[error("{resource}: {field}: {message}")]
+pub struct WireError {
+    pub resource: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl WireError {
+    fn new(resource: &str, e: InvalidField) -> Self {
+        WireError { resource: resource.to_owned(), field: e.field, message: e.message }
+    }
+}
+
+impl PodConfig {
+    /// The config the sidecar enforces, checked as a config file would be.
+    pub fn to_config(&self) -> Result<Config, WireError> {
+        let mut config = Config::default();
+        if let Some(policy) = &self.policy {
+            config.policy =
+                Policy::from_spec(&policy.spec).map_err(|e| WireError::new(&policy.name, e))?;
+            config.policy_name = Some(policy.name.clone());
+        }
+        for window in &self.windows {
+            let bypass = window.bypass.as_ref().map(BypassDigest::to_bypass).transpose();
+            let compiled = bypass.and_then(|bypass| {
+                compile_window(window.name.clone(), &window.spec, window.created, bypass)
+            });
+            config.windows.push(compiled.map_err(|e| WireError::new(&window.name, e))?);
+        }
+        Ok(config)
+    }
+}
+
+impl BypassDigest {
+    pub fn to_bypass(&self) -> Result<Bypass, InvalidField> {
+        let header = self.header.parse().map_err(|_| {
+            InvalidField::new(
+                "spec.bypass.header",
+                format!("{:?} is not a header name", self.header),
+            )
+        })?;
+        let mut digest = [0u8; 32];
+        let hex = self.sha256.as_bytes();
+        if hex.len() != 64 {
+            return Err(InvalidField::new("bypass.sha256", "not a SHA-256 digest"));
+        }
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let text = std::str::from_utf8(pair).unwrap_or("");
+            digest[i] = u8::from_str_radix(text, 16)
+                .map_err(|_| InvalidField::new("bypass.sha256", "not a SHA-256 digest"))?;
+        }
+        Ok(Bypass::from_digest(header, digest))
+    }
+}

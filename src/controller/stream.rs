@@ -1,0 +1,156 @@
+//! The config stream: `GET /v1/config/{namespace}/{pod}` with the pod's token as a bearer
+//! token. The answer is one long response of newline-delimited JSON (HTTP/1.1 chunked or
+//! HTTP/2): the pod's current snapshot, a new one on every real change, and a keepalive
+//! line whenever nothing happened for a while.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use super::auth::{AuthError, Authenticator};
+use super::index::{Index, ObjectKey};
+use crate::config::wire::StreamMessage;
+
+pub type StreamResponse = Response<UnsyncBoxBody<Bytes, Infallible>>;
+
+#[derive(Clone)]
+pub struct StreamServer {
+    pub index: Arc<Mutex<Index>>,
+    pub auth: Authenticator,
+    pub keepalive: Duration,
+}
+
+impl StreamServer {
+    pub async fn serve(self, listener: TcpListener) {
+        self.serve_until(listener, std::future::pending()).await;
+    }
+
+    /// Serves until `stop` resolves, then drops every open stream.
+    pub async fn serve_until(self, listener: TcpListener, stop: impl Future<Output = ()>) {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut streams = tokio::task::JoinSet::new();
+        tokio::pin!(stop);
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut stop => return,
+                Some(_) = streams.join_next(), if !streams.is_empty() => continue,
+            };
+            let Ok((stream, _)) = accepted else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let server = self.clone();
+            let builder = builder.clone();
+            streams.spawn(async move {
+                let service = service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.handle(req).await) }
+                });
+                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> StreamResponse {
+        let Some(pod) = pod_of(req.uri().path()) else {
+            return plain(StatusCode::NOT_FOUND, "expected /v1/config/{namespace}/{pod}\n");
+        };
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let verdict = match token {
+            Some(token) if !token.is_empty() => self.auth.check(token, &pod).await,
+            _ => Err(AuthError::Missing),
+        };
+        if let Err(e) = verdict {
+            tracing::warn!(pod = %pod, "config stream refused: {e}");
+            let mut response = plain(e.status(), &format!("{e}\n"));
+            if e.status() == StatusCode::UNAUTHORIZED {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
+            }
+            return response;
+        }
+        let rx = self.index.lock().unwrap_or_else(|e| e.into_inner()).subscribe(&pod);
+        tracing::info!(pod = %pod, "config stream opened");
+        let lines = futures::stream::unfold(
+            (rx, true, self.keepalive),
+            |(mut rx, first, keepalive)| async move {
+                let message = if first {
+                    Some(StreamMessage::Snapshot(Box::new((**rx.borrow_and_update()).clone())))
+                } else {
+                    match tokio::time::timeout(keepalive, rx.changed()).await {
+                        Ok(Ok(())) => Some(StreamMessage::Snapshot(Box::new(
+                            (**rx.borrow_and_update()).clone(),
+                        ))),
+                        Ok(Err(_)) => None, // the index is gone: end the stream
+                        Err(_) => Some(StreamMessage::Keepalive),
+                    }
+                }?;
+                let mut line = serde_json::to_vec(&message).expect("a message serializes");
+                line.push(b'\n');
+                Some((Ok(Frame::data(Bytes::from(line))), (rx, false, keepalive)))
+            },
+        );
+        Response::builder()
+            .header(header::CONTENT_TYPE, "application/x-ndjson")
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(StreamBody::new(lines).boxed_unsync())
+            .expect("valid response")
+    }
+}
+
+/// `/v1/config/{namespace}/{pod}`.
+fn pod_of(path: &str) -> Option<ObjectKey> {
+    let rest = path.strip_prefix("/v1/config/")?;
+    let (namespace, name) = rest.split_once('/')?;
+    let valid = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    (valid(namespace) && valid(name)).then(|| ObjectKey::new(namespace, name))
+}
+
+fn plain(status: StatusCode, text: &str) -> StreamResponse {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(text.to_owned())).boxed_unsync())
+        .expect("valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_a_pod() {
+        assert_eq!(
+            pod_of("/v1/config/shop/checkout-1"),
+            Some(ObjectKey::new("shop", "checkout-1"))
+        );
+        for bad in [
+            "/v1/config/shop",
+            "/v1/config//x",
+            "/v1/config/a/b/c",
+            "/v2/config/a/b",
+            "/v1/config/a/../b",
+        ] {
+            assert_eq!(pod_of(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The config stream over real HTTP on 127.0.0.1: TokenReview against a test double of the
+//! Kubernetes API that speaks the real TokenReview JSON; snapshots on change and only on
+//! change; and a sidecar that keeps enforcing, windows included, while the controller is
+//! away, then reconnects.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use jiff::Timestamp;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewStatus, UserInfo};
+use portcullis::config::wire::StreamMessage;
+use portcullis::controller::auth::Authenticator;
+use portcullis::controller::index::{Index, ObjectKey};
+use portcullis::controller::stream::StreamServer;
+use support::{apps, client};
+use tokio::net::TcpListener;
+
+/// Answers TokenReviews as the API server would: `token-<ns>-<pod>` is bound to that pod,
+/// `token-unbound` to none, anything else is not authenticated.
+async fn fake_api() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|req: Request<Incoming>| async move {
+                    assert_eq!(req.method(), http::Method::POST);
+                    assert_eq!(req.uri().path(), "/apis/authentication.k8s.io/v1/tokenreviews");
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    let mut review: TokenReview = serde_json::from_slice(&body).unwrap();
+                    assert_eq!(
+                        review.spec.audiences.as_deref(),
+                        Some(&["portcullis".to_string()][..])
+                    );
+                    let token = review.spec.token.clone().unwrap_or_default();
+                    let parts: Vec<&str> = token.splitn(3, '-').collect();
+                    review.status = Some(match parts.as_slice() {
+                        ["token", "unbound"] => TokenReviewStatus {
+                            authenticated: Some(true),
+                            audiences: Some(vec!["portcullis".into()]),
+                            user: Some(UserInfo {
+                                username: Some("system:serviceaccount:shop:default".into()),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        ["token", ns, pod] => TokenReviewStatus {
+                            authenticated: Some(true),
+                            audiences: Some(vec!["portcullis".into()]),
+                            user: Some(UserInfo {
+                                username: Some(format!("system:serviceaccount:{ns}:default")),
+                                extra: Some(
+                                    [(
+                                        "authentication.kubernetes.io/pod-name".to_string(),
+                                        vec![pod.to_string()],
+                                    )]
+                                    .into(),
+                                ),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        _ => TokenReviewStatus {
+                            authenticated: Some(false),
+                            error: Some("invalid bearer token".into()),
+                            ..Default::default()
+                        },
+                    });
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(201)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(serde_json::to_vec(&review).unwrap())))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Controller {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Controller {
+    async fn start(
+        api: SocketAddr,
+        index: Arc<Mutex<Index>>,
+        addr: Option<SocketAddr>,
+    ) -> Controller {
+        let config = kube::Config::new(format!("http://{api}").parse().unwrap());
+        let auth = Authenticator::new(kube::Client::try_from(config).unwrap());
+        let listener =
+            TcpListener::bind(addr.unwrap_or("127.0.0.1:0".parse().unwrap())).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server =
+            StreamServer { index: index.clone(), auth, keepalive: Duration::from_millis(200) };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve_until(listener, async move {
+            let _ = stopped.await;
+        }));
+        Controller { addr, stop: Some(stop), task }
+    }
+
+    async fn kill(mut self) -> SocketAddr {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap();
+        self.addr
+    }
+}
+
+fn policy(yaml: &str) -> portcullis::api::UpstreamPolicySpec {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn shop(name: &str) -> ObjectKey {
+    ObjectKey::new("shop", name)
+}
+
+fn index_with_pods() -> Arc<Mutex<Index>> {
+    let mut index = Index::default();
+    index.apply_pod(shop("a"), [("app".to_string(), "checkout".to_string())].into());
+    index.apply_pod(shop("b"), [("app".to_string(), "cart".to_string())].into());
+    index.apply_policy(
+        shop("checkout"),
+        "2026-01-01T00:00:00Z".parse().unwrap(),
+        policy("selector: {matchLabels: {app: checkout}}\ntimeouts: {responseHeaders: 300ms}"),
+    );
+    Arc::new(Mutex::new(index))
+}
+
+/// Reads stream lines as they come.
+struct Lines {
+    body: Incoming,
+    buffer: Vec<u8>,
+}
+
+impl Lines {
+    async fn next(&mut self, within: Duration) -> Option<StreamMessage> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line[..end]).unwrap());
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await.ok()??.ok()?;
+            if let Ok(data) = frame.into_data() {
+                self.buffer.extend_from_slice(&data);
+            }
+        }
+    }
+
+    /// The next snapshot, skipping keepalives, if one comes within `within`.
+    async fn snapshot(
+        &mut self,
+        within: Duration,
+    ) -> Option<portcullis::config::wire::PodSnapshot> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            match self.next(deadline - Instant::now()).await? {
+                StreamMessage::Snapshot(s) => return Some(*s),
+                StreamMessage::Keepalive => {}
+            }
+        }
+        None
+    }
+}
+
+async fn open(controller: SocketAddr, path: &str, token: Option<&str>) -> (StatusCode, Lines) {
+    let stream = tokio::net::TcpStream::connect(controller).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header("host", "controller");
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let response = tx.send_request(req.body(Full::<Bytes>::default()).unwrap()).await.unwrap();
+    (response.status(), Lines { body: response.into_body(), buffer: Vec::new() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_pods_own_token_opens_its_stream() {
+    let controller = Controller::start(fake_api().await, index_with_pods(), None).await;
+    let a = "/v1/config/shop/a";
+    assert_eq!(open(controller.addr, a, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(open(controller.addr, a, Some("forged")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(open(controller.addr, a, Some("token-shop-b")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        open(controller.addr, a, Some("token-other-a")).await.0,
+        StatusCode::FORBIDDEN,
+        "same name, other namespace"
+    );
+    assert_eq!(open(controller.addr, a, Some("token-unbound")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        open(controller.addr, "/v1/nope", Some("token-shop-a")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, mut lines) = open(controller.addr, a, Some("token-shop-a")).await;
+    assert_eq!(status, StatusCode::OK);
+    let snapshot = lines.snapshot(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(snapshot.config.policy.unwrap().name, "shop/checkout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_come_on_change_and_only_on_change() {
+    let index = index_with_pods();
+    let controller = Controller::start(fake_api().await, index.clone(), None).await;
+    let (_, mut lines) = open(controller.addr, "/v1/config/shop/a", Some("token-shop-a")).await;
+    let first = lines.snapshot(Duration::from_secs(5)).await.unwrap();
+
+    // Only pod b is affected: pod a hears keepalives and nothing else.
+    index.lock().unwrap().apply_policy(
+        shop("cart"),
+        "2026-01-01T00:00:00Z".parse().unwrap(),
+        policy("selector: {matchLabels: {app: cart}}"),
+    );
+    assert_eq!(lines.next(Duration::from_secs(2)).await, Some(StreamMessage::Keepalive));
+    assert_eq!(lines.snapshot(Duration::from_millis(700)).await, None);
+
+    // Pod a's policy changes: one new snapshot, with a later version.
+    index.lock().unwrap().apply_policy(
+        shop("checkout"),
+        "2026-01-01T00:00:00Z".parse().unwrap(),
+        policy("selector: {matchLabels: {app: checkout}}\ntimeouts: {responseHeaders: 2s}"),
+    );
+    let second = lines.snapshot(Duration::from_secs(2)).await.unwrap();
+    assert!(second.version > first.version);
+    assert_eq!(
+        second.config.policy.unwrap().spec.timeouts.response_headers.unwrap().to_string(),
+        "2s"
+    );
+    assert_eq!(lines.snapshot(Duration::from_millis(700)).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_keeps_enforcing_while_the_controller_is_away() {
+    let api = fake_api().await;
+    let index = index_with_pods();
+    // A window that starts while the controller will be down.
+    let start = Timestamp::now() + jiff::SignedDuration::from_millis(3000);
+    let end = start + jiff::SignedDuration::from_secs(60);
+    let window: portcullis::api::MaintenanceWindowSpec =
+        serde_yaml::from_str(&format!("start: \"{start}\"\nend: \"{end}\"")).unwrap();
+    index.lock().unwrap().apply_window(shop("later"), Timestamp::now(), window);
+    let controller = Controller::start(api, index.clone(), None).await;
+
+    let app = apps::app(|req| async move {
+        if req.uri().path() == "/stall" {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        Response::new(Full::new(Bytes::from_static(b"ok")))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "token-shop-a\n").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (proxy, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+    let sidecar = portcullis::sidecar::Sidecar {
+        listener,
+        admin,
+        upstream: app.to_string(),
+        app_protocol: Default::default(),
+        config_file: None,
+        secrets_dir: None,
+        controller: Some(portcullis::config::follow::ControllerSource {
+            url: format!("http://{}", controller.addr),
+            namespace: "shop".into(),
+            pod: "a".into(),
+            token_file,
+            idle_timeout: Duration::from_secs(1),
+        }),
+        reload_interval: Duration::from_millis(50),
+        drain_timeout: Duration::from_secs(1),
+    };
+    tokio::spawn(sidecar.run(std::future::pending()));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client::get(admin_addr, "/readyz", &[]).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stalled = Instant::now();
+    assert_eq!(client::get(proxy, "/stall", &[]).await.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        stalled.elapsed() < Duration::from_secs(2),
+        "the controller's 300ms policy is in force"
+    );
+
+    // The controller goes away; the last good config stays, window schedule included.
+    let controller_addr = controller.kill().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client::get(admin_addr, "/readyz", &[]).await.status, StatusCode::OK);
+    let stalled = Instant::now();
+    assert_eq!(client::get(proxy, "/stall", &[]).await.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(stalled.elapsed() < Duration::from_secs(2));
+    assert_eq!(client::get(proxy, "/", &[]).await.status, StatusCode::OK);
+    let mut first_503 = None;
+    while Timestamp::now() < start + jiff::SignedDuration::from_secs(2) {
+        let sent = Timestamp::now();
+        if client::get(proxy, "/", &[]).await.status == StatusCode::SERVICE_UNAVAILABLE {
+            first_503 = Some(sent);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first_503 = first_503.expect("the window started without the controller");
+    assert!(
+        first_503.duration_since(start).as_millis() <= 100,
+        "window started {} ms late",
+        first_503.duration_since(start).as_millis()
+    );
+
+    // The controller comes back with a changed window; the sidecar reconnects and applies it.
+    index.lock().unwrap().delete_window(&shop("later"));
+    let _controller = Controller::start(api, index, Some(controller_addr)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if client::get(proxy, "/", &[]).await.status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sidecar did not reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
