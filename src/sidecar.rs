@@ -65,7 +65,7 @@ impl Sidecar {
         metrics.config_generation.set(rx.borrow().generation);
 
         let admin = Admin { metrics: metrics.clone(), config: rx.clone(), ready };
-        let admin_task = tokio::spawn(admin.serve(self.admin));
+        let admin_task = tokio::spawn(crate::admin::serve(self.admin, admin));
         tracing::info!(
             listen = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             upstream = %self.upstream,

@@ -110,8 +110,12 @@ impl Controller {
         let listener =
             TcpListener::bind(addr.unwrap_or("127.0.0.1:0".parse().unwrap())).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server =
-            StreamServer { index: index.clone(), auth, keepalive: Duration::from_millis(200) };
+        let server = StreamServer {
+            index,
+            auth,
+            keepalive: Duration::from_millis(200),
+            metrics: Default::default(),
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.serve_until(listener, async move {
             let _ = stopped.await;

@@ -1,5 +1,5 @@
-//! The admin server: health, readiness, metrics and the effective config. It listens on
-//! localhost unless told otherwise, since `/config` shows the whole policy.
+//! Admin servers: health, readiness, metrics, and for the sidecar the effective config.
+//! They listen on localhost unless told otherwise, since `/config` shows the whole policy.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +16,70 @@ use tokio::net::TcpListener;
 use crate::config::ConfigRx;
 use crate::telemetry::metrics::Metrics;
 
+/// What an admin server answers; the sidecar's and the controller's differ in their details.
+pub trait Endpoints: Clone + Send + Sync + 'static {
+    fn ready(&self) -> bool;
+    fn metrics(&self) -> String;
+    /// Paths beyond /livez, /readyz and /metrics.
+    fn other(&self, _path: &str) -> Option<Response<Full<Bytes>>> {
+        None
+    }
+}
+
+/// Serves /livez, /readyz, /metrics and the endpoints' own paths, GET and HEAD only.
+pub async fn serve<E: Endpoints>(listener: TcpListener, endpoints: E) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Usually out of file descriptors: pause rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let endpoints = endpoints.clone();
+                async move { Ok::<_, Infallible>(route(&endpoints, &req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn route<E: Endpoints>(endpoints: &E, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET and HEAD\n".into());
+    }
+    match req.uri().path() {
+        "/livez" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" if endpoints.ready() => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+        "/readyz" => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into()),
+        "/metrics" => reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            endpoints.metrics(),
+        ),
+        path => endpoints
+            .other(path)
+            .unwrap_or_else(|| reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into())),
+    }
+}
+
+pub fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}
+
+/// The sidecar's admin endpoints.
 #[derive(Clone)]
 pub struct Admin {
     pub metrics: Arc<Metrics>,
@@ -24,63 +88,20 @@ pub struct Admin {
     pub ready: Arc<AtomicBool>,
 }
 
-impl Admin {
-    pub async fn serve(self, listener: TcpListener) {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                // Usually out of file descriptors: pause rather than spin.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            };
-            let admin = self.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.route(&req)) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+impl Endpoints for Admin {
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 
-    fn route(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            return reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                "only GET and HEAD\n".into(),
-            );
-        }
-        match req.uri().path() {
-            "/livez" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-            "/readyz" if self.ready.load(Ordering::Acquire) => {
-                reply(StatusCode::OK, "text/plain", "ready\n".into())
-            }
-            "/readyz" => {
-                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "no config yet\n".into())
-            }
-            "/metrics" => reply(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                self.metrics.encode(),
-            ),
-            "/config" => {
-                let snapshot = self.config.borrow().clone();
-                let body = serde_json::to_string_pretty(&snapshot).expect("config serializes");
-                reply(StatusCode::OK, "application/json", body + "\n")
-            }
-            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
-        }
+    fn metrics(&self) -> String {
+        self.metrics.encode()
     }
-}
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Full::new(Bytes::from(body)))
-        .expect("valid response")
+    fn other(&self, path: &str) -> Option<Response<Full<Bytes>>> {
+        (path == "/config").then(|| {
+            let snapshot = self.config.borrow().clone();
+            let body = serde_json::to_string_pretty(&snapshot).expect("config serializes");
+            reply(StatusCode::OK, "application/json", body + "\n")
+        })
+    }
 }

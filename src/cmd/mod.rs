@@ -1,5 +1,6 @@
 //! The `portcullis` command line: one subcommand per role.
 
+mod controller;
 mod proxy;
 
 use std::process::ExitCode;
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run the sidecar proxy in front of an app.
     Proxy(Box<proxy::ProxyArgs>),
+    /// Run the controller: watch resources and pods, stream each sidecar its config.
+    Controller(Box<controller::ControllerArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
 }
@@ -24,9 +27,20 @@ enum Command {
 pub fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Proxy(args) => proxy::run(*args),
+        Command::Controller(args) => controller::run(*args),
         Command::Crds => {
             print!("{}", crate::api::crds_yaml());
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
 }

@@ -130,14 +130,5 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
         reload_interval: args.reload_interval.as_std(),
         drain_timeout: args.drain_timeout.as_std(),
     };
-    sidecar.run(shutdown_signal()).await.map_err(|e| e.to_string())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    sidecar.run(super::shutdown_signal()).await.map_err(|e| e.to_string())
 }

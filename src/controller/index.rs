@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::api::{MaintenanceWindowSpec, UpstreamPolicySpec};
 use crate::config::wire::{BypassDigest, NamedPolicy, NamedWindow, PodConfig, PodSnapshot};
+
 use crate::policy::Policy;
 use crate::schedule::{Schedule, Span};
 
@@ -90,6 +91,23 @@ impl<S> Entry<S> {
     }
 }
 
+/// A snapshot as the index publishes it: with the moment it was made, so that the stream
+/// can tell how long a change took to leave for the pod.
+#[derive(Debug)]
+pub struct Published {
+    pub snapshot: PodSnapshot,
+    pub at: std::time::Instant,
+}
+
+impl Published {
+    fn new(version: u64, config: PodConfig) -> Arc<Self> {
+        Arc::new(Published {
+            snapshot: PodSnapshot { version, config },
+            at: std::time::Instant::now(),
+        })
+    }
+}
+
 #[derive(Default)]
 pub struct Index {
     policies: BTreeMap<ObjectKey, Entry<UpstreamPolicySpec>>,
@@ -97,7 +115,7 @@ pub struct Index {
     pods: BTreeMap<ObjectKey, Labels>,
     /// Secret keys by Secret, as hex SHA-256 digests: the index never holds a token.
     secrets: BTreeMap<ObjectKey, BTreeMap<String, String>>,
-    configs: HashMap<ObjectKey, watch::Sender<Arc<PodSnapshot>>>,
+    configs: HashMap<ObjectKey, watch::Sender<Arc<Published>>>,
     /// Counts changes to the index; a snapshot carries the count at which it changed.
     version: u64,
 }
@@ -179,12 +197,11 @@ impl Index {
     }
 
     /// The config stream of one pod: its current config now, and every real change after.
-    pub fn subscribe(&mut self, pod: &ObjectKey) -> watch::Receiver<Arc<PodSnapshot>> {
+    pub fn subscribe(&mut self, pod: &ObjectKey) -> watch::Receiver<Arc<Published>> {
         if let Some(tx) = self.configs.get(pod) {
             return tx.subscribe();
         }
-        let snapshot = PodSnapshot { version: self.version, config: self.config_of(pod) };
-        let (tx, rx) = watch::channel(Arc::new(snapshot));
+        let (tx, rx) = watch::channel(Published::new(self.version, self.config_of(pod)));
         self.configs.insert(pod.clone(), tx);
         rx
     }
@@ -321,10 +338,10 @@ impl Index {
         let config = self.config_of(pod);
         let version = self.version;
         tx.send_if_modified(|current| {
-            if current.config == config {
+            if current.snapshot.config == config {
                 false
             } else {
-                *current = Arc::new(PodSnapshot { version, config });
+                *current = Published::new(version, config);
                 true
             }
         });

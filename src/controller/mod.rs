@@ -10,4 +10,7 @@
 
 pub mod auth;
 pub mod index;
+pub mod metrics;
+pub mod run;
 pub mod stream;
+pub mod watch;

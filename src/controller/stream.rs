@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use super::auth::{AuthError, Authenticator};
 use super::index::{Index, ObjectKey};
+use super::metrics::ControllerMetrics;
 use crate::config::wire::StreamMessage;
 
 pub type StreamResponse = Response<UnsyncBoxBody<Bytes, Infallible>>;
@@ -28,6 +29,25 @@ pub struct StreamServer {
     pub index: Arc<Mutex<Index>>,
     pub auth: Authenticator,
     pub keepalive: Duration,
+    pub metrics: Arc<ControllerMetrics>,
+}
+
+/// Counts a stream as open for as long as it lives.
+struct OpenStream {
+    metrics: Arc<ControllerMetrics>,
+}
+
+impl OpenStream {
+    fn new(metrics: Arc<ControllerMetrics>) -> Self {
+        metrics.streams.inc();
+        OpenStream { metrics }
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.metrics.streams.dec();
+    }
 }
 
 impl StreamServer {
@@ -88,25 +108,30 @@ impl StreamServer {
         }
         let rx = self.index.lock().unwrap_or_else(|e| e.into_inner()).subscribe(&pod);
         tracing::info!(pod = %pod, "config stream opened");
-        let lines = futures::stream::unfold(
-            (rx, true, self.keepalive),
-            |(mut rx, first, keepalive)| async move {
-                let message = if first {
-                    Some(StreamMessage::Snapshot(Box::new((**rx.borrow_and_update()).clone())))
-                } else {
-                    match tokio::time::timeout(keepalive, rx.changed()).await {
-                        Ok(Ok(())) => Some(StreamMessage::Snapshot(Box::new(
-                            (**rx.borrow_and_update()).clone(),
-                        ))),
-                        Ok(Err(_)) => None, // the index is gone: end the stream
-                        Err(_) => Some(StreamMessage::Keepalive),
-                    }
-                }?;
-                let mut line = serde_json::to_vec(&message).expect("a message serializes");
-                line.push(b'\n');
-                Some((Ok(Frame::data(Bytes::from(line))), (rx, false, keepalive)))
-            },
-        );
+        let open = OpenStream::new(self.metrics.clone());
+        let state = (rx, true, self.keepalive, open);
+        let lines = futures::stream::unfold(state, |(mut rx, first, keepalive, open)| async move {
+            let changed = if first {
+                true
+            } else {
+                match tokio::time::timeout(keepalive, rx.changed()).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(_)) => return None, // the index is gone: end the stream
+                    Err(_) => false,
+                }
+            };
+            let message = if changed {
+                let published = rx.borrow_and_update().clone();
+                open.metrics.snapshots_sent.inc();
+                open.metrics.propagation.observe(published.at.elapsed().as_secs_f64());
+                StreamMessage::Snapshot(Box::new(published.snapshot.clone()))
+            } else {
+                StreamMessage::Keepalive
+            };
+            let mut line = serde_json::to_vec(&message).expect("a message serializes");
+            line.push(b'\n');
+            Some((Ok(Frame::data(Bytes::from(line))), (rx, false, keepalive, open)))
+        });
         Response::builder()
             .header(header::CONTENT_TYPE, "application/x-ndjson")
             .header(header::CACHE_CONTROL, "no-store")

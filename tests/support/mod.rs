@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod client;
+pub mod fake_api;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

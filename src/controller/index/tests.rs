@@ -195,7 +195,7 @@ fn bypass_secrets_travel_as_digests_and_follow_the_secret() {
         &BTreeMap::from([("token".to_string(), b"open sesame".to_vec())]),
     );
     assert!(rx.has_changed().unwrap());
-    let config = rx.borrow_and_update().config.clone();
+    let config = rx.borrow_and_update().snapshot.config.clone();
     let bypass = config.windows[0].bypass.clone().unwrap();
     assert_eq!(bypass.header, "X-Ops");
     assert_eq!(bypass.sha256, hex_sha256(b"open sesame"));
@@ -216,7 +216,7 @@ fn streams_change_only_when_a_pods_config_really_changes() {
         policy("selector: {matchLabels: {app: checkout}}"),
     );
     let mut rx = index.subscribe(&key("cart-1"));
-    assert_eq!(rx.borrow_and_update().config.policy, None);
+    assert_eq!(rx.borrow_and_update().snapshot.config.policy, None);
 
     // A change elsewhere, and a relabel that does not change selection: no news.
     index.apply_policy(
@@ -231,7 +231,7 @@ fn streams_change_only_when_a_pods_config_really_changes() {
     index.apply_pod(key("cart-1"), labels(&[("app", "checkout")]));
     assert!(rx.has_changed().unwrap());
     assert_eq!(
-        rx.borrow_and_update().config.policy.as_ref().map(|p| p.name.as_str()),
+        rx.borrow_and_update().snapshot.config.policy.as_ref().map(|p| p.name.as_str()),
         Some("shop/checkout")
     );
 
@@ -242,7 +242,7 @@ fn streams_change_only_when_a_pods_config_really_changes() {
         policy("selector: {matchLabels: {tier: web}}"),
     );
     assert!(rx.has_changed().unwrap());
-    assert_eq!(rx.borrow_and_update().config.policy, None);
+    assert_eq!(rx.borrow_and_update().snapshot.config.policy, None);
 
     // The pod is deleted while its stream is open: the stream keeps its last config.
     index.delete_pod(&key("cart-1"));

@@ -1,0 +1,63 @@
+//! `portcullis controller`: the index, the config streams, and (soon) the statuses.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Args;
+use tokio::net::TcpListener;
+
+use crate::api::Duration;
+use crate::controller::run::Controller;
+use crate::telemetry::{LogFormat, init_logs};
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    /// Address of the config stream endpoint that sidecars follow.
+    #[arg(long, default_value = "0.0.0.0:8090")]
+    listen: SocketAddr,
+
+    /// Address of the admin server (/livez, /readyz, /metrics).
+    #[arg(long, default_value = "127.0.0.1:9902")]
+    admin: SocketAddr,
+
+    /// How long a stream may stay silent before a keepalive line is sent.
+    #[arg(long, default_value = "15s")]
+    keepalive: Duration,
+
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+}
+
+pub fn run(args: ControllerArgs) -> ExitCode {
+    init_logs(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(controller(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("portcullis: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn controller(args: ControllerArgs) -> Result<(), String> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let streams = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let admin = TcpListener::bind(args.admin)
+        .await
+        .map_err(|e| format!("cannot listen on {} for admin: {e}", args.admin))?;
+    let controller = Controller { client, streams, admin, keepalive: args.keepalive.as_std() };
+    controller.run(super::shutdown_signal()).await;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Feeding the index from the API server: one kube-rs watcher per kind. A watcher that
+//! restarts relists; objects that vanished meanwhile are deleted from the index when the
+//! relist completes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::index::{Index, ObjectKey};
+use crate::api::{MaintenanceWindow, UpstreamPolicy};
+
+/// A kind of object the index follows.
+pub trait Indexed:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    fn apply(self, index: &mut Index, key: ObjectKey);
+    fn delete(index: &mut Index, key: &ObjectKey);
+}
+
+fn created<K: Resource>(obj: &K) -> Timestamp {
+    obj.meta().creation_timestamp.as_ref().map_or(Timestamp::UNIX_EPOCH, |t| t.0)
+}
+
+impl Indexed for UpstreamPolicy {
+    fn apply(self, index: &mut Index, key: ObjectKey) {
+        let created = created(&self);
+        index.apply_policy(key, created, self.spec);
+    }
+    fn delete(index: &mut Index, key: &ObjectKey) {
+        index.delete_policy(key);
+    }
+}
+
+impl Indexed for MaintenanceWindow {
+    fn apply(self, index: &mut Index, key: ObjectKey) {
+        let created = created(&self);
+        index.apply_window(key, created, self.spec);
+    }
+    fn delete(index: &mut Index, key: &ObjectKey) {
+        index.delete_window(key);
+    }
+}
+
+impl Indexed for Pod {
+    fn apply(self, index: &mut Index, key: ObjectKey) {
+        index.apply_pod(key, self.metadata.labels.unwrap_or_default());
+    }
+    fn delete(index: &mut Index, key: &ObjectKey) {
+        index.delete_pod(key);
+    }
+}
+
+impl Indexed for Secret {
+    fn apply(self, index: &mut Index, key: ObjectKey) {
+        let data: BTreeMap<String, Vec<u8>> =
+            self.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+        index.apply_secret(key, &data);
+    }
+    fn delete(index: &mut Index, key: &ObjectKey) {
+        index.delete_secret(key);
+    }
+}
+
+fn key_of<K: Resource>(obj: &K) -> ObjectKey {
+    ObjectKey::new(obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Follows one kind for as long as the process runs.
+pub async fn feed<K: Indexed>(api: Api<K>, index: Arc<Mutex<Index>>) {
+    let mut events = watcher(api).boxed();
+    let mut known: HashSet<ObjectKey> = HashSet::new();
+    let mut relisted: Option<HashSet<ObjectKey>> = None;
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(kind = %K::kind(&()), "watch failed, retrying: {e}");
+                continue;
+            }
+        };
+        let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Event::Init => relisted = Some(HashSet::new()),
+            Event::InitApply(obj) | Event::Apply(obj) => {
+                let key = key_of(&obj);
+                if let Some(seen) = &mut relisted {
+                    seen.insert(key.clone());
+                }
+                known.insert(key.clone());
+                obj.apply(&mut index, key);
+            }
+            Event::Delete(obj) => {
+                let key = key_of(&obj);
+                known.remove(&key);
+                K::delete(&mut index, &key);
+            }
+            Event::InitDone => {
+                let seen = relisted.take().unwrap_or_default();
+                for gone in known.difference(&seen) {
+                    K::delete(&mut index, gone);
+                }
+                known = seen;
+            }
+        }
+    }
+}
+
+fn watcher<K: Indexed>(
+    api: Api<K>,
+) -> impl futures::Stream<Item = watcher::Result<Event<K>>> + Send {
+    watcher::watcher(api, watcher::Config::default()).default_backoff()
+}

@@ -1,0 +1,187 @@
+//! A small stand-in for the Kubernetes API server over HTTP: list and watch of any
+//! collection, TokenReview, and a record of PATCHes. It speaks the real JSON, so the code
+//! under test uses the real kube-rs client against it.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+#[derive(Default)]
+struct Store {
+    version: u64,
+    /// Collection path (e.g. `/api/v1/pods`) → object key (`ns/name`) → object.
+    objects: BTreeMap<String, BTreeMap<String, Value>>,
+    patches: Vec<(String, Value)>,
+}
+
+#[derive(Clone)]
+pub struct FakeApi {
+    pub addr: SocketAddr,
+    store: Arc<Mutex<Store>>,
+    events: broadcast::Sender<(String, Value)>,
+}
+
+impl FakeApi {
+    pub async fn start() -> FakeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (events, _) = broadcast::channel(1024);
+        let api = FakeApi { addr: listener.local_addr().unwrap(), store: Arc::default(), events };
+        let server = api.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.handle(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        api
+    }
+
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(format!("http://{}", self.addr).parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Adds or replaces an object in `collection`, as `kubectl apply` would.
+    pub fn apply(&self, collection: &str, mut object: Value) {
+        let mut store = self.store.lock().unwrap();
+        store.version += 1;
+        object["metadata"]["resourceVersion"] = json!(store.version.to_string());
+        let key = format!(
+            "{}/{}",
+            object["metadata"]["namespace"].as_str().unwrap_or(""),
+            object["metadata"]["name"].as_str().unwrap()
+        );
+        let existed =
+            store.objects.entry(collection.to_owned()).or_default().insert(key, object.clone());
+        let kind = if existed.is_some() { "MODIFIED" } else { "ADDED" };
+        let _ = self.events.send((collection.to_owned(), json!({"type": kind, "object": object})));
+    }
+
+    pub fn delete(&self, collection: &str, namespace: &str, name: &str) {
+        let mut store = self.store.lock().unwrap();
+        store.version += 1;
+        let removed = store
+            .objects
+            .get_mut(collection)
+            .and_then(|c| c.remove(&format!("{namespace}/{name}")));
+        if let Some(object) = removed {
+            let _ = self
+                .events
+                .send((collection.to_owned(), json!({"type": "DELETED", "object": object})));
+        }
+    }
+
+    /// PATCH requests received so far: (path, body).
+    pub fn patches(&self) -> Vec<(String, Value)> {
+        self.store.lock().unwrap().patches.clone()
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        match *req.method() {
+            Method::POST if path == "/apis/authentication.k8s.io/v1/tokenreviews" => {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let mut review: Value = serde_json::from_slice(&body).unwrap();
+                let token = review["spec"]["token"].as_str().unwrap_or("").to_owned();
+                let parts: Vec<&str> = token.splitn(3, '-').collect();
+                review["status"] = match parts.as_slice() {
+                    ["token", ns, pod] => json!({
+                        "authenticated": true,
+                        "audiences": ["portcullis"],
+                        "user": {
+                            "username": format!("system:serviceaccount:{ns}:default"),
+                            "extra": {"authentication.kubernetes.io/pod-name": [pod]}
+                        }
+                    }),
+                    _ => json!({"authenticated": false, "error": "invalid bearer token"}),
+                };
+                json_response(201, &review)
+            }
+            Method::PATCH => {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                self.store.lock().unwrap().patches.push((path, patch.clone()));
+                json_response(200, &patch)
+            }
+            Method::GET if query.contains("watch=true") => {
+                let mut events = self.events.subscribe();
+                let stream = async_stream(move |tx| async move {
+                    while let Ok((collection, event)) = events.recv().await {
+                        if collection == path {
+                            let mut line = serde_json::to_vec(&event).unwrap();
+                            line.push(b'\n');
+                            if tx.send(line).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(BodyExt::boxed_unsync(StreamBody::new(stream)))
+                    .unwrap()
+            }
+            Method::GET => {
+                let store = self.store.lock().unwrap();
+                let items: Vec<Value> = store
+                    .objects
+                    .get(&path)
+                    .map(|c| c.values().cloned().collect())
+                    .unwrap_or_default();
+                let list = json!({
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "metadata": {"resourceVersion": store.version.to_string()},
+                    "items": items,
+                });
+                json_response(200, &list)
+            }
+            _ => json_response(405, &json!({"kind": "Status", "code": 405})),
+        }
+    }
+}
+
+fn json_response(status: u16, value: &Value) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(BodyExt::boxed_unsync(Full::new(Bytes::from(serde_json::to_vec(value).unwrap()))))
+        .unwrap()
+}
+
+/// A body stream fed by a task through a channel.
+fn async_stream<F, Fut>(
+    produce: F,
+) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Vec<u8>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(produce(tx));
+    futures::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        Some((Ok(Frame::data(Bytes::from(line))), rx))
+    })
+}
