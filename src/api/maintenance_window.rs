@@ -4,7 +4,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -13,11 +13,12 @@ use super::Duration;
 /// A period during which the selected pods answer 503 with a Retry-After that tells clients
 /// when the window ends. One-off (`start`/`end`), recurring (`schedule` + `duration` +
 /// `timeZone`), or open-ended (none of them: active from creation until deleted).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "portcullis.dev",
     version = "v1alpha1",
     kind = "MaintenanceWindow",
+    cel,
     namespaced,
     status = "MaintenanceWindowStatus",
     shortname = "mw",
@@ -51,6 +52,13 @@ use super::Duration;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.start) || !has(self.end) || self.end > self.start").message("spec.end must be after spec.start").field_path(".end"))]
+#[x_kube(validation = Rule::new("!has(self.schedule) || has(self.duration)").message("spec.schedule needs spec.duration").field_path(".duration"))]
+#[x_kube(validation = Rule::new("!has(self.schedule) || (!has(self.start) && !has(self.end))").message("spec.schedule cannot be combined with spec.start or spec.end").field_path(".schedule"))]
+#[x_kube(validation = Rule::new("has(self.schedule) || (!has(self.duration) && !has(self.timeZone))").message("spec.duration and spec.timeZone need spec.schedule").field_path(".schedule"))]
+#[x_kube(validation = Rule::new("!has(self.duration) || self.duration.matches('[1-9]')").message("spec.duration must be positive").field_path(".duration"))]
+#[x_kube(validation = Rule::new("!has(self.retryAfter) || self.retryAfter.matches('[1-9]')").message("spec.retryAfter must be positive").field_path(".retryAfter"))]
+#[x_kube(validation = Rule::new("!has(self.timeZone) || self.timeZone.matches('^(UTC|[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+)$')").message("spec.timeZone must be an IANA time zone name such as Europe/Berlin").field_path(".timeZone"))]
 pub struct MaintenanceWindowSpec {
     /// Label selector over pods in this namespace. An empty selector selects every pod.
     #[serde(default)]

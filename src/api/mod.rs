@@ -10,6 +10,9 @@ pub use upstream_policy::*;
 
 use kube::CustomResourceExt;
 
+#[cfg(test)]
+mod cel_tests;
+
 /// Both CustomResourceDefinitions as one YAML stream, as `portcullis crds` prints them and
 /// as `crds/` holds them.
 pub fn crds_yaml() -> String {

@@ -4,7 +4,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,7 @@ use super::Duration;
     group = "portcullis.dev",
     version = "v1alpha1",
     kind = "UpstreamPolicy",
+    cel,
     namespaced,
     status = "UpstreamPolicyStatus",
     shortname = "upol",
@@ -122,8 +123,10 @@ pub struct Validation {
 }
 
 /// Overload protection. Enforced by the sidecar's overload layer.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.queue) || !has(self.queue.size) || self.queue.size == 0 || (has(self.maxInFlight) && self.maxInFlight > 0) || (has(self.adaptive) && has(self.adaptive.enabled) && self.adaptive.enabled)").message("spec.overload.queue needs spec.overload.maxInFlight or the adaptive limit").field_path(".queue.size"))]
+#[x_kube(validation = Rule::new("!has(self.retryAfter) || self.retryAfter.matches('[1-9]')").message("spec.overload.retryAfter must be positive").field_path(".retryAfter"))]
 pub struct Overload {
     /// Most requests at the app at once; 0 means no limit.
     #[serde(default)]
@@ -156,8 +159,10 @@ pub struct Queue {
 }
 
 /// An in-flight limit that adapts to the app's latency.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minLimit) || self.minLimit >= 1").message("spec.overload.adaptive.minLimit must be at least 1").field_path(".minLimit"))]
+#[x_kube(validation = Rule::new("!has(self.minLimit) || !has(self.maxLimit) || self.minLimit <= self.maxLimit").message("spec.overload.adaptive.minLimit must not exceed maxLimit").field_path(".minLimit"))]
 pub struct Adaptive {
     /// Turn the adaptive limit on.
     #[serde(default)]
@@ -190,8 +195,9 @@ pub struct Route {
 }
 
 /// What a route matches. Every given condition must hold; an empty match matches all.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.pathPrefix) || self.pathPrefix.startsWith('/')").message("spec.routes[].match.pathPrefix must start with /").field_path(".pathPrefix"))]
 pub struct RouteMatch {
     /// Matches paths that equal this prefix or continue it after a `/` (so `/reports`
     /// matches `/reports` and `/reports/1`, not `/reportsx`).
