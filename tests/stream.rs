@@ -144,7 +144,7 @@ fn index_with_pods() -> Arc<Mutex<Index>> {
     index.apply_pod(shop("b"), [("app".to_string(), "cart".to_string())].into());
     index.apply_policy(
         shop("checkout"),
-        "2026-01-01T00:00:00Z".parse().unwrap(),
+        "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),
         policy("selector: {matchLabels: {app: checkout}}\ntimeouts: {responseHeaders: 300ms}"),
     );
     Arc::new(Mutex::new(index))
@@ -232,7 +232,7 @@ async fn snapshots_come_on_change_and_only_on_change() {
     // Only pod b is affected: pod a hears keepalives and nothing else.
     index.lock().unwrap().apply_policy(
         shop("cart"),
-        "2026-01-01T00:00:00Z".parse().unwrap(),
+        "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),
         policy("selector: {matchLabels: {app: cart}}"),
     );
     assert_eq!(lines.next(Duration::from_secs(2)).await, Some(StreamMessage::Keepalive));
@@ -241,7 +241,7 @@ async fn snapshots_come_on_change_and_only_on_change() {
     // Pod a's policy changes: one new snapshot, with a later version.
     index.lock().unwrap().apply_policy(
         shop("checkout"),
-        "2026-01-01T00:00:00Z".parse().unwrap(),
+        "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),
         policy("selector: {matchLabels: {app: checkout}}\ntimeouts: {responseHeaders: 2s}"),
     );
     let second = lines.snapshot(Duration::from_secs(2)).await.unwrap();

@@ -77,9 +77,24 @@ pub struct WindowStatus {
     pub next: Option<Span>,
 }
 
+/// What the index keeps of a resource's metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub created: Timestamp,
+    /// `metadata.generation`, for `status.observedGeneration`.
+    pub generation: Option<i64>,
+}
+
+impl From<Timestamp> for Meta {
+    fn from(created: Timestamp) -> Self {
+        Meta { created, generation: None }
+    }
+}
+
 /// A resource as the index holds it: checked once, on arrival.
 struct Entry<S> {
     created: Timestamp,
+    generation: Option<i64>,
     spec: S,
     /// `Err` holds why the resource cannot be enforced.
     selector: Result<Selector, String>,
@@ -127,11 +142,17 @@ fn checked_selector(
 }
 
 impl Index {
-    pub fn apply_policy(&mut self, key: ObjectKey, created: Timestamp, spec: UpstreamPolicySpec) {
+    pub fn apply_policy(
+        &mut self,
+        key: ObjectKey,
+        meta: impl Into<Meta>,
+        spec: UpstreamPolicySpec,
+    ) {
+        let Meta { created, generation } = meta.into();
         let selector = checked_selector(&spec.selector)
             .and_then(|s| Policy::from_spec(&spec).map(|_| s).map_err(|e| e.to_string()));
         let namespace = key.namespace.clone();
-        self.policies.insert(key, Entry { created, spec, selector });
+        self.policies.insert(key, Entry { created, generation, spec, selector });
         self.refresh(&namespace);
     }
 
@@ -144,14 +165,15 @@ impl Index {
     pub fn apply_window(
         &mut self,
         key: ObjectKey,
-        created: Timestamp,
+        meta: impl Into<Meta>,
         spec: MaintenanceWindowSpec,
     ) {
+        let Meta { created, generation } = meta.into();
         let schedule = Schedule::from_spec(&spec, created);
         let selector = checked_selector(&spec.selector)
             .and_then(|s| schedule.as_ref().map(|_| s).map_err(|e| e.to_string()));
         let namespace = key.namespace.clone();
-        self.windows.insert(key, (Entry { created, spec, selector }, schedule.ok()));
+        self.windows.insert(key, (Entry { created, generation, spec, selector }, schedule.ok()));
         self.refresh(&namespace);
     }
 
@@ -262,6 +284,16 @@ impl Index {
         namespace: &'a str,
     ) -> impl Iterator<Item = (&'a ObjectKey, &'a Labels)> {
         self.pods.iter().filter(move |(key, _)| key.namespace == namespace)
+    }
+
+    /// Every policy, with its generation.
+    pub fn policies(&self) -> Vec<(ObjectKey, Option<i64>)> {
+        self.policies.iter().map(|(k, e)| (k.clone(), e.generation)).collect()
+    }
+
+    /// Every window, with its generation.
+    pub fn windows(&self) -> Vec<(ObjectKey, Option<i64>)> {
+        self.windows.iter().map(|(k, (e, _))| (k.clone(), e.generation)).collect()
     }
 
     pub fn policy_status(&self, key: &ObjectKey) -> Option<PolicyStatus> {

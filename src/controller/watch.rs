@@ -14,7 +14,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::index::{Index, ObjectKey};
+use super::index::{Index, Meta, ObjectKey};
 use crate::api::{MaintenanceWindow, UpstreamPolicy};
 
 /// A kind of object the index follows.
@@ -25,14 +25,17 @@ pub trait Indexed:
     fn delete(index: &mut Index, key: &ObjectKey);
 }
 
-fn created<K: Resource>(obj: &K) -> Timestamp {
-    obj.meta().creation_timestamp.as_ref().map_or(Timestamp::UNIX_EPOCH, |t| t.0)
+fn meta<K: Resource>(obj: &K) -> Meta {
+    Meta {
+        created: obj.meta().creation_timestamp.as_ref().map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+        generation: obj.meta().generation,
+    }
 }
 
 impl Indexed for UpstreamPolicy {
     fn apply(self, index: &mut Index, key: ObjectKey) {
-        let created = created(&self);
-        index.apply_policy(key, created, self.spec);
+        let meta = meta(&self);
+        index.apply_policy(key, meta, self.spec);
     }
     fn delete(index: &mut Index, key: &ObjectKey) {
         index.delete_policy(key);
@@ -41,8 +44,8 @@ impl Indexed for UpstreamPolicy {
 
 impl Indexed for MaintenanceWindow {
     fn apply(self, index: &mut Index, key: ObjectKey) {
-        let created = created(&self);
-        index.apply_window(key, created, self.spec);
+        let meta = meta(&self);
+        index.apply_window(key, meta, self.spec);
     }
     fn delete(index: &mut Index, key: &ObjectKey) {
         index.delete_window(key);

@@ -24,6 +24,7 @@ struct Store {
     /// Collection path (e.g. `/api/v1/pods`) → object key (`ns/name`) → object.
     objects: BTreeMap<String, BTreeMap<String, Value>>,
     patches: Vec<(String, Value)>,
+    posts: Vec<(String, Value)>,
 }
 
 #[derive(Clone)]
@@ -91,6 +92,11 @@ impl FakeApi {
         }
     }
 
+    /// POST requests (other than TokenReviews) received so far: (path, body).
+    pub fn posts(&self) -> Vec<(String, Value)> {
+        self.store.lock().unwrap().posts.clone()
+    }
+
     /// PATCH requests received so far: (path, body).
     pub fn patches(&self) -> Vec<(String, Value)> {
         self.store.lock().unwrap().patches.clone()
@@ -118,11 +124,28 @@ impl FakeApi {
                 };
                 json_response(201, &review)
             }
+            Method::POST => {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                self.store.lock().unwrap().posts.push((path, object.clone()));
+                json_response(201, &object)
+            }
             Method::PATCH => {
                 let body = req.into_body().collect().await.unwrap().to_bytes();
                 let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                self.store.lock().unwrap().patches.push((path, patch.clone()));
-                json_response(200, &patch)
+                self.store.lock().unwrap().patches.push((path.clone(), patch.clone()));
+                // Answer with the whole object, as the API server does:
+                // .../namespaces/{ns}/{plural}/{name}[/status]
+                let parts: Vec<&str> =
+                    path.trim_end_matches("/status").rsplit('/').take(4).collect();
+                let mut object = patch;
+                if let [name, _plural, namespace, "namespaces"] = parts.as_slice() {
+                    object["metadata"] = json!({"name": name, "namespace": namespace});
+                }
+                if object.get("spec").is_none() {
+                    object["spec"] = json!({});
+                }
+                json_response(200, &object)
             }
             Method::GET if query.contains("watch=true") => {
                 let mut events = self.events.subscribe();
