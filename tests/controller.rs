@@ -66,6 +66,7 @@ async fn watched_resources_reach_the_pods_stream() {
         streams,
         admin,
         keepalive: Duration::from_millis(500),
+        leadership: portcullis::controller::run::Leadership::Always,
     };
     tokio::spawn(controller.run(std::future::pending()));
 
@@ -123,8 +124,24 @@ async fn watched_resources_reach_the_pods_stream() {
     })
     .await;
 
+    // The status writer (the only replica leads) has told the policy what happened.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !api.patches().iter().any(|(path, body)| {
+        path == "/apis/portcullis.dev/v1alpha1/namespaces/shop/upstreampolicies/checkout/status"
+            && body["status"]["conditions"][0]["reason"] == "Accepted"
+    }) {
+        assert!(std::time::Instant::now() < deadline, "no status written: {:?}", api.patches());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let metrics = support::client::get(admin_addr, "/metrics", &[]).await.body;
     assert!(metrics.contains("portcullis_controller_streams 1"), "{metrics}");
+    assert!(
+        support::metric(&metrics, r#"portcullis_controller_status_writes_total{result="ok"}"#)
+            .unwrap()
+            >= 1.0,
+        "{metrics}"
+    );
     assert!(
         support::metric(&metrics, "portcullis_controller_snapshots_sent_total").unwrap() >= 5.0,
         "{metrics}"

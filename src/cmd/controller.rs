@@ -7,7 +7,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::api::Duration;
-use crate::controller::run::Controller;
+use crate::controller::run::{Controller, Leadership};
 use crate::telemetry::{LogFormat, init_logs};
 
 #[derive(Args, Debug)]
@@ -19,6 +19,14 @@ pub struct ControllerArgs {
     /// Address of the admin server (/livez, /readyz, /metrics).
     #[arg(long, default_value = "127.0.0.1:9902")]
     admin: SocketAddr,
+
+    /// Namespace of the leader-election Lease (the controller's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "portcullis-system")]
+    lease_namespace: String,
+
+    /// This replica's name in the leader election (its pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 
     /// How long a stream may stay silent before a keepalive line is sent.
     #[arg(long, default_value = "15s")]
@@ -57,7 +65,10 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
     let admin = TcpListener::bind(args.admin)
         .await
         .map_err(|e| format!("cannot listen on {} for admin: {e}", args.admin))?;
-    let controller = Controller { client, streams, admin, keepalive: args.keepalive.as_std() };
+    let identity = args.identity.unwrap_or_else(|| format!("portcullis-{:08x}", fastrand::u32(..)));
+    let leadership = Leadership::Lease { namespace: args.lease_namespace, identity };
+    let controller =
+        Controller { client, streams, admin, keepalive: args.keepalive.as_std(), leadership };
     controller.run(super::shutdown_signal()).await;
     Ok(())
 }

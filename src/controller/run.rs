@@ -1,6 +1,6 @@
 //! One controller replica, wired together: watchers feed the index, the stream server
-//! answers sidecars, the admin server reports. Every replica serves streams; only status
-//! writes will need a leader.
+//! answers sidecars, the admin server reports, and the status writer runs while this
+//! replica holds the Lease. Every replica serves streams; only status writes need a leader.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,9 +12,14 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use tokio::net::TcpListener;
 
+use kube::runtime::events::{Recorder, Reporter};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+
 use super::auth::Authenticator;
 use super::index::Index;
 use super::metrics::ControllerMetrics;
+use super::status::StatusWriter;
 use super::stream::StreamServer;
 use super::watch::feed;
 use crate::admin::{self, Endpoints};
@@ -25,7 +30,20 @@ pub struct Controller {
     pub streams: TcpListener,
     pub admin: TcpListener,
     pub keepalive: Duration,
+    pub leadership: Leadership,
 }
+
+/// Who writes statuses.
+#[derive(Clone, Debug)]
+pub enum Leadership {
+    /// The holder of a Lease, so that one replica writes and the others stand by.
+    Lease { namespace: String, identity: String },
+    /// This replica alone (one replica, or tests).
+    Always,
+}
+
+/// The Lease the replicas compete for.
+pub const LEASE_NAME: &str = "portcullis-controller";
 
 #[derive(Clone)]
 struct ControllerAdmin {
@@ -59,6 +77,15 @@ impl Controller {
         tasks.spawn(feed(Api::<Secret>::all(client.clone()), index.clone()));
         tasks.spawn(admin::serve(self.admin, ControllerAdmin { metrics: metrics.clone() }));
         tasks.spawn(keep_gauges(index.clone(), metrics.clone()));
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "portcullis".into(),
+                instance: leader_identity(&self.leadership),
+            },
+        );
+        let writer = StatusWriter::new(client.clone(), index.clone(), metrics.clone(), recorder);
+        tasks.spawn(write_statuses(client.clone(), self.leadership, writer));
         let server = StreamServer {
             index,
             auth: Authenticator::new(client),
@@ -69,6 +96,39 @@ impl Controller {
         server.serve_until(self.streams, shutdown).await;
         tasks.abort_all();
     }
+}
+
+fn leader_identity(leadership: &Leadership) -> Option<String> {
+    match leadership {
+        Leadership::Lease { identity, .. } => Some(identity.clone()),
+        Leadership::Always => None,
+    }
+}
+
+/// Runs the status writer while this replica holds the Lease (or always).
+async fn write_statuses(client: kube::Client, leadership: Leadership, writer: StatusWriter) {
+    let Leadership::Lease { namespace, identity } = leadership else {
+        let (_keep, leader) = watch::channel(true);
+        return writer.run(leader).await;
+    };
+    let mut delay = Duration::from_secs(1);
+    let manager = loop {
+        let built = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+            .with_namespace(&namespace)
+            .with_identity(&identity)
+            .build()
+            .await;
+        match built {
+            Ok(manager) => break manager,
+            Err(e) => {
+                tracing::warn!("cannot take part in leader election yet, retrying: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    let (leader, _lease_task) = manager.watch().await;
+    writer.run(leader).await;
 }
 
 async fn keep_gauges(index: Arc<Mutex<Index>>, metrics: Arc<ControllerMetrics>) {
