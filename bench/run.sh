@@ -4,6 +4,7 @@
 #    upstream) and through `portcullis proxy` (one worker thread). Prints rps, p50 and p99
 #    with ratios to nginx, CPU per request, and the sidecar's RSS idle and under load; then
 #    the rps of the sidecar's own 503 (a maintenance window) against a proxied 200.
+# 3. Controller: 10,000 pods and 1,000 resources indexed, 1,000 streams, one policy change.
 # 2. Overload: an app with a fixed capacity (4 at a time, 20 ms each: 200 rps) offered twice
 #    that, open loop, through the sidecar without and with `maxInFlight`. Prints the admitted
 #    requests' p50/p99 and the share shed.
@@ -24,7 +25,7 @@ NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 # BIN_DIR points elsewhere to bench prebuilt binaries (another machine, say).
 BIN_DIR=${BIN_DIR:-target/release}
 if [ "$BIN_DIR" = target/release ]; then
-  cargo build --quiet --release --bin portcullis --example bench_upstream --example bench_load
+  cargo build --quiet --release --bin portcullis --example bench_upstream --example bench_load --example bench_controller
 fi
 out=bench/out; mkdir -p "$out"; dir=$(mktemp -d)
 pids=()
@@ -109,3 +110,7 @@ read -r l_sent l_ok l_shed l_other l_p50 l_p99 < <($BIN_DIR/examples/bench_load 
   printf '%-34s %8s %8s %8s %8s %11s %11s\n' "portcullis, maxInFlight 4, queue 4" "$l_sent" "$l_ok" "$l_shed" "$l_other" "$l_p50" "$l_p99"
   awk -v s="$l_shed" -v n="$l_sent" -v p="$l_p99" 'BEGIN { printf "with the limit: %.0f%% shed; admitted p99 %.1f ms = %.2f x the 20 ms service time\n", 100*s/n, p, p/20 }'
 } | tee "$out/summary.txt"
+
+# The controller: 1,000 streams in one process need more than the default 1,024 descriptors.
+echo
+(ulimit -n 8192 2>/dev/null; "$BIN_DIR/examples/bench_controller") | tee -a "$out/summary.txt"
