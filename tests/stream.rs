@@ -345,3 +345,27 @@ async fn the_sidecar_keeps_enforcing_while_the_controller_is_away() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_also_runs_over_http2() {
+    let controller = Controller::start(fake_api().await, index_with_pods(), None).await;
+    let stream = tokio::net::TcpStream::connect(controller.addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://controller/v1/config/shop/a")
+        .header("authorization", "Bearer token-shop-a")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = tx.send_request(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let mut lines = Lines { body: response.into_body(), buffer: Vec::new() };
+    let snapshot = lines.snapshot(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(snapshot.config.policy.unwrap().name, "shop/checkout");
+    assert_eq!(lines.next(Duration::from_secs(2)).await, Some(StreamMessage::Keepalive));
+}
