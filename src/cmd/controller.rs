@@ -38,21 +38,7 @@ pub struct ControllerArgs {
 
 pub fn run(args: ControllerArgs) -> ExitCode {
     init_logs(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("portcullis: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(controller(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
-            eprintln!("portcullis: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    super::block_on(None, controller(args))
 }
 
 async fn controller(args: ControllerArgs) -> Result<(), String> {

@@ -35,6 +35,30 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Runs a role to its end on a runtime of `workers` threads (one: a single-threaded runtime;
+/// none: one per core), and turns its error into a message and exit status 1.
+fn block_on(workers: Option<usize>, role: impl Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match workers {
+        Some(n) if n <= 1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()
+        }
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(role),
+        Err(e) => Err(format!("cannot start the runtime: {e}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("portcullis: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -72,29 +72,7 @@ pub struct ProxyArgs {
 
 pub fn run(args: ProxyArgs) -> ExitCode {
     init_logs(args.log_format);
-    let runtime = if args.workers <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.workers)
-            .enable_all()
-            .build()
-    };
-    let runtime = match runtime {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("portcullis: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(sidecar(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
-            eprintln!("portcullis: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    super::block_on(Some(args.workers), sidecar(args))
 }
 
 async fn sidecar(args: ProxyArgs) -> Result<(), String> {
