@@ -25,13 +25,16 @@ struct Store {
     objects: BTreeMap<String, BTreeMap<String, Value>>,
     patches: Vec<(String, Value)>,
     posts: Vec<(String, Value)>,
+    /// Every watch event so far, with its resourceVersion and collection, so that a watch
+    /// from resourceVersion N first gets what happened after N, as the API server does.
+    log: Vec<(u64, String, Value)>,
 }
 
 #[derive(Clone)]
 pub struct FakeApi {
     pub addr: SocketAddr,
     store: Arc<Mutex<Store>>,
-    events: broadcast::Sender<(String, Value)>,
+    events: broadcast::Sender<(u64, String, Value)>,
 }
 
 impl FakeApi {
@@ -75,7 +78,7 @@ impl FakeApi {
         let existed =
             store.objects.entry(collection.to_owned()).or_default().insert(key, object.clone());
         let kind = if existed.is_some() { "MODIFIED" } else { "ADDED" };
-        let _ = self.events.send((collection.to_owned(), json!({"type": kind, "object": object})));
+        record(&mut store, &self.events, collection, json!({"type": kind, "object": object}));
     }
 
     pub fn delete(&self, collection: &str, namespace: &str, name: &str) {
@@ -86,9 +89,12 @@ impl FakeApi {
             .get_mut(collection)
             .and_then(|c| c.remove(&format!("{namespace}/{name}")));
         if let Some(object) = removed {
-            let _ = self
-                .events
-                .send((collection.to_owned(), json!({"type": "DELETED", "object": object})));
+            record(
+                &mut store,
+                &self.events,
+                collection,
+                json!({"type": "DELETED", "object": object}),
+            );
         }
     }
 
@@ -148,13 +154,39 @@ impl FakeApi {
                 json_response(200, &object)
             }
             Method::GET if query.contains("watch=true") => {
-                let mut events = self.events.subscribe();
+                let since: u64 = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("resourceVersion="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                // Subscribe first, then replay: nothing falls between the two.
+                let mut live = self.events.subscribe();
+                let backlog: Vec<(u64, Value)> = self
+                    .store
+                    .lock()
+                    .unwrap()
+                    .log
+                    .iter()
+                    .filter(|(v, c, _)| *v > since && *c == path)
+                    .map(|(v, _, e)| (*v, e.clone()))
+                    .collect();
                 let stream = async_stream(move |tx| async move {
-                    while let Ok((collection, event)) = events.recv().await {
-                        if collection == path {
-                            let mut line = serde_json::to_vec(&event).unwrap();
-                            line.push(b'\n');
-                            if tx.send(line).await.is_err() {
+                    let mut sent = since;
+                    let line = |event: &Value| {
+                        let mut line = serde_json::to_vec(event).unwrap();
+                        line.push(b'\n');
+                        line
+                    };
+                    for (version, event) in backlog {
+                        sent = version;
+                        if tx.send(line(&event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    while let Ok((version, collection, event)) = live.recv().await {
+                        if collection == path && version > sent {
+                            sent = version;
+                            if tx.send(line(&event)).await.is_err() {
                                 return;
                             }
                         }
@@ -183,6 +215,18 @@ impl FakeApi {
             _ => json_response(405, &json!({"kind": "Status", "code": 405})),
         }
     }
+}
+
+/// Logs a watch event and tells the watches open now.
+fn record(
+    store: &mut Store,
+    events: &broadcast::Sender<(u64, String, Value)>,
+    collection: &str,
+    event: Value,
+) {
+    let version = store.version;
+    store.log.push((version, collection.to_owned(), event.clone()));
+    let _ = events.send((version, collection.to_owned(), event));
 }
 
 fn json_response(status: u16, value: &Value) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
