@@ -46,9 +46,6 @@ pub enum ProxyError {
     #[error("the request carries both Transfer-Encoding and Content-Length")]
     AmbiguousFraming,
 
-    #[error("the request could not be forwarded: {0}")]
-    BadRequest(&'static str),
-
     #[error("{}", .0.message.as_deref().unwrap_or("the app is down for maintenance"))]
     Maintenance(Closed),
 
@@ -79,7 +76,7 @@ impl ProxyError {
             Maintenance(_) | Overloaded { .. } | QueueTimeout { .. } | AppStarting => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            RequestBodyFailed | AmbiguousFraming | BadRequest(_) => StatusCode::BAD_REQUEST,
+            RequestBodyFailed | AmbiguousFraming => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -97,9 +94,7 @@ impl ProxyError {
             ConnectionTerminated => "connection_terminated",
             MalformedResponse | ContentTypeMismatch { .. } => "http_protocol_error",
             ResponseHeadersTooLarge { .. } => "http_response_header_section_size",
-            RequestBodyIdle(_) | RequestBodyFailed | AmbiguousFraming | BadRequest(_) => {
-                "http_request_error"
-            }
+            RequestBodyIdle(_) | RequestBodyFailed | AmbiguousFraming => "http_request_error",
             Maintenance(_) | AppStarting => "destination_unavailable",
             Overloaded { .. } | QueueTimeout { .. } => "connection_limit_reached",
         }
@@ -121,7 +116,6 @@ impl ProxyError {
             RequestBodyIdle(_) => "request_body_idle",
             RequestBodyFailed => "request_body_failed",
             AmbiguousFraming => "ambiguous_framing",
-            BadRequest(_) => "bad_request",
             Maintenance(_) => "maintenance",
             Overloaded { .. } => "overloaded",
             QueueTimeout { .. } => "queue_timeout",
