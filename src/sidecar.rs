@@ -64,6 +64,7 @@ impl Sidecar {
         }
         metrics.config_generation.set(rx.borrow().generation);
 
+        let draining = ready.clone();
         let admin = Admin { metrics: metrics.clone(), config: rx.clone(), ready };
         let admin_task = tokio::spawn(crate::admin::serve(self.admin, admin));
         tracing::info!(
@@ -74,6 +75,15 @@ impl Sidecar {
         let proxy =
             Arc::new(Proxy::new(Pool::new(self.upstream, self.app_protocol), rx, metrics.clone()));
         let gauges = tokio::spawn(keep_gauges(proxy.clone(), metrics));
+        let following = reload_task.as_ref().map(|task| task.abort_handle());
+        let shutdown = async move {
+            shutdown.await;
+            // Draining: /readyz says so, and no new snapshot says otherwise.
+            if let Some(task) = following {
+                task.abort();
+            }
+            draining.store(false, std::sync::atomic::Ordering::Release);
+        };
         crate::proxy::serve(self.listener, proxy, shutdown, self.drain_timeout).await;
         gauges.abort();
         admin_task.abort();

@@ -89,6 +89,9 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = proc.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let draining = client::get(proc.admin, "/readyz", &[]).await;
+    assert_eq!((draining.status.as_u16(), draining.body.as_str()), (503, "not ready\n"));
 
     let reply = in_flight.await.unwrap();
     assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "finished"));
