@@ -19,7 +19,7 @@ use super::error::ProxyError;
 use super::framing::Framing;
 use super::headers;
 use super::pool::{Conn, ConnectOptions, Pool};
-use super::respond::{self, Audience, Local};
+use super::respond::{self, Asked, Audience, Local};
 use super::upgrade;
 use crate::config::{Config, ConfigRx, Snapshot};
 use crate::maintenance::{self, Gate};
@@ -80,12 +80,15 @@ impl Proxy {
         // The snapshot taken here governs the whole request, whatever reloads happen meanwhile.
         let snapshot = self.config.borrow().clone();
         let policy = &snapshot.config.policy;
-        let audience = Audience::of(req.method(), req.headers(), policy.error_format);
+        let asked = Asked::of(req.method(), req.headers());
         let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
         let in_flight = InFlight::start(&self.metrics);
         match self.admit(client, req, &snapshot, started, in_flight).await {
             Ok(response) => response,
-            Err(err) => self.local(&err, audience, version, &method, uri.path()),
+            Err(err) => {
+                let audience = asked.audience(policy.error_format);
+                self.local(&err, audience, version, &method, uri.path())
+            }
         }
     }
 

@@ -150,9 +150,9 @@ impl Pool {
         let now = Instant::now();
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         // Newest first: the warmest connection, and the least likely to be closed by the app.
-        // One whose connection task has not yet caught up with its last response stays.
-        idle.retain(|entry| entry.usable(now));
-        let ready = idle.iter().rposition(|entry| entry.tx.is_ready())?;
+        // Stale ones are left for the reaper; one whose connection task has not yet caught
+        // up with its last response stays for a later request.
+        let ready = idle.iter().rposition(|entry| entry.usable(now) && entry.tx.is_ready())?;
         let entry = idle.remove(ready);
         Some(Conn { tx: Sender::H1(entry.tx), read: entry.read, reused: true })
     }

@@ -24,10 +24,28 @@ pub struct Audience {
     pub head_only: bool,
 }
 
-impl Audience {
-    pub fn of(method: &Method, headers: &HeaderMap, configured: ErrorFormat) -> Self {
-        let is_grpc = headers
-            .get(header::CONTENT_TYPE)
+/// The few facts about a request that the sidecar's own response depends on, kept aside
+/// (cheap clones) so that `Accept` is only negotiated when such a response is made.
+#[derive(Clone, Debug)]
+pub struct Asked {
+    head_only: bool,
+    accept: Option<HeaderValue>,
+    content_type: Option<HeaderValue>,
+}
+
+impl Asked {
+    pub fn of(method: &Method, headers: &HeaderMap) -> Self {
+        Asked {
+            head_only: method == Method::HEAD,
+            accept: headers.get(header::ACCEPT).cloned(),
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
+        }
+    }
+
+    pub fn audience(&self, configured: ErrorFormat) -> Audience {
+        let is_grpc = self
+            .content_type
+            .as_ref()
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/grpc"));
         let form = if is_grpc {
@@ -37,10 +55,10 @@ impl Audience {
                 ErrorFormat::Json => Form::Problem,
                 ErrorFormat::Html => Form::Html,
                 ErrorFormat::Text => Form::Text,
-                ErrorFormat::Auto => negotiate(headers.get(header::ACCEPT)),
+                ErrorFormat::Auto => negotiate(self.accept.as_ref()),
             }
         };
-        Audience { form, head_only: method == Method::HEAD }
+        Audience { form, head_only: self.head_only }
     }
 }
 
