@@ -192,8 +192,20 @@ impl Index {
 
     pub fn delete_pod(&mut self, key: &ObjectKey) {
         self.pods.remove(key);
-        // A stream still open for it keeps its last config until it closes.
-        self.configs.retain(|k, tx| k != key || tx.receiver_count() > 0);
+        // A stream still open for it keeps its last config until it closes; `prune` then
+        // drops it.
+        self.prune();
+    }
+
+    /// Drops the channels of pods that are gone and that no stream follows any more.
+    pub fn prune(&mut self) {
+        let pods = &self.pods;
+        self.configs.retain(|k, tx| pods.contains_key(k) || tx.receiver_count() > 0);
+    }
+
+    /// Pods with a config channel, streamed or not.
+    pub fn channel_count(&self) -> usize {
+        self.configs.len()
     }
 
     /// Keeps only digests of a Secret's values; only Secrets that a bypass names matter.

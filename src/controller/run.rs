@@ -135,7 +135,8 @@ async fn keep_gauges(index: Arc<Mutex<Index>>, metrics: Arc<ControllerMetrics>) 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let index = index.lock().unwrap_or_else(|e| e.into_inner());
+        let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
+        index.prune();
         metrics.index_pods.set(index.pod_count() as i64);
         metrics.index_resources.set(index.resource_count() as i64);
     }

@@ -248,4 +248,10 @@ fn streams_change_only_when_a_pods_config_really_changes() {
     index.delete_pod(&key("cart-1"));
     assert!(!rx.has_changed().unwrap());
     assert_eq!(index.pod_count(), 3);
+
+    // Once that stream closes, its channel goes too.
+    assert_eq!(index.channel_count(), 1);
+    drop(rx);
+    index.prune();
+    assert_eq!(index.channel_count(), 0);
 }
