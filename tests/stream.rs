@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,84 +13,15 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use jiff::Timestamp;
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewStatus, UserInfo};
 use portcullis::config::wire::StreamMessage;
 use portcullis::controller::auth::Authenticator;
 use portcullis::controller::index::{Index, ObjectKey};
 use portcullis::controller::stream::StreamServer;
+use support::fake_api::FakeApi;
 use support::{apps, client};
 use tokio::net::TcpListener;
-
-/// Answers TokenReviews as the API server would: `token-<ns>-<pod>` is bound to that pod,
-/// `token-unbound` to none, anything else is not authenticated.
-async fn fake_api() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = service_fn(|req: Request<Incoming>| async move {
-                    assert_eq!(req.method(), http::Method::POST);
-                    assert_eq!(req.uri().path(), "/apis/authentication.k8s.io/v1/tokenreviews");
-                    let body = req.into_body().collect().await.unwrap().to_bytes();
-                    let mut review: TokenReview = serde_json::from_slice(&body).unwrap();
-                    assert_eq!(
-                        review.spec.audiences.as_deref(),
-                        Some(&["portcullis".to_string()][..])
-                    );
-                    let token = review.spec.token.clone().unwrap_or_default();
-                    let parts: Vec<&str> = token.splitn(3, '-').collect();
-                    review.status = Some(match parts.as_slice() {
-                        ["token", "unbound"] => TokenReviewStatus {
-                            authenticated: Some(true),
-                            audiences: Some(vec!["portcullis".into()]),
-                            user: Some(UserInfo {
-                                username: Some("system:serviceaccount:shop:default".into()),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        ["token", ns, pod] => TokenReviewStatus {
-                            authenticated: Some(true),
-                            audiences: Some(vec!["portcullis".into()]),
-                            user: Some(UserInfo {
-                                username: Some(format!("system:serviceaccount:{ns}:default")),
-                                extra: Some(
-                                    [(
-                                        "authentication.kubernetes.io/pod-name".to_string(),
-                                        vec![pod.to_string()],
-                                    )]
-                                    .into(),
-                                ),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        _ => TokenReviewStatus {
-                            authenticated: Some(false),
-                            error: Some("invalid bearer token".into()),
-                            ..Default::default()
-                        },
-                    });
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .status(201)
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from(serde_json::to_vec(&review).unwrap())))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 struct Controller {
     addr: SocketAddr,
@@ -201,7 +131,7 @@ async fn open(controller: SocketAddr, path: &str, token: Option<&str>) -> (Statu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_pods_own_token_opens_its_stream() {
-    let controller = Controller::start(fake_api().await, index_with_pods(), None).await;
+    let controller = Controller::start(FakeApi::start().await.addr, index_with_pods(), None).await;
     let a = "/v1/config/shop/a";
     assert_eq!(open(controller.addr, a, None).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(open(controller.addr, a, Some("forged")).await.0, StatusCode::UNAUTHORIZED);
@@ -225,7 +155,7 @@ async fn only_the_pods_own_token_opens_its_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_come_on_change_and_only_on_change() {
     let index = index_with_pods();
-    let controller = Controller::start(fake_api().await, index.clone(), None).await;
+    let controller = Controller::start(FakeApi::start().await.addr, index.clone(), None).await;
     let (_, mut lines) = open(controller.addr, "/v1/config/shop/a", Some("token-shop-a")).await;
     let first = lines.snapshot(Duration::from_secs(5)).await.unwrap();
 
@@ -255,7 +185,7 @@ async fn snapshots_come_on_change_and_only_on_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_keeps_enforcing_while_the_controller_is_away() {
-    let api = fake_api().await;
+    let api = FakeApi::start().await.addr;
     let index = index_with_pods();
     // A window that starts while the controller will be down.
     let start = Timestamp::now() + jiff::SignedDuration::from_millis(3000);
@@ -348,7 +278,7 @@ async fn the_sidecar_keeps_enforcing_while_the_controller_is_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_also_runs_over_http2() {
-    let controller = Controller::start(fake_api().await, index_with_pods(), None).await;
+    let controller = Controller::start(FakeApi::start().await.addr, index_with_pods(), None).await;
     let stream = tokio::net::TcpStream::connect(controller.addr).await.unwrap();
     let (mut tx, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),

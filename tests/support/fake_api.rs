@@ -1,5 +1,6 @@
 //! A small stand-in for the Kubernetes API server over HTTP: list and watch of any
-//! collection, TokenReview, and a record of PATCHes. It speaks the real JSON, so the code
+//! collection (replayed from a resourceVersion), TokenReview, and a record of PATCHes and
+//! POSTs. It speaks the real JSON, so the code
 //! under test uses the real kube-rs client against it.
 
 use std::collections::BTreeMap;
@@ -115,19 +116,12 @@ impl FakeApi {
             Method::POST if path == "/apis/authentication.k8s.io/v1/tokenreviews" => {
                 let body = req.into_body().collect().await.unwrap().to_bytes();
                 let mut review: Value = serde_json::from_slice(&body).unwrap();
-                let token = review["spec"]["token"].as_str().unwrap_or("").to_owned();
-                let parts: Vec<&str> = token.splitn(3, '-').collect();
-                review["status"] = match parts.as_slice() {
-                    ["token", ns, pod] => json!({
-                        "authenticated": true,
-                        "audiences": ["portcullis"],
-                        "user": {
-                            "username": format!("system:serviceaccount:{ns}:default"),
-                            "extra": {"authentication.kubernetes.io/pod-name": [pod]}
-                        }
-                    }),
-                    _ => json!({"authenticated": false, "error": "invalid bearer token"}),
-                };
+                assert_eq!(
+                    review["spec"]["audiences"],
+                    json!(["portcullis"]),
+                    "the audience is asked for"
+                );
+                review["status"] = token_review(review["spec"]["token"].as_str().unwrap_or(""));
                 json_response(201, &review)
             }
             Method::POST => {
@@ -214,6 +208,28 @@ impl FakeApi {
             }
             _ => json_response(405, &json!({"kind": "Status", "code": 405})),
         }
+    }
+}
+
+/// As the API server reviews a token: `token-<ns>-<pod>` is bound to that pod,
+/// `token-unbound` to none, anything else is not authenticated.
+fn token_review(token: &str) -> Value {
+    let parts: Vec<&str> = token.splitn(3, '-').collect();
+    match parts.as_slice() {
+        ["token", "unbound"] => json!({
+            "authenticated": true,
+            "audiences": ["portcullis"],
+            "user": {"username": "system:serviceaccount:shop:default"}
+        }),
+        ["token", ns, pod] => json!({
+            "authenticated": true,
+            "audiences": ["portcullis"],
+            "user": {
+                "username": format!("system:serviceaccount:{ns}:default"),
+                "extra": {"authentication.kubernetes.io/pod-name": [pod]}
+            }
+        }),
+        _ => json!({"authenticated": false, "error": "invalid bearer token"}),
     }
 }
 
