@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Args;
-use tokio::net::TcpListener;
 
 use crate::api::Duration;
 use crate::controller::run::{Controller, Leadership};
@@ -45,12 +44,8 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
-    let streams = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let admin = TcpListener::bind(args.admin)
-        .await
-        .map_err(|e| format!("cannot listen on {} for admin: {e}", args.admin))?;
+    let streams = super::bind(args.listen, "config streams").await?;
+    let admin = super::bind(args.admin, "admin").await?;
     let identity = args.identity.unwrap_or_else(|| format!("portcullis-{:08x}", fastrand::u32(..)));
     let leadership = Leadership::Lease { namespace: args.lease_namespace, identity };
     let controller =

@@ -59,6 +59,16 @@ fn block_on(workers: Option<usize>, role: impl Future<Output = Result<(), String
     }
 }
 
+/// Binds a listener, with an error that says what it was for.
+async fn bind(
+    addr: std::net::SocketAddr,
+    purpose: &str,
+) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} for {purpose}: {e}"))
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

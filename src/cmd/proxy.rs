@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use tokio::net::TcpListener;
 
 use crate::api::Duration;
 use crate::config::follow::ControllerSource;
@@ -76,12 +75,8 @@ pub fn run(args: ProxyArgs) -> ExitCode {
 }
 
 async fn sidecar(args: ProxyArgs) -> Result<(), String> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let admin = TcpListener::bind(args.admin)
-        .await
-        .map_err(|e| format!("cannot listen on {} for admin: {e}", args.admin))?;
+    let listener = super::bind(args.listen, "clients").await?;
+    let admin = super::bind(args.admin, "admin").await?;
     let controller = match args.controller {
         None => None,
         Some(url) => {

@@ -56,9 +56,6 @@ impl Default for ControllerMetrics {
 
 impl ControllerMetrics {
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        crate::telemetry::metrics::encode(&self.registry)
     }
 }
