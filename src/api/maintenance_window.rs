@@ -59,6 +59,7 @@ use super::Duration;
 #[x_kube(validation = Rule::new("!has(self.duration) || self.duration.matches('[1-9]')").message("spec.duration must be positive").field_path(".duration"))]
 #[x_kube(validation = Rule::new("!has(self.retryAfter) || self.retryAfter.matches('[1-9]')").message("spec.retryAfter must be positive").field_path(".retryAfter"))]
 #[x_kube(validation = Rule::new("!has(self.timeZone) || self.timeZone.matches('^(UTC|[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+)$')").message("spec.timeZone must be an IANA time zone name such as Europe/Berlin").field_path(".timeZone"))]
+#[schemars(transform = crate::api::schema::for_kubernetes)]
 pub struct MaintenanceWindowSpec {
     /// Label selector over pods in this namespace. An empty selector selects every pod.
     #[serde(default)]
@@ -130,6 +131,7 @@ pub struct SecretKeyRef {
 /// What the controller last saw of this window.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::api::schema::for_kubernetes)]
 pub struct MaintenanceWindowStatus {
     /// The generation of the spec that this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,6 +2,7 @@
 
 mod duration;
 mod maintenance_window;
+mod schema;
 mod upstream_policy;
 
 pub use duration::{Duration, ParseDurationError};

@@ -45,6 +45,7 @@ use super::Duration;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::api::schema::for_kubernetes)]
 pub struct UpstreamPolicySpec {
     /// Label selector over pods in this namespace. An empty selector selects every pod.
     #[serde(default)]
@@ -233,6 +234,7 @@ pub enum ErrorFormat {
 /// What the controller last did with this policy.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::api::schema::for_kubernetes)]
 pub struct UpstreamPolicyStatus {
     /// The generation of the spec that this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
