@@ -122,6 +122,7 @@ async fn main() {
         auth: Authenticator::new(kube::Client::try_from(config).unwrap()),
         keepalive: Duration::from_secs(15),
         metrics: Default::default(),
+        tls: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

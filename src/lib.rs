@@ -8,6 +8,8 @@
 //! - [`sidecar`]: the data plane, config and admin server wired together.
 //! - [`admin`]: health, readiness, metrics and config on the admin port.
 //! - [`telemetry`]: logs and metrics.
+//! - [`inject`]: the sidecar injected into pods (webhook and `portcullis inject`).
+//! - [`tls`]: the controller's CA and serving certificate, and TLS for its listeners.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -15,6 +17,7 @@ pub mod api;
 pub mod cmd;
 pub mod config;
 pub mod controller;
+pub mod inject;
 pub mod maintenance;
 pub mod overload;
 pub mod policy;
@@ -22,3 +25,4 @@ pub mod proxy;
 pub mod schedule;
 pub mod sidecar;
 pub mod telemetry;
+pub mod tls;

@@ -67,6 +67,8 @@ async fn watched_resources_reach_the_pods_stream() {
         admin,
         keepalive: Duration::from_millis(500),
         leadership: portcullis::controller::run::Leadership::Always,
+        certs: None,
+        webhook: None,
     };
     tokio::spawn(controller.run(std::future::pending()));
 
@@ -146,4 +148,5 @@ async fn watched_resources_reach_the_pods_stream() {
         support::metric(&metrics, "portcullis_controller_snapshots_sent_total").unwrap() >= 5.0,
         "{metrics}"
     );
+    api.save_requests("controller");
 }

@@ -45,6 +45,7 @@ impl Controller {
             auth,
             keepalive: Duration::from_millis(200),
             metrics: Default::default(),
+            tls: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.serve_until(listener, async move {
@@ -216,6 +217,7 @@ async fn the_sidecar_keeps_enforcing_while_the_controller_is_away() {
         config_file: None,
         secrets_dir: None,
         controller: Some(portcullis::config::follow::ControllerSource {
+            tls: None,
             url: format!("http://{}", controller.addr),
             namespace: "shop".into(),
             pod: "a".into(),

@@ -1,6 +1,7 @@
 //! The `portcullis` command line: one subcommand per role.
 
 mod controller;
+mod inject;
 mod proxy;
 
 use std::process::ExitCode;
@@ -22,6 +23,9 @@ enum Command {
     Controller(Box<controller::ControllerArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Add the sidecar to the pods of workload manifests (Pods, Deployments, StatefulSets,
+    /// DaemonSets, Jobs, CronJobs), as the webhook would.
+    Inject(Box<inject::InjectArgs>),
 }
 
 pub fn main() -> ExitCode {
@@ -32,6 +36,7 @@ pub fn main() -> ExitCode {
             print!("{}", crate::api::crds_yaml());
             ExitCode::SUCCESS
         }
+        Command::Inject(args) => inject::run(*args),
     }
 }
 

@@ -34,10 +34,20 @@ pub struct ProxyArgs {
     #[arg(long)]
     config: Option<PathBuf>,
 
-    /// Follow the controller's config stream (http://host:port); the pod is named by
-    /// POD_NAMESPACE and POD_NAME, and authenticated by --token-file.
+    /// Follow the controller's config stream (https://host:port; http:// only to a
+    /// loopback address); the pod is named by POD_NAMESPACE and POD_NAME, and
+    /// authenticated by --token-file.
     #[arg(long, conflicts_with = "config")]
     controller: Option<String>,
+
+    /// The CA bundle (PEM text) that the controller's certificate must chain to; the
+    /// injector sets it. Nothing else is trusted.
+    #[arg(long, env = "PORTCULLIS_CONTROLLER_CA", hide_env_values = true, requires = "controller")]
+    controller_ca_pem: Option<String>,
+
+    /// The same, from a file.
+    #[arg(long, conflicts_with = "controller_ca_pem", requires = "controller")]
+    controller_ca: Option<PathBuf>,
 
     #[arg(long, env = "POD_NAMESPACE", requires = "controller")]
     pod_namespace: Option<String>,
@@ -83,8 +93,21 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
             let (Some(namespace), Some(pod)) = (args.pod_namespace, args.pod_name) else {
                 return Err("--controller needs POD_NAMESPACE and POD_NAME (or --pod-namespace, --pod-name)".into());
             };
+            let ca_pem =
+                match (args.controller_ca_pem, &args.controller_ca) {
+                    (Some(pem), _) => Some(pem),
+                    (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
+                        format!("cannot read --controller-ca {}: {e}", path.display())
+                    })?),
+                    (None, None) => None,
+                };
+            let tls = ca_pem
+                .map(|pem| crate::tls::client_config(&pem))
+                .transpose()
+                .map_err(|e| format!("--controller-ca: {e}"))?;
             Some(ControllerSource {
                 url,
+                tls,
                 namespace,
                 pod,
                 token_file: args.token_file,

@@ -15,7 +15,9 @@ use bytes::BytesMut;
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::wire::StreamMessage;
 use super::{ConfigTx, publish};
@@ -23,8 +25,11 @@ use super::{ConfigTx, publish};
 /// Where the sidecar's config comes from when a controller runs.
 #[derive(Clone, Debug)]
 pub struct ControllerSource {
-    /// Base URL of the controller's stream endpoint (`http://host:port`).
+    /// Base URL of the controller's stream endpoint: `https://host:port`, or
+    /// `http://` to a loopback address (nothing leaves the machine, so the token may too).
     pub url: String,
+    /// Trust for `https://`: only the CA the sidecar was injected with.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub namespace: String,
     pub pod: String,
     /// The pod's projected ServiceAccount token (audience `portcullis`), re-read on every
@@ -38,8 +43,13 @@ pub struct ControllerSource {
 pub enum FollowError {
     #[error("cannot read the token file {path}: {source}")]
     Token { path: String, source: std::io::Error },
-    #[error("invalid controller URL {0:?}: only http://host:port is supported")]
+    #[error(
+        "invalid controller URL {0:?}: https://host:port (with a CA), or http:// to a \
+         loopback address only, since the pod's token must not cross the network in clear"
+    )]
     Url(String),
+    #[error("TLS with the controller failed: {0}")]
+    Tls(std::io::Error),
     #[error("cannot reach the controller: {0}")]
     Connect(std::io::Error),
     #[error("the controller refused the stream: {status} {body}")]
@@ -146,18 +156,29 @@ impl ControllerSource {
             FollowError::Token { path: self.token_file.display().to_string(), source }
         })?;
         let base: Uri = self.url.parse().map_err(|_| FollowError::Url(self.url.clone()))?;
-        let (Some("http"), Some(authority)) = (base.scheme_str(), base.authority()) else {
+        let (Some(scheme), Some(authority)) = (base.scheme_str(), base.authority()) else {
             return Err(FollowError::Url(self.url.clone()));
         };
-        let address = match authority.port_u16() {
-            Some(_) => authority.to_string(),
-            None => format!("{authority}:80"),
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let port = authority.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let tls = match (scheme, &self.tls) {
+            ("https", Some(tls)) => Some(tls),
+            ("http", _) if is_loopback(host) => None,
+            _ => return Err(FollowError::Url(self.url.clone())),
         };
-        let stream = TcpStream::connect(&address).await.map_err(FollowError::Connect)?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| FollowError::Stream(e.to_string()))?;
-        tokio::spawn(conn);
+        let tcp = TcpStream::connect((host, port)).await.map_err(FollowError::Connect)?;
+        let mut sender = match tls {
+            Some(tls) => {
+                let name = ServerName::try_from(host.to_owned())
+                    .map_err(|_| FollowError::Url(self.url.clone()))?;
+                let stream = TlsConnector::from(tls.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(FollowError::Tls)?;
+                handshake(stream).await?
+            }
+            None => handshake(tcp).await?,
+        };
         let path = format!("/v1/config/{}/{}", self.namespace, self.pod);
         let req = Request::get(path)
             .header(header::HOST, authority.as_str())
@@ -179,9 +200,53 @@ impl ControllerSource {
     }
 }
 
+/// An HTTP/1.1 connection over `io`, driven on its own task.
+async fn handshake<IO>(
+    io: IO,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, FollowError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| FollowError::Stream(e.to_string()))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_may_be_plain() {
+        assert!(is_loopback("127.0.0.1") && is_loopback("::1") && is_loopback("localhost"));
+        assert!(!is_loopback("portcullis.portcullis-system.svc") && !is_loopback("10.0.0.1"));
+    }
+
+    #[tokio::test]
+    async fn a_plain_url_to_another_host_is_refused_before_connecting() {
+        let source = ControllerSource {
+            url: "http://192.0.2.1:8090".into(),
+            tls: None,
+            namespace: "shop".into(),
+            pod: "web-1".into(),
+            token_file: "/nonexistent".into(),
+            idle_timeout: Duration::from_secs(1),
+        };
+        let err = source.open().await.expect_err("refused");
+        // The token file is read first; with one present the URL is what refuses.
+        assert!(matches!(err, FollowError::Token { .. }), "{err}");
+        let token = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(token.path(), "token").unwrap();
+        let source = ControllerSource { token_file: token.path().into(), ..source };
+        let err = source.open().await.expect_err("refused");
+        assert!(matches!(err, FollowError::Url(_)), "{err}");
+    }
 
     #[test]
     fn backoff_grows_to_its_cap_with_full_jitter() {

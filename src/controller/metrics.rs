@@ -6,7 +6,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use prometheus_client::encoding::EncodeLabelSet;
+
 use crate::telemetry::metrics::ResultLabels;
+
+/// An admission of a pod by the injection webhook: `result` is `injected`, `skipped` or
+/// `failed`; `reason` says why (`injected` for a success).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InjectionLabels {
+    pub result: &'static str,
+    pub reason: &'static str,
+}
 
 pub struct ControllerMetrics {
     pub registry: Registry,
@@ -16,11 +26,24 @@ pub struct ControllerMetrics {
     pub index_resources: Gauge,
     pub status_writes: Family<ResultLabels, Counter>,
     pub propagation: Histogram,
+    /// `portcullis_injections_total{result,reason}`.
+    pub injections: Family<InjectionLabels, Counter>,
+    /// Unix time at which the serving certificate in use expires.
+    pub certificate_expiry: Gauge,
+    /// Serving certificates issued or loaded, by result.
+    pub certificate_rotations: Family<ResultLabels, Counter>,
 }
 
 impl Default for ControllerMetrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("portcullis_controller");
+        let mut root = Registry::default();
+        let injections = Family::<InjectionLabels, Counter>::default();
+        root.register(
+            "portcullis_injections",
+            "Pods seen by the injection webhook, by result and reason",
+            injections.clone(),
+        );
+        let registry = root.sub_registry_with_prefix("portcullis_controller");
         let streams = Gauge::default();
         registry.register("streams", "Config streams open now", streams.clone());
         let snapshots_sent = Counter::default();
@@ -42,14 +65,29 @@ impl Default for ControllerMetrics {
             "From a resource change to the snapshot leaving for a pod",
             propagation.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time)",
+            certificate_expiry.clone(),
+        );
+        let certificate_rotations = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "certificate_rotations",
+            "Serving certificates issued or loaded, by result",
+            certificate_rotations.clone(),
+        );
         ControllerMetrics {
-            registry,
+            registry: root,
             streams,
             snapshots_sent,
             index_pods,
             index_resources,
             status_writes,
             propagation,
+            injections,
+            certificate_expiry,
+            certificate_rotations,
         }
     }
 }

@@ -24,6 +24,15 @@ use super::stream::StreamServer;
 use super::watch::feed;
 use crate::admin::{self, Endpoints};
 use crate::api::{MaintenanceWindow, UpstreamPolicy};
+use crate::inject::InjectConfig;
+use crate::inject::webhook::Webhook;
+use crate::tls::CertStore;
+use crate::tls::from_dir::FromDir;
+use crate::tls::self_issued::SelfIssued;
+use crate::tls::serve::serve;
+use hyper::service::service_fn;
+use std::convert::Infallible;
+use tokio_rustls::TlsAcceptor;
 
 pub struct Controller {
     pub client: kube::Client,
@@ -31,6 +40,24 @@ pub struct Controller {
     pub admin: TcpListener,
     pub keepalive: Duration,
     pub leadership: Leadership,
+    /// Where the serving certificate comes from. `None` serves the streams in clear, which
+    /// only tests on one machine do.
+    pub certs: Option<CertSource>,
+    /// The injection webhook, served over the same TLS as the streams (needs `certs`).
+    pub webhook: Option<WebhookListener>,
+}
+
+pub struct WebhookListener {
+    pub listener: TcpListener,
+    pub config: Arc<InjectConfig>,
+}
+
+/// Where the controller's serving certificate comes from.
+pub enum CertSource {
+    /// Its own CA, kept in a Secret (the default).
+    SelfIssued(Box<SelfIssued>),
+    /// A mounted Secret that someone else keeps (cert-manager).
+    Dir(FromDir),
 }
 
 /// Who writes statuses.
@@ -48,11 +75,13 @@ pub const LEASE_NAME: &str = "portcullis-controller";
 #[derive(Clone)]
 struct ControllerAdmin {
     metrics: Arc<ControllerMetrics>,
+    /// Not ready until there is a certificate to serve, when TLS is on.
+    certs: Option<Arc<CertStore>>,
 }
 
 impl Endpoints for ControllerAdmin {
     fn ready(&self) -> bool {
-        true
+        self.certs.as_ref().is_none_or(|store| store.ready())
     }
 
     fn metrics(&self) -> String {
@@ -75,7 +104,19 @@ impl Controller {
         tasks.spawn(feed(Api::<MaintenanceWindow>::all(client.clone()), index.clone()));
         tasks.spawn(feed(Api::<Pod>::all(client.clone()), index.clone()));
         tasks.spawn(feed(Api::<Secret>::all(client.clone()), index.clone()));
-        tasks.spawn(admin::serve(self.admin, ControllerAdmin { metrics: metrics.clone() }));
+        let store = self.certs.as_ref().map(|_| Arc::new(CertStore::default()));
+        let tls = store.as_ref().map(|store| TlsAcceptor::from(store.server_config()));
+        match (self.certs, &store) {
+            (Some(CertSource::SelfIssued(keeper)), Some(store)) => {
+                tasks.spawn(keeper.run(store.clone(), metrics.clone()));
+            }
+            (Some(CertSource::Dir(dir)), Some(store)) => {
+                tasks.spawn(dir.run(store.clone(), metrics.clone()));
+            }
+            _ => {}
+        }
+        let endpoints = ControllerAdmin { metrics: metrics.clone(), certs: store.clone() };
+        tasks.spawn(admin::serve(self.admin, endpoints));
         tasks.spawn(keep_gauges(index.clone(), metrics.clone()));
         let recorder = Recorder::new(
             client.clone(),
@@ -84,6 +125,20 @@ impl Controller {
                 instance: leader_identity(&self.leadership),
             },
         );
+        if let (Some(setup), Some(tls), Some(store)) = (self.webhook, &tls, &store) {
+            let store = store.clone();
+            let webhook = Arc::new(Webhook {
+                config: setup.config,
+                ca_pem: Arc::new(move || store.ca_pem().unwrap_or_default()),
+                metrics: metrics.clone(),
+                recorder: Some(recorder.clone()),
+            });
+            let service = service_fn(move |req| {
+                let webhook = webhook.clone();
+                async move { Ok::<_, Infallible>(webhook.handle(req).await) }
+            });
+            tasks.spawn(serve(setup.listener, Some(tls.clone()), service, std::future::pending()));
+        }
         let writer = StatusWriter::new(client.clone(), index.clone(), metrics.clone(), recorder);
         tasks.spawn(write_statuses(client.clone(), self.leadership, writer));
         let server = StreamServer {
@@ -91,6 +146,7 @@ impl Controller {
             auth: Authenticator::new(client),
             keepalive: self.keepalive,
             metrics,
+            tls,
         };
         tracing::info!("controller started");
         server.serve_until(self.streams, shutdown).await;

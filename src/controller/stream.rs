@@ -13,8 +13,6 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use super::auth::{AuthError, Authenticator};
@@ -30,6 +28,9 @@ pub struct StreamServer {
     pub auth: Authenticator,
     pub keepalive: Duration,
     pub metrics: Arc<ControllerMetrics>,
+    /// TLS for the streams, so that the pods' tokens never cross the network in clear.
+    /// `None` only where nothing leaves the machine (tests).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Counts a stream as open for as long as it lives.
@@ -57,29 +58,12 @@ impl StreamServer {
 
     /// Serves until `stop` resolves, then drops every open stream.
     pub async fn serve_until(self, listener: TcpListener, stop: impl Future<Output = ()>) {
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let mut streams = tokio::task::JoinSet::new();
-        tokio::pin!(stop);
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = &mut stop => return,
-                Some(_) = streams.join_next(), if !streams.is_empty() => continue,
-            };
-            let Ok((stream, _)) = accepted else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
+        let tls = self.tls.clone();
+        let service = service_fn(move |req| {
             let server = self.clone();
-            let builder = builder.clone();
-            streams.spawn(async move {
-                let service = service_fn(move |req| {
-                    let server = server.clone();
-                    async move { Ok::<_, Infallible>(server.handle(req).await) }
-                });
-                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-            });
-        }
+            async move { Ok::<_, Infallible>(server.handle(req).await) }
+        });
+        crate::tls::serve::serve(listener, tls, service, stop).await;
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> StreamResponse {

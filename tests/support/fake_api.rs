@@ -1,6 +1,7 @@
 //! A small stand-in for the Kubernetes API server over HTTP: list and watch of any
-//! collection (replayed from a resourceVersion), TokenReview, and a record of PATCHes and
-//! POSTs. It speaks the real JSON, so the code
+//! collection (replayed from a resourceVersion), GET of one object, PUT with
+//! resourceVersion preconditions, JSON patches applied to stored objects, TokenReview, and a
+//! record of PATCHes, PUTs and POSTs. It speaks the real JSON, so the code
 //! under test uses the real kube-rs client against it.
 
 use std::collections::BTreeMap;
@@ -26,6 +27,9 @@ struct Store {
     objects: BTreeMap<String, BTreeMap<String, Value>>,
     patches: Vec<(String, Value)>,
     posts: Vec<(String, Value)>,
+    puts: Vec<(String, Value)>,
+    /// Every request: method, path, query.
+    requests: Vec<(String, String, String)>,
     /// Every watch event so far, with its resourceVersion and collection, so that a watch
     /// from resourceVersion N first gets what happened after N, as the API server does.
     log: Vec<(u64, String, Value)>,
@@ -104,6 +108,35 @@ impl FakeApi {
         self.store.lock().unwrap().posts.clone()
     }
 
+    /// Writes every request received so far to `target/tmp/api-requests/{name}.json`, where
+    /// the chart's tests check that its RBAC grants each of them: the controller must work
+    /// with exactly what the chart grants.
+    pub fn save_requests(&self, name: &str) {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("api-requests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let requests: Vec<Value> = self
+            .store
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .map(|(method, path, query)| json!({"method": method, "path": path, "query": query}))
+            .collect();
+        let text = serde_json::to_string_pretty(&requests).unwrap();
+        std::fs::write(dir.join(format!("{name}.json")), text).unwrap();
+    }
+
+    /// PUT requests (replacements) accepted so far: (path, body).
+    pub fn puts(&self) -> Vec<(String, Value)> {
+        self.store.lock().unwrap().puts.clone()
+    }
+
+    /// The object stored now under `collection` (`namespace` empty for cluster-scoped).
+    pub fn object(&self, collection: &str, namespace: &str, name: &str) -> Option<Value> {
+        let store = self.store.lock().unwrap();
+        store.objects.get(collection)?.get(&format!("{namespace}/{name}")).cloned()
+    }
+
     /// PATCH requests received so far: (path, body).
     pub fn patches(&self) -> Vec<(String, Value)> {
         self.store.lock().unwrap().patches.clone()
@@ -112,6 +145,11 @@ impl FakeApi {
     async fn handle(&self, req: Request<Incoming>) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
+        self.store.lock().unwrap().requests.push((
+            req.method().to_string(),
+            path.clone(),
+            query.clone(),
+        ));
         match *req.method() {
             Method::POST if path == "/apis/authentication.k8s.io/v1/tokenreviews" => {
                 let body = req.into_body().collect().await.unwrap().to_bytes();
@@ -129,6 +167,54 @@ impl FakeApi {
                 let object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 self.store.lock().unwrap().posts.push((path, object.clone()));
                 json_response(201, &object)
+            }
+            Method::PATCH
+                if req
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|v| v == "application/json-patch+json") =>
+            {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                self.store.lock().unwrap().patches.push((path.clone(), patch.clone()));
+                self.update(&path, |current| {
+                    let mut object = current.clone();
+                    let ops: json_patch::Patch = serde_json::from_value(patch)
+                        .map_err(|e| status(400, "BadRequest", &e.to_string(), None))?;
+                    json_patch::patch(&mut object, &ops)
+                        .map_err(|e| status(422, "Invalid", &e.to_string(), None))?;
+                    Ok(object)
+                })
+            }
+            Method::PUT => {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let response = self.update(&path, |current| {
+                    // Optimistic concurrency, as the API server does it: a replacement
+                    // must carry the resourceVersion it was made from.
+                    let (given, held) = (
+                        &object["metadata"]["resourceVersion"],
+                        &current["metadata"]["resourceVersion"],
+                    );
+                    if given != held {
+                        let (plural, name) = plural_and_name(&path);
+                        return Err(status(
+                            409,
+                            "Conflict",
+                            &format!(
+                                "Operation cannot be fulfilled on {plural} \"{name}\": the object \
+                                 has been modified; please apply your changes to the latest \
+                                 version and try again"
+                            ),
+                            Some((plural, name)),
+                        ));
+                    }
+                    Ok(object.clone())
+                });
+                if response.status() == 200 {
+                    self.store.lock().unwrap().puts.push((path, object));
+                }
+                response
             }
             Method::PATCH => {
                 let body = req.into_body().collect().await.unwrap().to_bytes();
@@ -191,6 +277,21 @@ impl FakeApi {
                     .body(BodyExt::boxed_unsync(StreamBody::new(stream)))
                     .unwrap()
             }
+            Method::GET if object_key(&path).is_some() => {
+                let (collection, key) = object_key(&path).unwrap();
+                let found = self
+                    .store
+                    .lock()
+                    .unwrap()
+                    .objects
+                    .get(&collection)
+                    .and_then(|c| c.get(&key))
+                    .cloned();
+                match found {
+                    Some(object) => json_response(200, &object),
+                    None => not_found(&path),
+                }
+            }
             Method::GET => {
                 let store = self.store.lock().unwrap();
                 let items: Vec<Value> = store
@@ -209,6 +310,92 @@ impl FakeApi {
             _ => json_response(405, &json!({"kind": "Status", "code": 405})),
         }
     }
+}
+
+impl FakeApi {
+    /// Replaces the object at `path` with what `change` makes of it, as a watch would
+    /// see it: a new resourceVersion and a MODIFIED event.
+    fn update(
+        &self,
+        path: &str,
+        change: impl FnOnce(&Value) -> Result<Value, Value>,
+    ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let Some((collection, key)) = object_key(path) else { return not_found(path) };
+        let mut store = self.store.lock().unwrap();
+        let Some(current) = store.objects.get(&collection).and_then(|c| c.get(&key)).cloned()
+        else {
+            drop(store);
+            return not_found(path);
+        };
+        let mut object = match change(&current) {
+            Ok(object) => object,
+            Err(status) => {
+                let code = status["code"].as_u64().unwrap() as u16;
+                return json_response(code, &status);
+            }
+        };
+        store.version += 1;
+        object["metadata"]["resourceVersion"] = json!(store.version.to_string());
+        store.objects.get_mut(&collection).unwrap().insert(key, object.clone());
+        record(
+            &mut store,
+            &self.events,
+            &collection,
+            json!({"type": "MODIFIED", "object": object}),
+        );
+        json_response(200, &object)
+    }
+}
+
+/// The collection and store key of a single object's path:
+/// `/api/v1/namespaces/{ns}/{plural}/{name}`, `/apis/{group}/{version}/namespaces/...`,
+/// or the cluster-scoped `/apis/{group}/{version}/{plural}/{name}`.
+fn object_key(path: &str) -> Option<(String, String)> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let prefix = match segments.first() {
+        Some(&"api") => 2,
+        Some(&"apis") => 3,
+        _ => return None,
+    };
+    let base = segments.get(..prefix)?.join("/");
+    match segments.get(prefix..)? {
+        ["namespaces", namespace, plural, name] => {
+            Some((format!("/{base}/{plural}"), format!("{namespace}/{name}")))
+        }
+        [plural, name] if *plural != "namespaces" || prefix == 2 => {
+            Some((format!("/{base}/{plural}"), format!("/{name}")))
+        }
+        _ => None,
+    }
+}
+
+fn plural_and_name(path: &str) -> (String, String) {
+    let mut parts = path.rsplit('/');
+    let name = parts.next().unwrap_or_default().to_owned();
+    (parts.next().unwrap_or_default().to_owned(), name)
+}
+
+/// A `Status` as the API server answers failures.
+fn status(code: u16, reason: &str, message: &str, details: Option<(String, String)>) -> Value {
+    let mut status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    });
+    if let Some((kind, name)) = details {
+        status["details"] = json!({"name": name, "kind": kind});
+    }
+    status
+}
+
+fn not_found(path: &str) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    let (plural, name) = plural_and_name(path);
+    let message = format!("{plural} \"{name}\" not found");
+    json_response(404, &status(404, "NotFound", &message, Some((plural, name))))
 }
 
 /// As the API server reviews a token: `token-<ns>-<pod>` is bound to that pod,

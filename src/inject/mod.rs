@@ -1,0 +1,66 @@
+//! Sidecar injection: the mutation of a Pod (pure), the admission webhook that applies it
+//! as pods are created, and `portcullis inject` for manifests on disk.
+//!
+//! - [`pod`]: a Pod in, a JSON patch (or the reason to leave it alone) out.
+//! - [`sidecar`]: the sidecar container and its token volume.
+//! - [`port_name`]: the app port's new name, a valid and unique IANA service name.
+//! - [`quantity`]: resource quantities, for per-pod overrides and the worker count.
+//! - [`config`]: the injector's YAML config.
+//! - [`review`]: an `admission.k8s.io/v1` AdmissionReview in, the response out.
+//! - [`webhook`]: the HTTP handler, with metrics, logs and Events.
+//! - [`workload`]: the pod templates of Deployments, StatefulSets, DaemonSets, Jobs...
+//!
+//! # How traffic reaches the sidecar
+//!
+//! No iptables and no NET_ADMIN: the sidecar takes over the app's serving port by name.
+//! The app container's port (picked by the `portcullis.dev/port` annotation, else the first
+//! container port with a name) is renamed, and the sidecar declares a port with the
+//! original name on its own number (`proxyPort`). A Service whose `targetPort` names the
+//! port then sends its traffic to the sidecar, which forwards it to the app on
+//! 127.0.0.1:<app port>. Regular containers are searched first when a Service's port name
+//! is resolved, which is why the app's port must lose the name.
+//!
+//! - The new app port name is `app-<name>` when that fits the 15 characters a port name
+//!   may have; else a shortened `app<n>-<prefix of name>`, unique in the pod.
+//! - A Service whose `targetPort` is a number keeps reaching the app directly, around the
+//!   sidecar: point it at the original port name (or at `proxyPort`) instead.
+//! - `portcullis.dev/port: "8080"` (a number) on an unnamed port: the app port stays
+//!   unnamed and the sidecar's port is named `portcullis` (unless that name is taken in
+//!   the pod), so that Services can target it by that name.
+//! - The kubelet's probes and lifecycle hooks of that container that named the port are
+//!   rewritten to its number: they keep reaching the app directly, so a maintenance window
+//!   (where the sidecar answers 503) never gets a pod restarted.
+
+pub mod config;
+pub mod pod;
+pub mod port_name;
+pub mod quantity;
+pub mod review;
+pub mod sidecar;
+pub mod webhook;
+pub mod workload;
+
+pub use config::InjectConfig;
+pub use pod::{Injection, Outcome, Skip, SkipReason, Summary, mutate};
+
+/// Pod label (and namespace label) that opts in (`enabled`) or out (`disabled`).
+pub const INJECT_LABEL: &str = "portcullis.dev/inject";
+/// The app port to take over: a port name, or a container port number.
+pub const PORT_ANNOTATION: &str = "portcullis.dev/port";
+pub const IMAGE_ANNOTATION: &str = "portcullis.dev/proxy-image";
+pub const CPU_REQUEST_ANNOTATION: &str = "portcullis.dev/proxy-cpu-request";
+pub const CPU_LIMIT_ANNOTATION: &str = "portcullis.dev/proxy-cpu-limit";
+pub const MEMORY_REQUEST_ANNOTATION: &str = "portcullis.dev/proxy-memory-request";
+pub const MEMORY_LIMIT_ANNOTATION: &str = "portcullis.dev/proxy-memory-limit";
+/// Written on injected pods: what was injected, as JSON.
+pub const INJECTED_ANNOTATION: &str = "portcullis.dev/injected";
+
+pub const SIDECAR_NAME: &str = "portcullis-proxy";
+pub const TOKEN_VOLUME: &str = "portcullis-token";
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/portcullis";
+pub const TOKEN_AUDIENCE: &str = "portcullis";
+pub const ADMIN_PORT_NAME: &str = "portcullis-admin";
+/// The sidecar's serving port name when the app port it takes over had none.
+pub const UNNAMED_PORT_NAME: &str = "portcullis";
+/// The env var that carries the controller's CA bundle to the sidecar.
+pub const CA_ENV: &str = "PORTCULLIS_CONTROLLER_CA";

@@ -1,0 +1,542 @@
+//! The mutation itself, pure: a Pod in, explicit RFC 6902 operations out (or the reason to
+//! leave the pod alone). Explicit operations, never a diff of whole arrays, so that what
+//! other admission plugins did to the pod before or after us is never overwritten.
+//!
+//! Checks, in order (the first that applies is the reason given):
+//! `opted_out` (pod label `portcullis.dev/inject=disabled`), `excluded_namespace`,
+//! `host_network`, `already_injected` (our annotation, container or volume is there, so
+//! re-admission and reinvocation add nothing), then the port: `invalid_annotation`
+//! (`portcullis.dev/port` neither a name nor a port number), `port_not_found`,
+//! `no_named_port`, `not_tcp`, `ambiguous_port` (another app container declares a port of
+//! the same name, which Services would still reach around the sidecar), `port_in_use`
+//! (a container of the pod declares `proxyPort` or `adminPort`), and last the sidecar's
+//! own overrides: `invalid_annotation` (image or resource quantity; the message names the
+//! annotation).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, LifecycleHandler, Pod, PodSpec, Probe, ResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::config::InjectConfig;
+use super::port_name::app_port_name;
+use super::quantity::{Amount, workers_for_cpu};
+use super::sidecar::{Sidecar, token_volume};
+use super::{
+    ADMIN_PORT_NAME, CPU_LIMIT_ANNOTATION, CPU_REQUEST_ANNOTATION, IMAGE_ANNOTATION, INJECT_LABEL,
+    INJECTED_ANNOTATION, MEMORY_LIMIT_ANNOTATION, MEMORY_REQUEST_ANNOTATION, PORT_ANNOTATION,
+    SIDECAR_NAME, TOKEN_VOLUME, UNNAMED_PORT_NAME,
+};
+
+/// Why a pod was left alone; `as_str` is the `reason` label of
+/// `portcullis_injections_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    OptedOut,
+    ExcludedNamespace,
+    HostNetwork,
+    AlreadyInjected,
+    NoNamedPort,
+    PortNotFound,
+    AmbiguousPort,
+    PortInUse,
+    InvalidAnnotation,
+    NotTcp,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::OptedOut => "opted_out",
+            SkipReason::ExcludedNamespace => "excluded_namespace",
+            SkipReason::HostNetwork => "host_network",
+            SkipReason::AlreadyInjected => "already_injected",
+            SkipReason::NoNamedPort => "no_named_port",
+            SkipReason::PortNotFound => "port_not_found",
+            SkipReason::AmbiguousPort => "ambiguous_port",
+            SkipReason::PortInUse => "port_in_use",
+            SkipReason::InvalidAnnotation => "invalid_annotation",
+            SkipReason::NotTcp => "not_tcp",
+        }
+    }
+}
+
+/// A pod left alone, and the sentence that tells its owner why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    pub reason: SkipReason,
+    pub message: String,
+}
+
+fn skip<T>(reason: SkipReason, message: impl Into<String>) -> Result<T, Skip> {
+    Err(Skip { reason, message: message.into() })
+}
+
+/// What was injected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The app container whose port the sidecar took over.
+    pub container: String,
+    pub app_port: i32,
+    /// The name of the sidecar's serving port (the app port's original name).
+    pub port: Option<String>,
+    pub proxy_port: u16,
+    /// The app port's new name; None when it had no name.
+    pub renamed_to: Option<String>,
+    pub image: String,
+    pub workers: Option<u32>,
+    /// Probes and hooks moved from the port's name to its number, e.g. `livenessProbe`.
+    pub rewritten: Vec<String>,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let port = self.port.as_deref().unwrap_or("(unnamed)");
+        write!(
+            f,
+            "sidecar port {port} ({}) in front of container {} port {}",
+            self.proxy_port, self.container, self.app_port
+        )?;
+        if let Some(renamed) = &self.renamed_to {
+            write!(f, ", app port renamed {renamed}")?;
+        }
+        if !self.rewritten.is_empty() {
+            let verb = if self.rewritten.len() == 1 { "reaches" } else { "reach" };
+            write!(f, ", {} now {verb} the app port by number", self.rewritten.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The `portcullis.dev/injected` annotation's JSON.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InjectedAnnotation<'a> {
+    version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<&'a str>,
+    app_port: i32,
+    proxy_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renamed_to: Option<&'a str>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Injection {
+    pub patch: Patch,
+    pub summary: Summary,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Injected(Injection),
+    Skipped(Skip),
+}
+
+/// Decides what to do with `pod`, created in `namespace`; `ca_pem` is the controller's CA
+/// bundle handed to the sidecar.
+pub fn mutate(pod: &Pod, namespace: &str, config: &InjectConfig, ca_pem: &str) -> Outcome {
+    match inject(pod, namespace, config, ca_pem) {
+        Ok(injection) => Outcome::Injected(injection),
+        Err(skip) => Outcome::Skipped(skip),
+    }
+}
+
+fn inject(
+    pod: &Pod,
+    namespace: &str,
+    config: &InjectConfig,
+    ca_pem: &str,
+) -> Result<Injection, Skip> {
+    let empty = BTreeMap::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    if labels.get(INJECT_LABEL).is_some_and(|v| v == "disabled") {
+        return skip(SkipReason::OptedOut, format!("the pod is labelled {INJECT_LABEL}=disabled"));
+    }
+    if config.excluded_namespaces.iter().any(|n| n == namespace) {
+        return skip(
+            SkipReason::ExcludedNamespace,
+            format!("namespace {namespace} is excluded from injection"),
+        );
+    }
+    let default_spec = PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&default_spec);
+    if spec.host_network == Some(true) {
+        return skip(
+            SkipReason::HostNetwork,
+            "the pod uses the node's network, where the sidecar cannot take over a port",
+        );
+    }
+    already_injected(spec, annotations)?;
+
+    let (ci, pi) = choose_port(spec, annotations)?;
+    let app = &spec.containers[ci];
+    let port = &app.ports.as_deref().unwrap_or_default()[pi];
+    let original = port.name.as_deref().filter(|n| !n.is_empty());
+    let protocol = port.protocol.as_deref().unwrap_or("TCP");
+    if protocol != "TCP" {
+        return skip(
+            SkipReason::NotTcp,
+            format!(
+                "port {} of container {} is {protocol}; the sidecar proxies TCP only",
+                original.map_or_else(|| port.container_port.to_string(), str::to_owned),
+                app.name
+            ),
+        );
+    }
+    if let Some(name) = original {
+        let twin = spec.containers.iter().enumerate().find(|(i, c)| {
+            *i != ci && c.ports.iter().flatten().any(|p| p.name.as_deref() == Some(name))
+        });
+        if let Some((_, other)) = twin {
+            return skip(
+                SkipReason::AmbiguousPort,
+                format!(
+                    "containers {} and {} both declare a port named {name}; Services would \
+                     still reach one of them around the sidecar",
+                    app.name, other.name
+                ),
+            );
+        }
+    }
+    ports_free(spec, config)?;
+    let settings = settings(annotations, config)?;
+
+    // Every name in the pod, so that neither new name collides with one.
+    let mut taken: HashSet<String> = all_containers(spec)
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| p.name.clone())
+        .collect();
+    taken.insert(ADMIN_PORT_NAME.to_owned());
+    let renamed_to = original.map(|name| app_port_name(name, port.container_port, &taken));
+    let sidecar_port = match original {
+        Some(name) => Some(name.to_owned()),
+        None => Some(UNNAMED_PORT_NAME.to_owned()).filter(|n| !taken.contains(n)),
+    };
+
+    let mut ops = Vec::new();
+    let annotation = serde_json::to_string(&InjectedAnnotation {
+        version: env!("CARGO_PKG_VERSION"),
+        port: sidecar_port.as_deref(),
+        app_port: port.container_port,
+        proxy_port: config.proxy_port,
+        renamed_to: renamed_to.as_deref(),
+    })
+    .expect("a struct of strings and numbers serializes");
+    ops.push(match &pod.metadata.annotations {
+        Some(_) => add(&["metadata", "annotations", INJECTED_ANNOTATION], annotation.into()),
+        None => add(
+            &["metadata", "annotations"],
+            Value::Object(
+                [(INJECTED_ANNOTATION.to_owned(), annotation.into())].into_iter().collect(),
+            ),
+        ),
+    });
+    let container_path = ["spec".to_owned(), "containers".to_owned(), ci.to_string()];
+    if let Some(new_name) = &renamed_to {
+        let path = [&container_path[..], &["ports".into(), pi.to_string(), "name".into()]].concat();
+        ops.push(replace(&path, new_name.clone().into()));
+    }
+    let mut rewritten = Vec::new();
+    if let Some(name) = original {
+        for (field, handler_path) in named_port_uses(app, name) {
+            let path = [&container_path[..], &handler_path[..]].concat();
+            ops.push(replace(&path, port.container_port.into()));
+            rewritten.push(field);
+        }
+    }
+    let sidecar = Sidecar {
+        config,
+        image: &settings.image,
+        resources: settings.resources,
+        workers: settings.workers,
+        port_name: sidecar_port.clone(),
+        app_port: port.container_port,
+        ca_pem,
+    };
+    let container = to_json(&sidecar.container());
+    ops.push(append(&["spec", "initContainers"], spec.init_containers.is_some(), container));
+    ops.push(append(&["spec", "volumes"], spec.volumes.is_some(), to_json(&token_volume())));
+
+    Ok(Injection {
+        patch: Patch(ops),
+        summary: Summary {
+            container: app.name.clone(),
+            app_port: port.container_port,
+            port: sidecar_port,
+            proxy_port: config.proxy_port,
+            renamed_to,
+            image: settings.image,
+            workers: settings.workers,
+            rewritten,
+        },
+    })
+}
+
+fn already_injected(spec: &PodSpec, annotations: &BTreeMap<String, String>) -> Result<(), Skip> {
+    if annotations.contains_key(INJECTED_ANNOTATION) {
+        return skip(
+            SkipReason::AlreadyInjected,
+            format!("the pod carries the {INJECTED_ANNOTATION} annotation"),
+        );
+    }
+    if all_containers(spec).any(|c| c.name == SIDECAR_NAME) {
+        return skip(
+            SkipReason::AlreadyInjected,
+            format!("the pod already has a container named {SIDECAR_NAME}"),
+        );
+    }
+    if spec.volumes.iter().flatten().any(|v| v.name == TOKEN_VOLUME) {
+        return skip(
+            SkipReason::AlreadyInjected,
+            format!("the pod already has a volume named {TOKEN_VOLUME}"),
+        );
+    }
+    Ok(())
+}
+
+/// The app port to take over, as (container index, port index).
+fn choose_port(
+    spec: &PodSpec,
+    annotations: &BTreeMap<String, String>,
+) -> Result<(usize, usize), Skip> {
+    let ports = || {
+        spec.containers.iter().enumerate().flat_map(|(ci, c)| {
+            c.ports.iter().flatten().enumerate().map(move |(pi, p)| (ci, pi, p))
+        })
+    };
+    let found = |(ci, pi, _): (usize, usize, &ContainerPort)| (ci, pi);
+    let Some(wanted) = annotations.get(PORT_ANNOTATION).map(|v| v.trim()) else {
+        return ports()
+            .find(|(_, _, p)| p.name.as_deref().is_some_and(|n| !n.is_empty()))
+            .map(found)
+            .map_or_else(
+                || {
+                    skip(
+                        SkipReason::NoNamedPort,
+                        format!(
+                            "no container port has a name; name the app's serving port or \
+                             set the {PORT_ANNOTATION} annotation"
+                        ),
+                    )
+                },
+                Ok,
+            );
+    };
+    if !wanted.is_empty() && wanted.bytes().all(|b| b.is_ascii_digit()) {
+        let Some(number) = wanted.parse::<i32>().ok().filter(|n| (1..=65535).contains(n)) else {
+            return skip(
+                SkipReason::InvalidAnnotation,
+                format!("{PORT_ANNOTATION}: {wanted:?} is not a port number (1-65535)"),
+            );
+        };
+        let tcp = |p: &ContainerPort| p.protocol.as_deref().unwrap_or("TCP") == "TCP";
+        // A number may be declared twice, for TCP and UDP (DNS): take the TCP one.
+        return ports()
+            .find(|(_, _, p)| p.container_port == number && tcp(p))
+            .or_else(|| ports().find(|(_, _, p)| p.container_port == number))
+            .map(found)
+            .map_or_else(
+                || {
+                    skip(
+                        SkipReason::PortNotFound,
+                        format!(
+                            "no container declares port {number} ({PORT_ANNOTATION}); the \
+                             sidecar takes over a declared containerPort only"
+                        ),
+                    )
+                },
+                Ok,
+            );
+    }
+    if wanted.is_empty() {
+        return skip(
+            SkipReason::InvalidAnnotation,
+            format!("{PORT_ANNOTATION} is empty; set a port name or number"),
+        );
+    }
+    ports().find(|(_, _, p)| p.name.as_deref() == Some(wanted)).map(found).map_or_else(
+        || {
+            skip(
+                SkipReason::PortNotFound,
+                format!("no container has a port named {wanted} ({PORT_ANNOTATION})"),
+            )
+        },
+        Ok,
+    )
+}
+
+/// The sidecar's two ports must be free in the pod's network namespace.
+fn ports_free(spec: &PodSpec, config: &InjectConfig) -> Result<(), Skip> {
+    for container in all_containers(spec) {
+        for port in container.ports.iter().flatten() {
+            let role = if port.container_port == i32::from(config.proxy_port) {
+                "proxyPort"
+            } else if port.container_port == i32::from(config.admin_port) {
+                "adminPort"
+            } else {
+                continue;
+            };
+            return skip(
+                SkipReason::PortInUse,
+                format!(
+                    "container {} already uses port {}, the sidecar's {role}",
+                    container.name, port.container_port
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The sidecar's image, resources and workers, after the pod's annotations.
+struct Settings {
+    image: String,
+    resources: ResourceRequirements,
+    workers: Option<u32>,
+}
+
+fn settings(
+    annotations: &BTreeMap<String, String>,
+    config: &InjectConfig,
+) -> Result<Settings, Skip> {
+    let image = match annotations.get(IMAGE_ANNOTATION).map(|v| v.trim()) {
+        None => config.image.clone(),
+        Some(image) if !image.is_empty() && !image.contains(char::is_whitespace) => {
+            image.to_owned()
+        }
+        Some(image) => {
+            return skip(
+                SkipReason::InvalidAnnotation,
+                format!("{IMAGE_ANNOTATION}: {image:?} is not an image reference"),
+            );
+        }
+    };
+    let mut resources = config.resources.clone();
+    let overrides = [
+        (CPU_REQUEST_ANNOTATION, false, "cpu"),
+        (CPU_LIMIT_ANNOTATION, true, "cpu"),
+        (MEMORY_REQUEST_ANNOTATION, false, "memory"),
+        (MEMORY_LIMIT_ANNOTATION, true, "memory"),
+    ];
+    for (annotation, limit, resource) in overrides {
+        let Some(value) = annotations.get(annotation).map(|v| v.trim()) else { continue };
+        if let Err(error) = Amount::parse(value) {
+            return skip(SkipReason::InvalidAnnotation, format!("{annotation}: {error}"));
+        }
+        let map = if limit { &mut resources.limits } else { &mut resources.requests };
+        map.get_or_insert_default().insert(resource.to_owned(), Quantity(value.to_owned()));
+    }
+    let amount = |map: &Option<BTreeMap<String, Quantity>>, resource: &str| {
+        map.as_ref()?.get(resource).and_then(|q| Amount::parse(&q.0).ok())
+    };
+    for (resource, request_annotation, limit_annotation) in [
+        ("cpu", CPU_REQUEST_ANNOTATION, CPU_LIMIT_ANNOTATION),
+        ("memory", MEMORY_REQUEST_ANNOTATION, MEMORY_LIMIT_ANNOTATION),
+    ] {
+        let request = amount(&resources.requests, resource);
+        let limit = amount(&resources.limits, resource);
+        if let (Some(request), Some(limit)) = (request, limit)
+            && request > limit
+        {
+            let shown = |map: &Option<BTreeMap<String, Quantity>>| {
+                map.as_ref().map_or(String::new(), |m| m[resource].0.clone())
+            };
+            return skip(
+                SkipReason::InvalidAnnotation,
+                format!(
+                    "the sidecar's {resource} request {} exceeds its limit {} ({request_annotation}, \
+                     {limit_annotation})",
+                    shown(&resources.requests),
+                    shown(&resources.limits)
+                ),
+            );
+        }
+    }
+    let cpu = amount(&resources.limits, "cpu").or_else(|| amount(&resources.requests, "cpu"));
+    Ok(Settings { image, resources, workers: cpu.map(workers_for_cpu) })
+}
+
+/// Probes and lifecycle hooks of `container` that reach the port by `name`, as (what,
+/// path of the `port` field within the container).
+fn named_port_uses(container: &Container, name: &str) -> Vec<(String, Vec<String>)> {
+    let named = |port: &IntOrString| matches!(port, IntOrString::String(n) if n == name);
+    let mut uses = Vec::new();
+    let mut visit =
+        |what: &str, path: &[&str], get: Option<&IntOrString>, tcp: Option<&IntOrString>| {
+            for (action, port) in [("httpGet", get), ("tcpSocket", tcp)] {
+                if port.is_some_and(named) {
+                    let full =
+                        path.iter().chain(&[action, "port"]).map(|s| s.to_string()).collect();
+                    uses.push((what.to_owned(), full));
+                }
+            }
+        };
+    let probes: [(&str, &Option<Probe>); 3] = [
+        ("livenessProbe", &container.liveness_probe),
+        ("readinessProbe", &container.readiness_probe),
+        ("startupProbe", &container.startup_probe),
+    ];
+    for (field, probe) in probes {
+        if let Some(probe) = probe {
+            let get = probe.http_get.as_ref().map(|a| &a.port);
+            let tcp = probe.tcp_socket.as_ref().map(|a| &a.port);
+            visit(field, &[field], get, tcp);
+        }
+    }
+    let lifecycle = container.lifecycle.as_ref();
+    let hooks: [(&str, Option<&LifecycleHandler>); 2] = [
+        ("postStart", lifecycle.and_then(|l| l.post_start.as_ref())),
+        ("preStop", lifecycle.and_then(|l| l.pre_stop.as_ref())),
+    ];
+    for (hook, handler) in hooks {
+        if let Some(handler) = handler {
+            let get = handler.http_get.as_ref().map(|a| &a.port);
+            let tcp = handler.tcp_socket.as_ref().map(|a| &a.port);
+            visit(&format!("lifecycle.{hook}"), &["lifecycle", hook], get, tcp);
+        }
+    }
+    uses
+}
+
+fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
+    spec.init_containers.iter().flatten().chain(&spec.containers)
+}
+
+fn pointer<S: AsRef<str>>(tokens: &[S]) -> PointerBuf {
+    PointerBuf::from_tokens(tokens.iter().map(|t| t.as_ref()))
+}
+
+fn add(tokens: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path: pointer(tokens), value })
+}
+
+fn replace(tokens: &[String], value: Value) -> PatchOperation {
+    PatchOperation::Replace(ReplaceOperation { path: pointer(tokens), value })
+}
+
+/// Appends to the array at `tokens`, or creates it with the one item when it is absent.
+fn append(tokens: &[&str], exists: bool, item: Value) -> PatchOperation {
+    if exists {
+        add(&[tokens, &["-"]].concat(), item)
+    } else {
+        add(tokens, Value::Array(vec![item]))
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("k8s-openapi types serialize to JSON")
+}
+
+#[cfg(test)]
+#[path = "pod_tests.rs"]
+mod tests;

@@ -1,0 +1,591 @@
+use serde_json::json;
+
+use super::*;
+
+const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn plain_pod() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+        "spec": {
+            "containers": [{
+                "name": "web",
+                "image": "nginx:1.27",
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+            }]
+        }
+    })
+}
+
+fn outcome_with(pod: &Value, config: &InjectConfig) -> Outcome {
+    mutate(&serde_json::from_value(pod.clone()).unwrap(), "shop", config, CA)
+}
+
+fn injected(pod: &Value) -> Injection {
+    match outcome_with(pod, &InjectConfig::default()) {
+        Outcome::Injected(injection) => injection,
+        Outcome::Skipped(skip) => panic!("skipped: {skip:?}"),
+    }
+}
+
+fn skipped(pod: &Value) -> Skip {
+    match outcome_with(pod, &InjectConfig::default()) {
+        Outcome::Skipped(skip) => skip,
+        Outcome::Injected(injection) => panic!("injected: {:?}", injection.summary),
+    }
+}
+
+fn apply(pod: &Value, patch: &Patch) -> Value {
+    let mut doc = pod.clone();
+    json_patch::patch(&mut doc, patch).unwrap();
+    doc
+}
+
+/// The sidecar as the default config injects it.
+fn sidecar(app_port: i32, port_name: Value, workers: &str) -> Value {
+    json!({
+        "name": "portcullis-proxy",
+        "image": format!("ghcr.io/portcullis-dev/portcullis:{VERSION}"),
+        "imagePullPolicy": "IfNotPresent",
+        "restartPolicy": "Always",
+        "args": [
+            "proxy", "--listen", "0.0.0.0:4180", "--upstream", format!("127.0.0.1:{app_port}"),
+            "--admin", "0.0.0.0:9901",
+            "--controller", "https://portcullis.portcullis-system.svc:8090",
+            "--log-format", "json", "--workers", workers
+        ],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE",
+             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "PORTCULLIS_CONTROLLER_CA", "value": CA}
+        ],
+        "ports": [
+            {"name": port_name, "containerPort": 4180, "protocol": "TCP"},
+            {"name": "portcullis-admin", "containerPort": 9901}
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+        "startupProbe": {
+            "httpGet": {"path": "/readyz", "port": 9901}, "periodSeconds": 1, "failureThreshold": 120
+        },
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 9901}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/livez", "port": 9901}},
+        "securityContext": {
+            "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+            "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}
+        },
+        "volumeMounts": [
+            {"name": "portcullis-token", "mountPath": "/var/run/secrets/portcullis", "readOnly": true}
+        ]
+    })
+}
+
+fn token_volume_json() -> Value {
+    json!({"name": "portcullis-token", "projected": {"sources": [{"serviceAccountToken": {
+        "audience": "portcullis", "expirationSeconds": 3600, "path": "token"}}]}})
+}
+
+fn annotation(port: &str, app_port: i32, renamed: &str) -> String {
+    format!(
+        r#"{{"version":"{VERSION}","port":"{port}","appPort":{app_port},"proxyPort":4180,"renamedTo":"{renamed}"}}"#
+    )
+}
+
+#[test]
+fn plain_pod_gets_these_exact_operations() {
+    let injection = injected(&plain_pod());
+    assert_eq!(
+        serde_json::to_value(&injection.patch).unwrap(),
+        json!([
+            {"op": "add", "path": "/metadata/annotations",
+             "value": {"portcullis.dev/injected": annotation("http", 8080, "app-http")}},
+            {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
+            {"op": "add", "path": "/spec/initContainers",
+             "value": [sidecar(8080, json!("http"), "1")]},
+            {"op": "add", "path": "/spec/volumes", "value": [token_volume_json()]}
+        ])
+    );
+    assert_eq!(
+        injection.summary,
+        Summary {
+            container: "web".into(),
+            app_port: 8080,
+            port: Some("http".into()),
+            proxy_port: 4180,
+            renamed_to: Some("app-http".into()),
+            image: format!("ghcr.io/portcullis-dev/portcullis:{VERSION}"),
+            workers: Some(1),
+            rewritten: vec![],
+        }
+    );
+    assert_eq!(
+        injection.summary.to_string(),
+        "sidecar port http (4180) in front of container web port 8080, app port renamed app-http"
+    );
+}
+
+#[test]
+fn plain_pod_patched_is_exactly_this_pod() {
+    let pod = plain_pod();
+    let patched = apply(&pod, &injected(&pod).patch);
+    assert_eq!(
+        patched,
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "web", "namespace": "shop", "labels": {"app": "web"},
+                "annotations": {"portcullis.dev/injected": annotation("http", 8080, "app-http")}
+            },
+            "spec": {
+                "containers": [{
+                    "name": "web",
+                    "image": "nginx:1.27",
+                    "ports": [{"name": "app-http", "containerPort": 8080, "protocol": "TCP"}]
+                }],
+                "initContainers": [sidecar(8080, json!("http"), "1")],
+                "volumes": [token_volume_json()]
+            }
+        })
+    );
+    // The patched pod reads back as a Pod.
+    let _: Pod = serde_json::from_value(patched).unwrap();
+}
+
+#[test]
+fn injecting_twice_adds_nothing() {
+    let pod = plain_pod();
+    let patched = apply(&pod, &injected(&pod).patch);
+    assert_eq!(
+        skipped(&patched),
+        Skip {
+            reason: SkipReason::AlreadyInjected,
+            message: "the pod carries the portcullis.dev/injected annotation".into()
+        }
+    );
+    // Even with our annotation gone (another webhook dropped annotations), the container
+    // and volume are recognised.
+    let mut stripped = patched.clone();
+    stripped["metadata"]["annotations"] = json!({});
+    assert_eq!(skipped(&stripped).reason, SkipReason::AlreadyInjected);
+    assert!(skipped(&stripped).message.contains("container named portcullis-proxy"));
+    let mut volume_only = plain_pod();
+    volume_only["spec"]["volumes"] = json!([token_volume_json()]);
+    assert!(skipped(&volume_only).message.contains("volume named portcullis-token"));
+}
+
+#[test]
+fn appends_to_what_the_pod_already_has() {
+    let mut pod = plain_pod();
+    pod["metadata"]["annotations"] = json!({"team": "shop", "a/b": "c"});
+    pod["spec"]["initContainers"] =
+        json!([{"name": "migrate", "image": "migrate:1", "command": ["migrate"]}]);
+    pod["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+    let injection = injected(&pod);
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(ops[0]["path"], "/metadata/annotations/portcullis.dev~1injected");
+    assert_eq!(ops[0]["value"], annotation("http", 8080, "app-http"));
+    assert_eq!(ops[2]["path"], "/spec/initContainers/-");
+    assert_eq!(ops[3]["path"], "/spec/volumes/-");
+    let patched = apply(&pod, &injection.patch);
+    assert_eq!(patched["metadata"]["annotations"]["team"], "shop");
+    assert_eq!(patched["spec"]["initContainers"][0]["name"], "migrate");
+    // The sidecar goes last, so that other init containers finish before it starts.
+    assert_eq!(patched["spec"]["initContainers"][1], sidecar(8080, json!("http"), "1"));
+    assert_eq!(patched["spec"]["volumes"][0]["name"], "data");
+    assert_eq!(patched["spec"]["volumes"][1], token_volume_json());
+}
+
+#[test]
+fn probes_and_hooks_on_the_named_port_move_to_its_number() {
+    let mut pod = plain_pod();
+    let app = &mut pod["spec"]["containers"][0];
+    app["ports"] = json!([
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"}
+    ]);
+    app["livenessProbe"] = json!({"httpGet": {"path": "/livez", "port": "http"}});
+    app["readinessProbe"] = json!({"tcpSocket": {"port": "http"}, "periodSeconds": 3});
+    app["startupProbe"] = json!({"httpGet": {"path": "/started", "port": 8080}});
+    app["lifecycle"] = json!({
+        "preStop": {"httpGet": {"path": "/drain", "port": "http"}},
+        "postStart": {"httpGet": {"path": "/warm", "port": "metrics"}}
+    });
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/port": "http"});
+    let injection = injected(&pod);
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(
+        ops.as_array().unwrap()[1..5],
+        [
+            json!({"op": "replace", "path": "/spec/containers/0/ports/1/name", "value": "app-http"}),
+            json!({"op": "replace", "path": "/spec/containers/0/livenessProbe/httpGet/port",
+                   "value": 8080}),
+            json!({"op": "replace", "path": "/spec/containers/0/readinessProbe/tcpSocket/port",
+                   "value": 8080}),
+            json!({"op": "replace", "path": "/spec/containers/0/lifecycle/preStop/httpGet/port",
+                   "value": 8080}),
+        ]
+    );
+    assert_eq!(ops.as_array().unwrap().len(), 7);
+    assert_eq!(
+        injection.summary.rewritten,
+        ["livenessProbe", "readinessProbe", "lifecycle.preStop"]
+    );
+    assert_eq!(
+        injection.summary.to_string(),
+        "sidecar port http (4180) in front of container web port 8080, app port renamed \
+         app-http, livenessProbe, readinessProbe, lifecycle.preStop now reach the app port by \
+         number"
+    );
+    let patched = apply(&pod, &injection.patch);
+    let app = &patched["spec"]["containers"][0];
+    assert_eq!(app["livenessProbe"], json!({"httpGet": {"path": "/livez", "port": 8080}}));
+    assert_eq!(app["readinessProbe"], json!({"tcpSocket": {"port": 8080}, "periodSeconds": 3}));
+    // By number, or by another name: untouched.
+    assert_eq!(app["startupProbe"], json!({"httpGet": {"path": "/started", "port": 8080}}));
+    assert_eq!(app["lifecycle"]["postStart"]["httpGet"]["port"], "metrics");
+    assert_eq!(app["ports"][0]["name"], "metrics");
+    assert_eq!(app["ports"][1]["name"], "app-http");
+}
+
+#[test]
+fn the_first_named_port_of_the_first_container_that_has_one_is_taken() {
+    let pod = json!({
+        "metadata": {"name": "multi"},
+        "spec": {"containers": [
+            {"name": "log-shipper", "image": "fluent", "ports": [{"containerPort": 24224}]},
+            {"name": "api", "image": "api", "ports": [
+                {"containerPort": 7000},
+                {"name": "grpc", "containerPort": 9000},
+                {"name": "http", "containerPort": 8000}
+            ]}
+        ]}
+    });
+    let injection = injected(&pod);
+    assert_eq!(injection.summary.container, "api");
+    assert_eq!(injection.summary.app_port, 9000);
+    assert_eq!(injection.summary.port.as_deref(), Some("grpc"));
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(ops[1]["path"], "/spec/containers/1/ports/1/name");
+    assert_eq!(ops[1]["value"], "app-grpc");
+    assert_eq!(ops[2]["value"][0], sidecar(9000, json!("grpc"), "1"));
+}
+
+#[test]
+fn annotation_by_number_takes_an_unnamed_port() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/port": "8080"});
+    let injection = injected(&pod);
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(
+        ops[0],
+        json!({"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
+               "value": format!(r#"{{"version":"{VERSION}","port":"portcullis","appPort":8080,"proxyPort":4180}}"#)})
+    );
+    // No rename: the next operation is the sidecar, whose port is named `portcullis`.
+    assert_eq!(ops[1]["path"], "/spec/initContainers");
+    assert_eq!(ops[1]["value"][0], sidecar(8080, json!("portcullis"), "1"));
+    assert_eq!(injection.summary.renamed_to, None);
+}
+
+#[test]
+fn annotation_by_number_on_a_named_port_renames_it() {
+    let mut pod = plain_pod();
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/port": " 8080 "});
+    let injection = injected(&pod);
+    assert_eq!(injection.summary.port.as_deref(), Some("http"));
+    assert_eq!(injection.summary.renamed_to.as_deref(), Some("app-http"));
+}
+
+#[test]
+fn annotation_by_number_prefers_the_tcp_port() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["ports"] = json!([
+        {"name": "dns-udp", "containerPort": 5353, "protocol": "UDP"},
+        {"name": "dns-tcp", "containerPort": 5353, "protocol": "TCP"}
+    ]);
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/port": "5353"});
+    assert_eq!(injected(&pod).summary.port.as_deref(), Some("dns-tcp"));
+}
+
+#[test]
+fn a_long_port_name_is_shortened_to_a_valid_unique_one() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["ports"] = json!([
+        {"name": "public-https", "containerPort": 8443},
+        {"name": "app-public-http", "containerPort": 8444}
+    ]);
+    let injection = injected(&pod);
+    assert_eq!(injection.summary.renamed_to.as_deref(), Some("app1-public-htt"));
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(ops[2]["value"][0]["ports"][0]["name"], "public-https");
+}
+
+#[test]
+fn workers_follow_the_cpu_limit_then_the_request() {
+    let mut pod = plain_pod();
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/proxy-cpu-limit": "2500m"});
+    let injection = injected(&pod);
+    assert_eq!(injection.summary.workers, Some(2));
+    let sidecar = &serde_json::to_value(&injection.patch).unwrap()[2]["value"][0];
+    let args = sidecar["args"].as_array().unwrap();
+    assert_eq!(args[args.len() - 2..], [json!("--workers"), json!("2")]);
+    assert_eq!(
+        sidecar["resources"],
+        json!({"requests": {"cpu": "100m", "memory": "32Mi"},
+               "limits": {"cpu": "2500m", "memory": "128Mi"}})
+    );
+
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/proxy-cpu-request": "3"});
+    let mut config = InjectConfig::default();
+    config.resources.limits = None;
+    let Outcome::Injected(injection) = outcome_with(&pod, &config) else { panic!() };
+    assert_eq!(injection.summary.workers, Some(3));
+
+    // No CPU at all: no --workers, the sidecar's own default applies.
+    config.resources = ResourceRequirements::default();
+    let Outcome::Injected(injection) = outcome_with(&plain_pod(), &config) else { panic!() };
+    assert_eq!(injection.summary.workers, None);
+    let sidecar = &serde_json::to_value(&injection.patch).unwrap()[2]["value"][0];
+    assert!(!sidecar["args"].as_array().unwrap().contains(&json!("--workers")));
+    assert_eq!(sidecar["resources"], json!({}));
+}
+
+#[test]
+fn annotations_override_image_and_resources() {
+    let mut pod = plain_pod();
+    pod["metadata"]["annotations"] = json!({
+        "portcullis.dev/proxy-image": "registry.local/portcullis:dev",
+        "portcullis.dev/proxy-cpu-request": "250m",
+        "portcullis.dev/proxy-memory-request": "64Mi",
+        "portcullis.dev/proxy-memory-limit": "1Gi"
+    });
+    let injection = injected(&pod);
+    let sidecar = &serde_json::to_value(&injection.patch).unwrap()[2]["value"][0];
+    assert_eq!(sidecar["image"], "registry.local/portcullis:dev");
+    assert_eq!(
+        sidecar["resources"],
+        json!({"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}})
+    );
+    assert_eq!(injection.summary.workers, Some(1));
+}
+
+#[test]
+fn config_shapes_the_sidecar() {
+    let config = InjectConfig::from_yaml(
+        "image: img:1\nimagePullPolicy: Always\nproxyPort: 15001\nadminPort: 15000\n\
+         controllerUrl: https://c.ops.svc:8090\nlogFormat: plain\n\
+         startupProbe: {periodSeconds: 2, failureThreshold: 30}\n",
+    )
+    .unwrap();
+    let Outcome::Injected(injection) = outcome_with(&plain_pod(), &config) else { panic!() };
+    let sidecar = &serde_json::to_value(&injection.patch).unwrap()[2]["value"][0];
+    assert_eq!(sidecar["image"], "img:1");
+    assert_eq!(sidecar["imagePullPolicy"], "Always");
+    assert_eq!(
+        sidecar["args"],
+        json!([
+            "proxy",
+            "--listen",
+            "0.0.0.0:15001",
+            "--upstream",
+            "127.0.0.1:8080",
+            "--admin",
+            "0.0.0.0:15000",
+            "--controller",
+            "https://c.ops.svc:8090",
+            "--log-format",
+            "plain",
+            "--workers",
+            "1"
+        ])
+    );
+    assert_eq!(
+        sidecar["ports"],
+        json!([{"name": "http", "containerPort": 15001, "protocol": "TCP"},
+               {"name": "portcullis-admin", "containerPort": 15000}])
+    );
+    assert_eq!(
+        sidecar["startupProbe"],
+        json!({"httpGet": {"path": "/readyz", "port": 15000}, "periodSeconds": 2,
+               "failureThreshold": 30})
+    );
+    assert_eq!(sidecar["livenessProbe"]["httpGet"]["port"], 15000);
+}
+
+#[test]
+fn opted_out_pods_are_left_alone() {
+    let mut pod = plain_pod();
+    pod["metadata"]["labels"]["portcullis.dev/inject"] = json!("disabled");
+    assert_eq!(
+        skipped(&pod),
+        Skip {
+            reason: SkipReason::OptedOut,
+            message: "the pod is labelled portcullis.dev/inject=disabled".into()
+        }
+    );
+    pod["metadata"]["labels"]["portcullis.dev/inject"] = json!("enabled");
+    injected(&pod);
+}
+
+#[test]
+fn excluded_namespaces_are_left_alone() {
+    let pod: Pod = serde_json::from_value(plain_pod()).unwrap();
+    let Outcome::Skipped(skip) = mutate(&pod, "kube-system", &InjectConfig::default(), CA) else {
+        panic!()
+    };
+    assert_eq!(skip.reason, SkipReason::ExcludedNamespace);
+    assert_eq!(skip.message, "namespace kube-system is excluded from injection");
+}
+
+#[test]
+fn host_network_pods_are_left_alone() {
+    let mut pod = plain_pod();
+    pod["spec"]["hostNetwork"] = json!(true);
+    assert_eq!(skipped(&pod).reason, SkipReason::HostNetwork);
+    pod["spec"]["hostNetwork"] = json!(false);
+    injected(&pod);
+}
+
+#[test]
+fn pods_without_a_named_port_are_left_alone() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080, "name": ""}]);
+    let skip = skipped(&pod);
+    assert_eq!(skip.reason, SkipReason::NoNamedPort);
+    assert_eq!(
+        skip.message,
+        "no container port has a name; name the app's serving port or set the \
+         portcullis.dev/port annotation"
+    );
+    pod["spec"]["containers"][0].as_object_mut().unwrap().remove("ports");
+    assert_eq!(skipped(&pod).reason, SkipReason::NoNamedPort);
+}
+
+#[test]
+fn an_annotation_naming_no_port_is_reported() {
+    let mut pod = plain_pod();
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/port": "https"});
+    assert_eq!(
+        skipped(&pod),
+        Skip {
+            reason: SkipReason::PortNotFound,
+            message: "no container has a port named https (portcullis.dev/port)".into()
+        }
+    );
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/port": "9999"});
+    assert_eq!(skipped(&pod).reason, SkipReason::PortNotFound);
+    for bad in ["0", "65536", "99999999999", ""] {
+        pod["metadata"]["annotations"] = json!({"portcullis.dev/port": bad});
+        let skip = skipped(&pod);
+        assert_eq!(skip.reason, SkipReason::InvalidAnnotation, "{bad}");
+        assert!(skip.message.starts_with("portcullis.dev/port"), "{}", skip.message);
+    }
+}
+
+#[test]
+fn ports_the_sidecar_needs_must_be_free() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["ports"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "alt", "containerPort": 4180}));
+    assert_eq!(
+        skipped(&pod),
+        Skip {
+            reason: SkipReason::PortInUse,
+            message: "container web already uses port 4180, the sidecar's proxyPort".into()
+        }
+    );
+    let mut pod = plain_pod();
+    pod["spec"]["initContainers"] = json!([{"name": "agent", "image": "agent",
+        "restartPolicy": "Always", "ports": [{"containerPort": 9901}]}]);
+    assert_eq!(
+        skipped(&pod).message,
+        "container agent already uses port 9901, the sidecar's adminPort"
+    );
+}
+
+#[test]
+fn udp_ports_are_not_taken_over() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["ports"] =
+        json!([{"name": "dns", "containerPort": 53, "protocol": "UDP"}]);
+    assert_eq!(
+        skipped(&pod),
+        Skip {
+            reason: SkipReason::NotTcp,
+            message: "port dns of container web is UDP; the sidecar proxies TCP only".into()
+        }
+    );
+}
+
+#[test]
+fn a_port_name_declared_by_two_containers_is_ambiguous() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"].as_array_mut().unwrap().push(json!({
+        "name": "admin", "image": "admin", "ports": [{"name": "http", "containerPort": 8081}]
+    }));
+    let skip = skipped(&pod);
+    assert_eq!(skip.reason, SkipReason::AmbiguousPort);
+    assert!(skip.message.starts_with("containers web and admin both declare a port named http"));
+}
+
+#[test]
+fn bad_overrides_are_reported_by_annotation() {
+    let cases = [
+        (
+            "portcullis.dev/proxy-cpu-limit",
+            "two",
+            "portcullis.dev/proxy-cpu-limit: \"two\" is not a quantity (e.g. 500m, 1, 1.5, 128Mi)",
+        ),
+        (
+            "portcullis.dev/proxy-memory-request",
+            "-1Mi",
+            "portcullis.dev/proxy-memory-request: \"-1Mi\" is negative",
+        ),
+        (
+            "portcullis.dev/proxy-memory-limit",
+            "16Mi",
+            "the sidecar's memory request 32Mi exceeds its limit 16Mi (portcullis.dev/proxy-memory-request, portcullis.dev/proxy-memory-limit)",
+        ),
+        (
+            "portcullis.dev/proxy-image",
+            " ",
+            "portcullis.dev/proxy-image: \"\" is not an image reference",
+        ),
+    ];
+    for (annotation, value, message) in cases {
+        let mut pod = plain_pod();
+        pod["metadata"]["annotations"] = json!({annotation: value});
+        assert_eq!(
+            skipped(&pod),
+            Skip { reason: SkipReason::InvalidAnnotation, message: message.into() },
+            "{annotation}"
+        );
+    }
+}
+
+#[test]
+fn reasons_are_stable_metric_labels() {
+    let all = [
+        (SkipReason::OptedOut, "opted_out"),
+        (SkipReason::ExcludedNamespace, "excluded_namespace"),
+        (SkipReason::HostNetwork, "host_network"),
+        (SkipReason::AlreadyInjected, "already_injected"),
+        (SkipReason::NoNamedPort, "no_named_port"),
+        (SkipReason::PortNotFound, "port_not_found"),
+        (SkipReason::AmbiguousPort, "ambiguous_port"),
+        (SkipReason::PortInUse, "port_in_use"),
+        (SkipReason::InvalidAnnotation, "invalid_annotation"),
+        (SkipReason::NotTcp, "not_tcp"),
+    ];
+    for (reason, label) in all {
+        assert_eq!(reason.as_str(), label);
+    }
+}

@@ -1,0 +1,209 @@
+//! Manifests that carry pods, for `portcullis inject`: where each kind keeps its pod, and
+//! the webhook's mutation applied there. Anything else passes through untouched.
+//!
+//! | kind | apiVersion | pod |
+//! |---|---|---|
+//! | Pod | v1 | the document |
+//! | Deployment, StatefulSet, DaemonSet, ReplicaSet | apps/v1 | `spec.template` |
+//! | Job | batch/v1 | `spec.template` |
+//! | CronJob | batch/v1 | `spec.jobTemplate.spec.template` |
+//! | List | v1 | each of `items`, as above |
+//!
+//! A pod template has no namespace of its own: the document's `metadata.namespace`, else
+//! `default`, stands for the one its pods will be created in.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Map, Value};
+
+use super::config::InjectConfig;
+use super::pod::{Outcome, Skip, Summary, mutate};
+
+/// What happened to the pod of one workload.
+#[derive(Debug)]
+pub struct Report {
+    /// `Deployment shop/web`.
+    pub workload: String,
+    pub outcome: Result<Summary, Skip>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("{workload}: no pod template at {path}")]
+    NoTemplate { workload: String, path: String },
+    #[error("{workload}: cannot read its pod: {source}")]
+    NotAPod { workload: String, source: serde_json::Error },
+    #[error("{workload}: cannot apply the patch: {source}")]
+    Patch { workload: String, source: json_patch::PatchError },
+}
+
+/// Injects the pod of `doc` in place, when it is a workload; returns what happened to each
+/// pod (none for a document that carries no pod).
+pub fn inject_document(
+    doc: &mut Value,
+    config: &InjectConfig,
+    ca_pem: &str,
+) -> Result<Vec<Report>, WorkloadError> {
+    let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let template: &str = match (api_version, kind) {
+        ("v1", "Pod") => "",
+        ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch/v1", "Job") => "/spec/template",
+        ("batch/v1", "CronJob") => "/spec/jobTemplate/spec/template",
+        ("v1", "List") => {
+            let mut reports = Vec::new();
+            for item in doc.get_mut("items").and_then(Value::as_array_mut).into_iter().flatten() {
+                reports.extend(inject_document(item, config, ca_pem)?);
+            }
+            return Ok(reports);
+        }
+        _ => return Ok(Vec::new()),
+    };
+    let metadata = doc.get("metadata");
+    let field = |name: &str| metadata.and_then(|m| m.get(name)).and_then(Value::as_str);
+    let namespace = field("namespace").unwrap_or("default").to_owned();
+    let workload = format!("{kind} {namespace}/{}", field("name").unwrap_or_default());
+    let Some(pod_value) = doc.pointer_mut(template).filter(|t| t.is_object()) else {
+        let path = template.trim_start_matches('/').replace('/', ".");
+        return Err(WorkloadError::NoTemplate { workload, path });
+    };
+    let pod: Pod = match serde_json::from_value(pod_value.clone()) {
+        Ok(pod) => pod,
+        Err(source) => return Err(WorkloadError::NotAPod { workload, source }),
+    };
+    let outcome = match mutate(&pod, &namespace, config, ca_pem) {
+        Outcome::Injected(injection) => {
+            // The patch adds annotations under metadata, which a template may lack.
+            if let Some(object) = pod_value.as_object_mut() {
+                let metadata = object.entry("metadata").or_insert_with(|| Map::new().into());
+                if metadata.is_null() {
+                    *metadata = Map::new().into();
+                }
+            }
+            if let Err(source) = json_patch::patch(pod_value, &injection.patch) {
+                return Err(WorkloadError::Patch { workload, source });
+            }
+            Ok(injection.summary)
+        }
+        Outcome::Skipped(skip) => Err(skip),
+    };
+    Ok(vec![Report { workload, outcome }])
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::inject::SkipReason;
+
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    fn template() -> Value {
+        json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "web:1",
+                "ports": [{"name": "http", "containerPort": 8080}]}]}
+        })
+    }
+
+    fn run(doc: &mut Value) -> Vec<Report> {
+        inject_document(doc, &InjectConfig::default(), CA).unwrap()
+    }
+
+    #[test]
+    fn finds_the_pod_of_each_kind() {
+        let cases = [
+            ("apps/v1", "Deployment", "/spec/template"),
+            ("apps/v1", "StatefulSet", "/spec/template"),
+            ("apps/v1", "DaemonSet", "/spec/template"),
+            ("apps/v1", "ReplicaSet", "/spec/template"),
+            ("batch/v1", "Job", "/spec/template"),
+            ("batch/v1", "CronJob", "/spec/jobTemplate/spec/template"),
+        ];
+        for (api_version, kind, path) in cases {
+            let mut doc = json!({"apiVersion": api_version, "kind": kind,
+                "metadata": {"name": "web", "namespace": "shop"}});
+            let mut spec = template();
+            for token in path.trim_start_matches('/').split('/').rev() {
+                spec = json!({ token: spec });
+            }
+            doc["spec"] = spec["spec"].clone();
+            let reports = run(&mut doc);
+            assert_eq!(reports.len(), 1, "{kind}");
+            assert_eq!(reports[0].workload, format!("{kind} shop/web"));
+            assert!(reports[0].outcome.is_ok(), "{kind}");
+            let pod = doc.pointer(path).unwrap();
+            assert_eq!(pod["spec"]["initContainers"][0]["name"], "portcullis-proxy", "{kind}");
+            assert_eq!(pod["spec"]["containers"][0]["ports"][0]["name"], "app-http", "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_pod_is_its_own_template_and_the_namespace_defaults() {
+        let mut doc = template();
+        doc["apiVersion"] = json!("v1");
+        doc["kind"] = json!("Pod");
+        doc["metadata"]["name"] = json!("web");
+        let reports = run(&mut doc);
+        assert_eq!(reports[0].workload, "Pod default/web");
+        assert!(doc["metadata"]["annotations"]["portcullis.dev/injected"].is_string());
+    }
+
+    #[test]
+    fn a_template_without_metadata_gets_some() {
+        let mut doc = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "spec": {"template": {"spec": template()["spec"].clone()}}});
+        run(&mut doc);
+        assert!(
+            doc["spec"]["template"]["metadata"]["annotations"]["portcullis.dev/injected"]
+                .is_string()
+        );
+    }
+
+    #[test]
+    fn other_documents_pass_through() {
+        for doc in [
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}),
+            json!({"apiVersion": "apps/v1beta1", "kind": "Deployment"}),
+            json!("text"),
+            Value::Null,
+        ] {
+            let mut copy = doc.clone();
+            assert!(run(&mut copy).is_empty());
+            assert_eq!(copy, doc);
+        }
+    }
+
+    #[test]
+    fn lists_are_walked() {
+        let mut pod = template();
+        pod["apiVersion"] = json!("v1");
+        pod["kind"] = json!("Pod");
+        pod["metadata"]["name"] = json!("a");
+        let mut skipped = pod.clone();
+        skipped["metadata"]["name"] = json!("b");
+        skipped["spec"]["hostNetwork"] = json!(true);
+        let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}});
+        let mut doc = json!({"apiVersion": "v1", "kind": "List",
+            "items": [pod, skipped.clone(), service.clone()]});
+        let reports = run(&mut doc);
+        assert_eq!(reports.len(), 2);
+        assert!(reports[0].outcome.is_ok());
+        assert_eq!(reports[1].outcome.as_ref().unwrap_err().reason, SkipReason::HostNetwork);
+        assert_eq!(doc["items"][1], skipped);
+        assert_eq!(doc["items"][2], service);
+    }
+
+    #[test]
+    fn a_workload_without_a_pod_is_an_error() {
+        let mut doc = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"}, "spec": {}});
+        let error = inject_document(&mut doc, &InjectConfig::default(), CA).unwrap_err();
+        assert_eq!(error.to_string(), "Deployment default/web: no pod template at spec.template");
+        let mut doc = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": "none"}});
+        let error = inject_document(&mut doc, &InjectConfig::default(), CA).unwrap_err();
+        assert!(error.to_string().starts_with("Pod default/p: cannot read its pod:"), "{error}");
+    }
+}

@@ -1,0 +1,554 @@
+//! The injection webhook over the network, spoken to as the API server does: real
+//! `admission.k8s.io/v1` AdmissionReview JSON in a POST to /inject, pods as the API server
+//! hands them to mutating webhooks (defaults applied, no name yet for a ReplicaSet's pods).
+//! Each answer is checked whole; each patch is applied to its pod, and the patched pod
+//! must validate against the Kubernetes API and come back untouched when re-admitted.
+
+#[path = "fixtures/inject/kubernetes_validate.rs"]
+mod kubernetes_validate;
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::ByteString;
+use kube::runtime::events::{Recorder, Reporter};
+use portcullis::controller::metrics::{ControllerMetrics, InjectionLabels};
+use portcullis::inject::InjectConfig;
+use portcullis::inject::webhook::Webhook;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
+const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+// --- Transport: the only place that knows how bytes reach the webhook. ---
+
+/// Serves `webhook` on 127.0.0.1 until the test ends.
+async fn serve(webhook: Arc<Webhook>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let webhook = webhook.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let webhook = webhook.clone();
+                    async move { Ok::<_, std::convert::Infallible>(webhook.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// POSTs `body` as JSON to `path`; the status and the body read whole.
+async fn post(addr: SocketAddr, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request = Request::post(path)
+        .header("host", "portcullis-webhook.portcullis-system.svc:443")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, */*")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+// --- What the API server sends. ---
+
+/// A container as the API server defaults it, with the ServiceAccount admission plugin's
+/// token mount.
+fn container(name: &str, extra: Value) -> Value {
+    let mut container = json!({
+        "name": name,
+        "image": format!("registry.example/{name}:1.0"),
+        "resources": {},
+        "volumeMounts": [{"name": "kube-api-access-x7k2p", "readOnly": true,
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}],
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+        "imagePullPolicy": "IfNotPresent"
+    });
+    for (key, value) in extra.as_object().unwrap() {
+        container[key] = value.clone();
+    }
+    container
+}
+
+/// A pod of the ReplicaSet `web-7d9c5b8f4`, as admitted: no name yet, defaults applied.
+fn pod(labels: Value, containers: Value) -> Value {
+    let mut all_labels = json!({"app": "web", "pod-template-hash": "7d9c5b8f4"});
+    for (key, value) in labels.as_object().unwrap() {
+        all_labels[key] = value.clone();
+    }
+    json!({
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {
+            "generateName": "web-7d9c5b8f4-",
+            "namespace": "shop",
+            "creationTimestamp": null,
+            "labels": all_labels,
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c5b8f4",
+                "uid": "4f3b2a10-9c1d-4e6f-8a7b-2c3d4e5f6a7b",
+                "controller": true, "blockOwnerDeletion": true
+            }]
+        },
+        "spec": {
+            "volumes": [{"name": "kube-api-access-x7k2p", "projected": {"sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt",
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+            ], "defaultMode": 420}}],
+            "containers": containers,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": "default",
+            "serviceAccount": "default",
+            "securityContext": {},
+            "schedulerName": "default-scheduler",
+            "tolerations": [
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                 "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                 "effect": "NoExecute", "tolerationSeconds": 300}
+            ],
+            "priority": 0,
+            "enableServiceLinks": true,
+            "preemptionPolicy": "PreemptLowerPriority"
+        },
+        "status": {}
+    })
+}
+
+fn plain_pod() -> Value {
+    plain_pod_labelled(json!({}))
+}
+
+fn plain_pod_labelled(labels: Value) -> Value {
+    let http = json!({"ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]});
+    pod(labels, json!([container("web", http)]))
+}
+
+/// The AdmissionReview the API server POSTs for the creation of `pod` (`name` is left
+/// out, as Go's omitempty does for a pod that has none yet).
+fn admission_review(pod: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": UID,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {
+                "username": "system:serviceaccount:kube-system:replicaset-controller",
+                "uid": "1d2e3f40-5a6b-7c8d-9e0f-a1b2c3d4e5f6",
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system",
+                           "system:authenticated"]
+            },
+            "object": pod,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
+        }
+    }))
+    .unwrap()
+}
+
+// --- What the webhook must answer. ---
+
+struct Harness {
+    addr: SocketAddr,
+    metrics: Arc<ControllerMetrics>,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        Harness::start_with(None, CA).await
+    }
+
+    async fn start_with(recorder: Option<Recorder>, ca: &'static str) -> Harness {
+        let metrics = Arc::new(ControllerMetrics::default());
+        let webhook = Webhook {
+            config: Arc::new(InjectConfig::default()),
+            ca_pem: Arc::new(move || ca.to_owned()),
+            metrics: metrics.clone(),
+            recorder,
+        };
+        Harness { addr: serve(Arc::new(webhook)).await, metrics }
+    }
+
+    /// Admits `pod`: the answer, with its patch (decoded from base64) taken out.
+    async fn admit(&self, pod: &Value) -> (Value, Option<Value>) {
+        let (status, body) = post(self.addr, "/inject", admission_review(pod)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut answer: Value = serde_json::from_str(&body).unwrap();
+        let patch = answer["response"].as_object_mut().unwrap().remove("patch").map(|patch| {
+            assert!(patch.is_string(), "the patch must be base64 text: {patch}");
+            let ByteString(bytes) = serde_json::from_value(patch).unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        });
+        (answer, patch)
+    }
+
+    fn count(&self, result: &'static str, reason: &'static str) -> u64 {
+        self.metrics.injections.get_or_create(&InjectionLabels { result, reason }).get()
+    }
+}
+
+fn allowed_with_patch() -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": UID, "allowed": true, "status": {}, "patchType": "JSONPatch"}
+    })
+}
+
+fn allowed_unchanged() -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": UID, "allowed": true, "status": {}}
+    })
+}
+
+/// The sidecar the default config injects in front of `app_port`.
+fn sidecar(app_port: i32, port_name: &str) -> Value {
+    json!({
+        "name": "portcullis-proxy",
+        "image": format!("ghcr.io/portcullis-dev/portcullis:{VERSION}"),
+        "imagePullPolicy": "IfNotPresent",
+        "restartPolicy": "Always",
+        "args": [
+            "proxy", "--listen", "0.0.0.0:4180", "--upstream", format!("127.0.0.1:{app_port}"),
+            "--admin", "0.0.0.0:9901",
+            "--controller", "https://portcullis.portcullis-system.svc:8090",
+            "--log-format", "json", "--workers", "1"
+        ],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE",
+             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "PORTCULLIS_CONTROLLER_CA", "value": CA}
+        ],
+        "ports": [
+            {"name": port_name, "containerPort": 4180, "protocol": "TCP"},
+            {"name": "portcullis-admin", "containerPort": 9901}
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+        "startupProbe": {
+            "httpGet": {"path": "/readyz", "port": 9901}, "periodSeconds": 1, "failureThreshold": 120
+        },
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 9901}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/livez", "port": 9901}},
+        "securityContext": {
+            "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+            "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}
+        },
+        "volumeMounts": [
+            {"name": "portcullis-token", "mountPath": "/var/run/secrets/portcullis", "readOnly": true}
+        ]
+    })
+}
+
+fn token_volume() -> Value {
+    json!({"name": "portcullis-token", "projected": {"sources": [{"serviceAccountToken": {
+        "audience": "portcullis", "expirationSeconds": 3600, "path": "token"}}]}})
+}
+
+fn injected_annotation(port: &str, app_port: i32, renamed: &str) -> Value {
+    json!({"portcullis.dev/injected": format!(
+        r#"{{"version":"{VERSION}","port":"{port}","appPort":{app_port},"proxyPort":4180,"renamedTo":"{renamed}"}}"#
+    )})
+}
+
+/// Applies `patch` to `pod`, checks that the result is a valid Pod for every supported
+/// Kubernetes version, and that admitting it again changes nothing (reinvocation).
+async fn check_patched(harness: &Harness, pod: &Value, patch: &Value) -> Value {
+    let mut patched = pod.clone();
+    let operations: json_patch::Patch = serde_json::from_value(patch.clone()).unwrap();
+    json_patch::patch(&mut patched, &operations).unwrap();
+    // The API server names the pod before it is stored; validation needs a name.
+    let mut named = patched.clone();
+    named["metadata"]["name"] = json!("web-7d9c5b8f4-x2m9q");
+    kubernetes_validate::validate(&serde_json::to_string(&named).unwrap(), 1);
+
+    let skipped = harness.count("skipped", "already_injected");
+    let (answer, again) = harness.admit(&patched).await;
+    assert_eq!(answer, allowed_unchanged());
+    assert_eq!(again, None, "a reinvocation must add nothing");
+    assert_eq!(harness.count("skipped", "already_injected"), skipped + 1);
+    patched
+}
+
+#[tokio::test]
+async fn plain_pod_gets_the_sidecar() {
+    let harness = Harness::start().await;
+    let pod = plain_pod();
+    let (answer, patch) = harness.admit(&pod).await;
+    assert_eq!(answer, allowed_with_patch());
+    let patch = patch.expect("a patch");
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "add", "path": "/metadata/annotations",
+             "value": injected_annotation("http", 8080, "app-http")},
+            {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
+            {"op": "add", "path": "/spec/initContainers", "value": [sidecar(8080, "http")]},
+            {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
+        ])
+    );
+    let patched = check_patched(&harness, &pod, &patch).await;
+    assert_eq!(patched["spec"]["volumes"][0]["name"], "kube-api-access-x7k2p");
+    assert_eq!(patched["spec"]["volumes"][1], token_volume());
+    assert_eq!(harness.count("injected", "injected"), 1);
+}
+
+#[tokio::test]
+async fn probes_on_the_named_port_go_to_its_number() {
+    let harness = Harness::start().await;
+    let web = container(
+        "web",
+        json!({
+            "ports": [
+                {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+                {"name": "http", "containerPort": 8080, "protocol": "TCP"}
+            ],
+            "livenessProbe": {"httpGet": {"path": "/livez", "port": "http", "scheme": "HTTP"},
+                "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1,
+                "failureThreshold": 3},
+            "readinessProbe": {"tcpSocket": {"port": "http"}, "timeoutSeconds": 1,
+                "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3},
+            "startupProbe": {"httpGet": {"path": "/metrics", "port": "metrics", "scheme": "HTTP"},
+                "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1,
+                "failureThreshold": 3},
+            "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": "http",
+                "scheme": "HTTP"}}}
+        }),
+    );
+    let pod = pod(json!({"portcullis.dev/inject": "enabled"}), json!([web]));
+    let mut pod = pod;
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/port": "http"});
+    let (answer, patch) = harness.admit(&pod).await;
+    assert_eq!(answer, allowed_with_patch());
+    let patch = patch.expect("a patch");
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
+             "value": injected_annotation("http", 8080, "app-http")["portcullis.dev/injected"]},
+            {"op": "replace", "path": "/spec/containers/0/ports/1/name", "value": "app-http"},
+            {"op": "replace", "path": "/spec/containers/0/livenessProbe/httpGet/port",
+             "value": 8080},
+            {"op": "replace", "path": "/spec/containers/0/readinessProbe/tcpSocket/port",
+             "value": 8080},
+            {"op": "replace", "path": "/spec/containers/0/lifecycle/preStop/httpGet/port",
+             "value": 8080},
+            {"op": "add", "path": "/spec/initContainers", "value": [sidecar(8080, "http")]},
+            {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
+        ])
+    );
+    let patched = check_patched(&harness, &pod, &patch).await;
+    let web = &patched["spec"]["containers"][0];
+    // The probe by another name is the app's business: untouched.
+    assert_eq!(web["startupProbe"]["httpGet"]["port"], "metrics");
+    assert_eq!(web["ports"][0]["name"], "metrics");
+}
+
+#[tokio::test]
+async fn several_containers() {
+    let harness = Harness::start().await;
+    let containers = json!([
+        container("log-shipper", json!({"ports": [{"containerPort": 24224, "protocol": "TCP"}]})),
+        container(
+            "api",
+            json!({"ports": [
+            {"name": "grpc", "containerPort": 9000, "protocol": "TCP"},
+            {"name": "http", "containerPort": 8000, "protocol": "TCP"}
+        ], "readinessProbe": {"grpc": {"port": 9000, "service": ""}, "timeoutSeconds": 1,
+            "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}})
+        ),
+        container(
+            "cache",
+            json!({"ports": [
+                {"name": "redis", "containerPort": 6379, "protocol": "TCP"}
+            ]})
+        )
+    ]);
+    let mut pod = pod(json!({}), containers);
+    pod["spec"]["initContainers"] = json!([container("migrate", json!({"command": ["migrate"]}))]);
+    pod["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/restartedAt": "2025-01-01"});
+    let (answer, patch) = harness.admit(&pod).await;
+    assert_eq!(answer, allowed_with_patch());
+    let patch = patch.expect("a patch");
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
+             "value": injected_annotation("grpc", 9000, "app-grpc")["portcullis.dev/injected"]},
+            {"op": "replace", "path": "/spec/containers/1/ports/0/name", "value": "app-grpc"},
+            {"op": "add", "path": "/spec/initContainers/-", "value": sidecar(9000, "grpc")},
+            {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
+        ])
+    );
+    let patched = check_patched(&harness, &pod, &patch).await;
+    let init: Vec<&str> = patched["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(init, ["migrate", "portcullis-proxy"]);
+    assert_eq!(patched["spec"]["containers"][2]["ports"][0]["name"], "redis");
+}
+
+#[tokio::test]
+async fn skips_allow_the_pod_unchanged() {
+    let harness = Harness::start().await;
+    let http = json!({"ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]});
+
+    let opted_out =
+        pod(json!({"portcullis.dev/inject": "disabled"}), json!([container("web", http)]));
+    let mut host_network = plain_pod();
+    host_network["spec"]["hostNetwork"] = json!(true);
+    let unnamed = json!({"ports": [{"containerPort": 8080, "protocol": "TCP"}]});
+    let no_named_port = pod(json!({}), json!([container("web", unnamed)]));
+    let mut already_injected = plain_pod();
+    already_injected["spec"]["initContainers"] =
+        json!([container("portcullis-proxy", json!({"restartPolicy": "Always"}))]);
+
+    for (pod, reason) in [
+        (&opted_out, "opted_out"),
+        (&host_network, "host_network"),
+        (&no_named_port, "no_named_port"),
+        (&already_injected, "already_injected"),
+    ] {
+        let (answer, patch) = harness.admit(pod).await;
+        assert_eq!(answer, allowed_unchanged(), "{reason}");
+        assert_eq!(patch, None, "{reason}");
+        assert_eq!(harness.count("skipped", reason), 1, "{reason}");
+    }
+    assert_eq!(harness.count("injected", "injected"), 0);
+    let metrics = harness.metrics.encode();
+    for reason in ["opted_out", "host_network", "no_named_port", "already_injected"] {
+        let line =
+            format!(r#"portcullis_injections_total{{result="skipped",reason="{reason}"}} 1"#);
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn what_is_no_admission_review_is_refused() {
+    let harness = Harness::start().await;
+    let (status, body) = post(harness.addr, "/inject", b"{\"apiVersion\": 1}".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.starts_with("the body is not an AdmissionReview:"), "{body}");
+    let (status, _) = post(harness.addr, "/mutate", admission_review(&plain_pod())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(harness.count("failed", "invalid_review"), 1);
+}
+
+/// The Events the webhook published through the fake API server so far.
+async fn events(api: &support::fake_api::FakeApi, count: usize) -> Vec<(String, Value)> {
+    for _ in 0..200 {
+        let events: Vec<_> =
+            api.posts().into_iter().filter(|(path, _)| path.contains("/events")).collect();
+        if events.len() >= count {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {count} Events: {:?}", api.posts());
+}
+
+#[tokio::test]
+async fn skips_and_failures_are_events_on_the_owner() {
+    let api = support::fake_api::FakeApi::start().await;
+    let reporter = Reporter { controller: "portcullis".into(), instance: Some("test-0".into()) };
+    let recorder = Recorder::new(api.client(), reporter.clone());
+    let harness = Harness::start_with(Some(recorder.clone()), CA).await;
+
+    let mut host_network = plain_pod();
+    host_network["spec"]["hostNetwork"] = json!(true);
+    let (answer, _) = harness.admit(&host_network).await;
+    assert_eq!(answer, allowed_unchanged());
+    let published = events(&api, 1).await;
+    let (path, event) = &published[0];
+    assert_eq!(path, "/apis/events.k8s.io/v1/namespaces/shop/events");
+    assert_eq!(
+        event["regarding"],
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c5b8f4",
+               "namespace": "shop", "uid": "4f3b2a10-9c1d-4e6f-8a7b-2c3d4e5f6a7b"})
+    );
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["reason"], "InjectionSkipped");
+    assert_eq!(event["action"], "Inject");
+    assert_eq!(
+        event["note"],
+        "pod web-7d9c5b8f4-: the pod uses the node's network, where the sidecar cannot take \
+         over a port (host_network)"
+    );
+    assert_eq!(event["reportingController"], "portcullis");
+
+    // An injected pod is no news; a pod without an owner has nobody to tell; a dry run
+    // must have no side effects.
+    harness.admit(&plain_pod()).await;
+    let mut orphan = plain_pod_labelled(json!({"portcullis.dev/inject": "disabled"}));
+    orphan["metadata"].as_object_mut().unwrap().remove("ownerReferences");
+    orphan["metadata"]["name"] = json!("orphan");
+    harness.admit(&orphan).await;
+    // (Another owner, so that an Event would be a new one, not the first one's series.)
+    let mut other_owner = host_network.clone();
+    other_owner["metadata"]["ownerReferences"][0]["name"] = json!("web-5c6d7e8f9");
+    other_owner["metadata"]["ownerReferences"][0]["uid"] =
+        json!("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d");
+    let mut dry_run: Value = serde_json::from_slice(&admission_review(&other_owner)).unwrap();
+    dry_run["request"]["dryRun"] = json!(true);
+    let (status, _) = post(harness.addr, "/inject", serde_json::to_vec(&dry_run).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A failure is a warning.
+    let failing = Harness::start_with(Some(Recorder::new(api.client(), reporter)), "").await;
+    let (answer, patch) = failing.admit(&plain_pod()).await;
+    assert_eq!((answer, patch), (allowed_unchanged(), None));
+    assert_eq!(failing.count("failed", "ca_unavailable"), 1);
+    let published = events(&api, 2).await;
+    assert_eq!(published.len(), 2, "{published:?}");
+    let (_, event) = &published[1];
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "InjectionFailed");
+    assert_eq!(
+        event["note"],
+        "pod web-7d9c5b8f4-: the controller has no CA bundle yet for the sidecar to trust \
+         (ca_unavailable)"
+    );
+    // Give a stray Event the time to show up before counting for good.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(events(&api, 2).await.len(), 2);
+    assert_eq!(api.patches(), []);
+    api.save_requests("inject-webhook");
+}
