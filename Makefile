@@ -2,18 +2,21 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
-HTTPLINT := $(VENV)/bin/httplint
+PY := $(VENV)/bin/python
+TOOLS := $(VENV)/.installed
+IMAGE ?= portcullis:dev
 
-.PHONY: all build test lint unit demo bench crds tools clean
+.PHONY: all build test lint unit chart demo bench crds tools image clean
 
 all: build
 
 build:
 	$(CARGO) build --bins --examples
 
-## Python tools the tests use (httplint), in a virtualenv inside the checkout.
-tools: $(HTTPLINT)
-$(HTTPLINT): tests/requirements.txt
+## Python tools the tests use (httplint, Helm's library, kubernetes-validate, pytest), in a
+## virtualenv inside the checkout.
+tools: $(TOOLS)
+$(TOOLS): tests/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
@@ -22,23 +25,41 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# Ends with one line that adds up every test binary's results.
+# Every Rust test; the log feeds the summary line of `make test`.
 unit: tools
 	@mkdir -p target
-	set -o pipefail; HTTPLINT=$(abspath $(HTTPLINT)) $(CARGO) test --all-targets 2>&1 | tee target/test.log
-	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "summary: %d passed, %d failed\n", p, f }' target/test.log
+	set -o pipefail; HTTPLINT=$(abspath $(VENV)/bin/httplint) \
+	  KUBERNETES_VALIDATE=$(abspath $(VENV)/bin/kubernetes-validate) \
+	  $(CARGO) test --all-targets 2>&1 | tee target/test.log
 
-test: lint unit
+## The Helm chart: strict lint, renders with default and other values, every manifest
+## checked against Kubernetes 1.33 and 1.35 schemas, CRDs equal to crds/.
+chart: tools
+	@mkdir -p target
+	set -o pipefail; $(PY) -m pytest tests/chart -q -p no:cacheprovider 2>&1 | tee target/chart.log
 
-## Regenerate crds/ from the Rust types (a test fails when they drift).
+# Ends with one line that adds up every test binary's results and the chart's.
+test: lint unit chart
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { print p, f }' target/test.log > target/rust.sum
+	@read p f < target/rust.sum; \
+	  cp=$$(grep -Eo '[0-9]+ passed' target/chart.log | tail -1 | grep -Eo '[0-9]+' || echo 0); \
+	  cf=$$(grep -Eo '[0-9]+ failed' target/chart.log | tail -1 | grep -Eo '[0-9]+' || echo 0); \
+	  echo "summary: $$((p + cp)) passed, $$((f + cf)) failed"
+
+## Regenerate crds/ and the chart's copy from the Rust types (a test fails when they drift).
 crds:
 	$(CARGO) run --quiet -- crds > crds/portcullis.dev.yaml
+	cp crds/portcullis.dev.yaml charts/portcullis/crds/portcullis.dev.yaml
 
 demo:
 	bash demo/run.sh
 
 bench:
 	bash bench/run.sh
+
+## The container image (needs a Docker engine, which CI machines here lack).
+image:
+	docker build -t $(IMAGE) .
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,99 @@
+"""The optional Prometheus Operator objects: off by default, and alerts written only on
+metrics (and label values) that the code really exports."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import NAMESPACE, REPO, SCENARIOS
+
+METRIC_SOURCES = ["src/telemetry/metrics.rs", "src/controller/metrics.rs"]
+
+
+def exported_metrics() -> set[str]:
+    """Metric names as Prometheus sees them, read from the registrations in the code."""
+    names = set()
+    for path in METRIC_SOURCES:
+        source = (REPO / path).read_text()
+        prefixes = {var: prefix for var, prefix in re.findall(r"let (?:mut )?(\w+) = [\w:.]*with_prefix\(\"(\w+)\"\)", source)}
+        for var, name in re.findall(r"(\w+)\.register\(\s*\"(\w+)\"", source):
+            names.add(f"{prefixes[var]}_{name}" if var in prefixes else name)
+    return names
+
+
+def test_the_code_exports_what_the_alerts_read():
+    # The reading of the sources itself: a few names known from the code.
+    names = exported_metrics()
+    assert {"portcullis_responses", "portcullis_controller_streams", "portcullis_injections"} <= names
+
+
+def test_off_by_default(render):
+    rendered = render()
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
+        assert rendered.all(kind) == []
+    assert [s["metadata"]["name"] for s in rendered.all("Service")] == ["portcullis", "portcullis-webhook"]
+
+
+def test_service_monitor_scrapes_the_controller_admin_port(render):
+    rendered = render(SCENARIOS["monitoring"])
+    monitor = rendered.one("ServiceMonitor", "portcullis")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert monitor["spec"]["endpoints"] == [{"port": "admin", "path": "/metrics", "interval": "30s"}]
+    selected = [
+        s for s in rendered.all("Service")
+        if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+    ]
+    assert [s["metadata"]["name"] for s in selected] == ["portcullis-metrics"]
+    assert selected[0]["spec"]["ports"] == [{"name": "admin", "port": 9902, "targetPort": "admin", "protocol": "TCP"}]
+
+
+def test_pod_monitor_scrapes_every_sidecar(render):
+    monitor = render(SCENARIOS["monitoring"]).one("PodMonitor", "portcullis-sidecars")
+    assert monitor["spec"] == {
+        "namespaceSelector": {"any": True},
+        "selector": {},
+        "podMetricsEndpoints": [{"port": "portcullis-admin", "path": "/metrics", "interval": "15s"}],
+    }
+
+
+def test_alerts(render):
+    rule = render(SCENARIOS["monitoring"]).one("PrometheusRule", "portcullis")
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert sorted(alerts) == [
+        "PortcullisCertificateExpiring",
+        "PortcullisInjectionFailing",
+        "PortcullisMaintenanceTooLong",
+        "PortcullisProxyErrors",
+        "PortcullisSidecarsDisconnected",
+        "PortcullisStatusWritesFailing",
+    ]
+    proxy = alerts["PortcullisProxyErrors"]["expr"]
+    assert 'source="proxy"' in proxy and 'reason!="maintenance"' in proxy
+    assert proxy.strip().endswith("> 0.5")
+    assert "sum by (namespace, reason)" in proxy
+    assert alerts["PortcullisMaintenanceTooLong"]["for"] == "4h"
+    assert alerts["PortcullisCertificateExpiring"]["expr"].strip().endswith("< 7 * 86400")
+    # Alertmanager templates reach Prometheus unrendered by Helm.
+    assert "{{ $labels.namespace }}" in alerts["PortcullisProxyErrors"]["annotations"]["summary"]
+
+
+def test_alerts_read_only_exported_metrics_and_label_values(render):
+    names = exported_metrics()
+    rule = render(SCENARIOS["monitoring"]).one("PrometheusRule")
+    used = set()
+    for alert in rule["spec"]["groups"][0]["rules"]:
+        for metric in re.findall(r"\b(portcullis_\w+)", alert["expr"]):
+            base = re.sub(r"_(total|bucket|sum|count)$", "", metric)
+            assert metric in names or base in names, f"{alert['alert']} reads {metric}, which nothing exports"
+            used.add(metric)
+    assert len(used) == 7
+    # Label values the alerts match on, and the code that sets them.
+    for value, path in [
+        ('"error"', "src/controller/status.rs"),
+        ('"failed"', "src/inject/review.rs"),
+        ('"proxy"', "src/telemetry/metrics.rs"),
+        ('"maintenance"', "src/proxy/error.rs"),
+    ]:
+        assert value in (REPO / path).read_text(), f"{value} is not in {path}"
