@@ -33,9 +33,14 @@ unit: tools
 	  $(CARGO) test --all-targets 2>&1 | tee target/test.log
 
 ## The Helm chart: strict lint, renders with default and other values, every manifest
-## checked against Kubernetes 1.33 and 1.35 schemas, CRDs equal to crds/.
+## checked against Kubernetes 1.33 and 1.35 schemas, CRDs equal to crds/, and its RBAC
+## against the API requests the controller's tests record (the tests that record them and
+## the binary that `portcullis inject` runs are built first).
 chart: tools
 	@mkdir -p target
+	$(CARGO) build --quiet --bin portcullis
+	KUBERNETES_VALIDATE=$(abspath $(VENV)/bin/kubernetes-validate) \
+	  $(CARGO) test --quiet --test controller --test tls --test webhook > target/recorders.log 2>&1
 	set -o pipefail; $(PY) -m pytest tests/chart -q -p no:cacheprovider 2>&1 | tee target/chart.log
 
 # Ends with one line that adds up every test binary's results and the chart's.

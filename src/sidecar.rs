@@ -97,6 +97,7 @@ impl Sidecar {
 fn followed(metrics: &Metrics, event: FollowEvent) {
     match event {
         FollowEvent::Applied { version, generation } => {
+            metrics.controller_connected.set(1);
             metrics.config_reloads.get_or_create(&ResultLabels { result: "applied" }).inc();
             metrics.config_generation.set(generation);
             tracing::info!(version, generation, "config snapshot applied");
@@ -106,6 +107,7 @@ fn followed(metrics: &Metrics, event: FollowEvent) {
             tracing::error!("config snapshot refused, the last good one stays in force: {why}");
         }
         FollowEvent::Disconnected(why) => {
+            metrics.controller_connected.set(0);
             tracing::warn!("config stream lost, enforcing the last good config: {why}");
         }
     }
@@ -125,6 +127,7 @@ async fn keep_gauges(proxy: Arc<Proxy>, metrics: Arc<Metrics>) {
             metrics.maintenance_active.clear();
             generation = observed.generation;
         }
+        metrics.maintenance_until.set(observed.maintenance_until.map_or(0, |t| t.as_second()));
         for (window, on) in observed.windows {
             metrics.maintenance_active.get_or_create(&WindowLabels { window }).set(i64::from(on));
         }

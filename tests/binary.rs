@@ -75,6 +75,29 @@ fn an_invalid_config_file_stops_start_up_with_the_field_named() {
     );
 }
 
+#[test]
+fn a_tls_controller_without_its_ca_stops_start_up() {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1"])
+        .args([
+            "--admin",
+            "127.0.0.1:0",
+            "--controller",
+            "https://portcullis.portcullis-system.svc:8090",
+        ])
+        .env("POD_NAMESPACE", "shop")
+        .env("POD_NAME", "web-1")
+        .env_remove("PORTCULLIS_CONTROLLER_CA")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default(),
+        "portcullis: --controller https://portcullis.portcullis-system.svc:8090 needs the CA its \
+         certificate chains to: --controller-ca FILE or PORTCULLIS_CONTROLLER_CA"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_then_exits_0() {
     let app = apps::app(|_| async {

@@ -58,6 +58,11 @@ async fn a_window_answers_503_with_the_exact_retry_after() {
         Some(1.0),
         "{metrics}"
     );
+    assert_eq!(
+        support::metric(&metrics_later, "portcullis_maintenance_until_timestamp_seconds"),
+        Some(end.as_second() as f64),
+        "the planned end, in whole Unix seconds: {metrics_later}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

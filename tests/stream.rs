@@ -241,10 +241,16 @@ async fn the_sidecar_keeps_enforcing_while_the_controller_is_away() {
         "the controller's 300ms policy is in force"
     );
 
+    let connected = |text: &str| support::metric(text, "portcullis_controller_connected");
+    let metrics = client::get(admin_addr, "/metrics", &[]).await.body;
+    assert_eq!(connected(&metrics), Some(1.0), "{metrics}");
+
     // The controller goes away; the last good config stays, window schedule included.
     let controller_addr = controller.kill().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(client::get(admin_addr, "/readyz", &[]).await.status, StatusCode::OK);
+    let metrics = client::get(admin_addr, "/metrics", &[]).await.body;
+    assert_eq!(connected(&metrics), Some(0.0), "the stream's loss is visible: {metrics}");
     let stalled = Instant::now();
     assert_eq!(client::get(proxy, "/stall", &[]).await.status, StatusCode::GATEWAY_TIMEOUT);
     assert!(stalled.elapsed() < Duration::from_secs(2));

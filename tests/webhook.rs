@@ -530,6 +530,18 @@ async fn skips_and_failures_are_events_on_the_owner() {
     dry_run["request"]["dryRun"] = json!(true);
     let (status, _) = post(harness.addr, "/inject", serde_json::to_vec(&dry_run).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
+    // A reinvocation of a pod injected already, by another owner: counted, not announced.
+    let mut reinvoked = plain_pod();
+    reinvoked["metadata"]["ownerReferences"] = other_owner["metadata"]["ownerReferences"].clone();
+    let (_, patch) = harness.admit(&reinvoked).await;
+    let mut injected = reinvoked.clone();
+    let ops: json_patch::Patch =
+        serde_json::from_value(patch.expect("the first admission injects")).unwrap();
+    json_patch::patch(&mut injected, &ops).unwrap();
+    let before = harness.count("skipped", "already_injected");
+    let (answer, patch) = harness.admit(&injected).await;
+    assert_eq!((answer, patch), (allowed_unchanged(), None));
+    assert_eq!(harness.count("skipped", "already_injected"), before + 1);
 
     // A failure is a warning.
     let failing = Harness::start_with(Some(Recorder::new(api.client(), reporter)), "").await;

@@ -1,5 +1,6 @@
 //! Admin servers: health, readiness, metrics, and for the sidecar the effective config.
-//! They listen on localhost unless told otherwise, since `/config` shows the whole policy.
+//! They listen on localhost unless told otherwise; `/config`, which shows the whole policy,
+//! answers loopback clients only even then.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,8 +21,9 @@ use crate::telemetry::metrics::Metrics;
 pub trait Endpoints: Clone + Send + Sync + 'static {
     fn ready(&self) -> bool;
     fn metrics(&self) -> String;
-    /// Paths beyond /livez, /readyz and /metrics.
-    fn other(&self, _path: &str) -> Option<Response<Full<Bytes>>> {
+    /// Paths beyond /livez, /readyz and /metrics; `local` says whether the client is on
+    /// this host (loopback), for what only the pod itself may see.
+    fn other(&self, _path: &str, _local: bool) -> Option<Response<Full<Bytes>>> {
         None
     }
 }
@@ -29,7 +31,7 @@ pub trait Endpoints: Clone + Send + Sync + 'static {
 /// Serves /livez, /readyz, /metrics and the endpoints' own paths, GET and HEAD only.
 pub async fn serve<E: Endpoints>(listener: TcpListener, endpoints: E) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             // Usually out of file descriptors: pause rather than spin.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
@@ -38,7 +40,8 @@ pub async fn serve<E: Endpoints>(listener: TcpListener, endpoints: E) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let endpoints = endpoints.clone();
-                async move { Ok::<_, Infallible>(route(&endpoints, &req)) }
+                let local = peer.ip().is_loopback();
+                async move { Ok::<_, Infallible>(route(&endpoints, &req, local)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -47,7 +50,11 @@ pub async fn serve<E: Endpoints>(listener: TcpListener, endpoints: E) {
     }
 }
 
-fn route<E: Endpoints>(endpoints: &E, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route<E: Endpoints>(
+    endpoints: &E,
+    req: &Request<Incoming>,
+    local: bool,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET and HEAD\n".into());
     }
@@ -61,7 +68,7 @@ fn route<E: Endpoints>(endpoints: &E, req: &Request<Incoming>) -> Response<Full<
             endpoints.metrics(),
         ),
         path => endpoints
-            .other(path)
+            .other(path, local)
             .unwrap_or_else(|| reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into())),
     }
 }
@@ -97,11 +104,35 @@ impl Endpoints for Admin {
         self.metrics.encode()
     }
 
-    fn other(&self, path: &str) -> Option<Response<Full<Bytes>>> {
+    /// The whole effective config, to the pod itself only: in a pod the admin port listens
+    /// on every address for the kubelet's probes and Prometheus, and the config (bypass
+    /// digests included) is nobody else's business. `kubectl port-forward` counts as local.
+    fn other(&self, path: &str, local: bool) -> Option<Response<Full<Bytes>>> {
         (path == "/config").then(|| {
+            if !local {
+                let message = "/config is shown to loopback clients only (kubectl port-forward)\n";
+                return reply(StatusCode::FORBIDDEN, "text/plain", message.into());
+            }
             let snapshot = self.config.borrow().clone();
             let body = serde_json::to_string_pretty(&snapshot).expect("config serializes");
             reply(StatusCode::OK, "application/json", body + "\n")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_is_shown_to_the_pod_itself_only() {
+        let (_tx, config) = crate::config::channel();
+        let admin = Admin { metrics: Arc::default(), config, ready: Arc::default() };
+        let refused = admin.other("/config", false).expect("a response");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let shown = admin.other("/config", true).expect("a response");
+        assert_eq!(shown.status(), StatusCode::OK);
+        assert_eq!(shown.headers()[header::CONTENT_TYPE], "application/json");
+        assert!(admin.other("/elsewhere", true).is_none());
     }
 }

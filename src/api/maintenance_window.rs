@@ -33,7 +33,9 @@ use super::Duration;
     ),
     printcolumn(
         name = "Next",
-        type_ = "date",
+        // A string, not a date: kubectl prints dates as ages, and a start in the future as
+        // `<invalid>`.
+        type_ = "string",
         json_path = ".status.nextWindow.start",
         description = "When the next window starts"
     ),

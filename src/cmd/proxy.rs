@@ -105,6 +105,12 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
                 .map(|pem| crate::tls::client_config(&pem))
                 .transpose()
                 .map_err(|e| format!("--controller-ca: {e}"))?;
+            if tls.is_none() && url.starts_with("https://") {
+                return Err(format!(
+                    "--controller {url} needs the CA its certificate chains to: \
+                     --controller-ca FILE or PORTCULLIS_CONTROLLER_CA"
+                ));
+            }
             Some(ControllerSource {
                 url,
                 tls,

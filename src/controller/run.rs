@@ -5,9 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::Response;
-use http_body_util::Full;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use tokio::net::TcpListener;
@@ -86,10 +83,6 @@ impl Endpoints for ControllerAdmin {
 
     fn metrics(&self) -> String {
         self.metrics.encode()
-    }
-
-    fn other(&self, _path: &str) -> Option<Response<Full<Bytes>>> {
-        None
     }
 }
 

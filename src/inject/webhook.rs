@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use kube::runtime::events::{Event, EventType, Recorder};
 
+use super::SkipReason;
 use super::config::InjectConfig;
 use super::review::{Decision, Verdict, review};
 use crate::controller::metrics::{ControllerMetrics, InjectionLabels};
@@ -107,7 +108,9 @@ impl Webhook {
             Verdict::Failed => (EventType::Warning, "InjectionFailed"),
         };
         let (Some(recorder), Some(owner)) = (&self.recorder, &decision.owner) else { return };
-        if decision.dry_run {
+        // A reinvocation (reinvocationPolicy IfNeeded) sees every injected pod again: that
+        // it is already injected is no news, and would be an Event per pod.
+        if decision.dry_run || decision.reason == SkipReason::AlreadyInjected.as_str() {
             return;
         }
         let event = Event {

@@ -50,6 +50,8 @@ pub struct Observed {
     pub generation: u64,
     /// Each window of the config in force, and whether it is on.
     pub windows: Vec<(String, bool)>,
+    /// While maintenance is on: when its merged span is planned to end (`None`: open-ended).
+    pub maintenance_until: Option<Timestamp>,
     pub queue_depth: usize,
     pub limit: usize,
 }
@@ -150,6 +152,7 @@ impl Proxy {
         Observed {
             generation: snapshot.generation,
             windows: active,
+            maintenance_until: evaluation.until.filter(|_| evaluation.on),
             queue_depth: self.limiter.queue_depth(),
             limit: self.limiter.limit(),
         }

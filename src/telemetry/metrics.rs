@@ -54,6 +54,10 @@ pub struct Metrics {
     pub config_generation: Gauge<u64, AtomicU64>,
     pub shed: Family<ReasonLabels, Counter>,
     pub maintenance_active: Family<WindowLabels, Gauge>,
+    /// While maintenance is on, its planned end (Unix seconds); 0 when off or open-ended.
+    pub maintenance_until: Gauge,
+    /// 1 while the config stream from the controller is open (controller mode only).
+    pub controller_connected: Gauge,
     pub queue_depth: Gauge,
     pub concurrency_limit: Gauge,
 }
@@ -111,6 +115,18 @@ impl Default for Metrics {
             "1 while a maintenance window is on, per window",
             maintenance_active.clone(),
         );
+        let maintenance_until = Gauge::default();
+        registry.register(
+            "maintenance_until_timestamp_seconds",
+            "While maintenance is on, when it is planned to end (Unix time; 0: off or open-ended)",
+            maintenance_until.clone(),
+        );
+        let controller_connected = Gauge::default();
+        registry.register(
+            "controller_connected",
+            "1 while the config stream from the controller is open",
+            controller_connected.clone(),
+        );
         let queue_depth = Gauge::default();
         registry.register(
             "queue_depth",
@@ -127,6 +143,8 @@ impl Default for Metrics {
             registry,
             shed,
             maintenance_active,
+            maintenance_until,
+            controller_connected,
             queue_depth,
             concurrency_limit,
             responses,

@@ -64,6 +64,7 @@ def test_alerts(render):
     assert sorted(alerts) == [
         "PortcullisCertificateExpiring",
         "PortcullisInjectionFailing",
+        "PortcullisMaintenancePastItsEnd",
         "PortcullisMaintenanceTooLong",
         "PortcullisProxyErrors",
         "PortcullisSidecarsDisconnected",
@@ -74,6 +75,10 @@ def test_alerts(render):
     assert proxy.strip().endswith("> 0.5")
     assert "sum by (namespace, reason)" in proxy
     assert alerts["PortcullisMaintenanceTooLong"]["for"] == "4h"
+    past = alerts["PortcullisMaintenancePastItsEnd"]["expr"]
+    assert "portcullis_maintenance_until_timestamp_seconds) < time() - 60" in past
+    disconnected = alerts["PortcullisSidecarsDisconnected"]["expr"]
+    assert disconnected.strip() == "max by (namespace, pod) (portcullis_controller_connected) == 0"
     assert alerts["PortcullisCertificateExpiring"]["expr"].strip().endswith("< 7 * 86400")
     # Alertmanager templates reach Prometheus unrendered by Helm.
     assert "{{ $labels.namespace }}" in alerts["PortcullisProxyErrors"]["annotations"]["summary"]
