@@ -3,6 +3,8 @@
 //! config stream served over TLS (the right CA connects, another is refused, plain HTTP
 //! gets nothing), and a rotated certificate served without a restart.
 
+#[path = "fixtures/inject/expected.rs"]
+mod expected;
 mod support;
 
 use std::sync::Arc;
@@ -129,12 +131,11 @@ async fn served_certificate(addr: std::net::SocketAddr, ca_pem: &str) -> Vec<u8>
     stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
-/// Opens the pod's config stream over `io` and returns the first line of the body.
-async fn first_line<IO>(io: IO) -> Value
+/// Opens the pod's config stream over `io`: the body of the 200.
+async fn open_stream<IO>(io: IO) -> hyper::body::Incoming
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    use http_body_util::BodyExt;
     let (mut tx, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.unwrap();
     tokio::spawn(conn);
@@ -145,7 +146,16 @@ where
         .unwrap();
     let response = tx.send_request(req).await.unwrap();
     assert_eq!(response.status(), 200);
-    let mut body = response.into_body();
+    response.into_body()
+}
+
+/// The first line of the pod's config stream opened over `io`.
+async fn first_line<IO>(io: IO) -> Value
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    let mut body = open_stream(io).await;
     let mut buffer = Vec::new();
     loop {
         if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
@@ -240,16 +250,7 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     let before = served_certificate(running.streams, &ca).await;
 
     // A stream opened before the rotation.
-    let open = tls_connect(running.streams, &ca).await.unwrap();
-    let (mut tx, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(open)).await.unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("/v1/config/shop/web-1")
-        .header("host", "localhost")
-        .header("authorization", "Bearer token-shop-web-1")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let mut old_stream = tx.send_request(req).await.unwrap().into_body();
+    let mut old_stream = open_stream(tls_connect(running.streams, &ca).await.unwrap()).await;
 
     // Another replica rotates: a new serving certificate from the same CA in the Secret.
     let ca_pair = issue::Pair { cert_pem: ca.clone(), key_pem: secret_value(&api, "ca.key") };
@@ -365,29 +366,12 @@ async fn the_webhook_is_served_over_tls_and_hands_sidecars_the_ca() {
     let running = start_controller(&api).await;
     let ca = secret_value(&api, "ca.crt");
 
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": "web-1",
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller", "uid": "u", "groups": ["system:serviceaccounts"]},
-            "object": {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "web-1", "namespace": "shop"},
-                "spec": {"containers": [{"name": "app", "image": "shop/web:1", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]}]},
-            },
-            "oldObject": null,
-            "dryRun": false,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
-        },
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "shop"},
+        "spec": {"containers": [{"name": "app", "image": "shop/web:1", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]}]},
     });
+    let review = expected::admission_review("705ab4f5-6393-11e8-b7cc-42010a800002", "CREATE", pod);
     let answer = post_review(running.webhook, &ca, &review).await;
     assert_eq!(answer["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
     assert_eq!(answer["response"]["allowed"], true);

@@ -1,15 +1,18 @@
-//! The injection webhook over the network, spoken to as the API server does: real
+//! The injection webhook over HTTPS, spoken to as the API server does: real
 //! `admission.k8s.io/v1` AdmissionReview JSON in a POST to /inject, pods as the API server
 //! hands them to mutating webhooks (defaults applied, no name yet for a ReplicaSet's pods).
 //! Each answer is checked whole; each patch is applied to its pod, and the patched pod
 //! must validate against the Kubernetes API and come back untouched when re-admitted.
 
+#[path = "fixtures/inject/expected.rs"]
+mod expected;
 #[path = "fixtures/inject/kubernetes_validate.rs"]
 mod kubernetes_validate;
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -20,45 +23,66 @@ use kube::runtime::events::{Recorder, Reporter};
 use portcullis::controller::metrics::{ControllerMetrics, InjectionLabels};
 use portcullis::inject::InjectConfig;
 use portcullis::inject::webhook::Webhook;
+use portcullis::tls::CertStore;
+use portcullis::tls::issue;
+use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
+use expected::{CA, sidecar, token_volume};
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
-const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 // --- Transport: the only place that knows how bytes reach the webhook. ---
 
-/// Serves `webhook` on 127.0.0.1 until the test ends.
+/// The name the API server reaches the webhook Service by, which its certificate carries.
+const WEBHOOK_HOST: &str = "portcullis-webhook.portcullis-system.svc";
+
+/// One CA and serving certificate for every test of this file, issued as the controller
+/// issues its own.
+fn certificates() -> &'static (String, Arc<CertStore>) {
+    static CERTS: OnceLock<(String, Arc<CertStore>)> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        let now = SystemTime::now();
+        let ca = issue::new_ca(now, issue::CA_VALIDITY).unwrap();
+        let leaf =
+            issue::serving(&ca, &[WEBHOOK_HOST.into()], now, issue::SERVING_VALIDITY).unwrap();
+        let store = Arc::new(CertStore::default());
+        store.install(&leaf.cert_pem, &leaf.key_pem, &ca.cert_pem).unwrap();
+        (ca.cert_pem, store)
+    })
+}
+
+/// Serves `webhook` over HTTPS on 127.0.0.1, as the controller does, until the test ends.
 async fn serve(webhook: Arc<Webhook>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let webhook = webhook.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let webhook = webhook.clone();
-                    async move { Ok::<_, std::convert::Infallible>(webhook.handle(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    let tls = TlsAcceptor::from(certificates().1.server_config());
+    let service = hyper::service::service_fn(move |req| {
+        let webhook = webhook.clone();
+        async move { Ok::<_, std::convert::Infallible>(webhook.handle(req).await) }
     });
+    tokio::spawn(portcullis::tls::serve::serve(
+        listener,
+        Some(tls),
+        service,
+        std::future::pending(),
+    ));
     addr
 }
 
-/// POSTs `body` as JSON to `path`; the status and the body read whole.
+/// POSTs `body` as JSON to `path` over TLS, trusting only the test CA, as the API server
+/// does with the caBundle; the status and the body read whole.
 async fn post(addr: SocketAddr, path: &str, body: Vec<u8>) -> (StatusCode, String) {
-    let stream = TcpStream::connect(addr).await.unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let config = portcullis::tls::client_config(&certificates().0).unwrap();
+    let name = ServerName::try_from(WEBHOOK_HOST).unwrap();
+    let stream = TlsConnector::from(config).connect(name, tcp).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
     let request = Request::post(path)
-        .header("host", "portcullis-webhook.portcullis-system.svc:443")
+        .header("host", format!("{WEBHOOK_HOST}:443"))
         .header("content-type", "application/json")
         .header("accept", "application/json, */*")
         .body(Full::new(Bytes::from(body)))
@@ -149,33 +173,9 @@ fn plain_pod_labelled(labels: Value) -> Value {
     pod(labels, json!([container("web", http)]))
 }
 
-/// The AdmissionReview the API server POSTs for the creation of `pod` (`name` is left
-/// out, as Go's omitempty does for a pod that has none yet).
+/// The AdmissionReview the API server POSTs for the creation of `pod`.
 fn admission_review(pod: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "kind": "AdmissionReview",
-        "apiVersion": "admission.k8s.io/v1",
-        "request": {
-            "uid": UID,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": {
-                "username": "system:serviceaccount:kube-system:replicaset-controller",
-                "uid": "1d2e3f40-5a6b-7c8d-9e0f-a1b2c3d4e5f6",
-                "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system",
-                           "system:authenticated"]
-            },
-            "object": pod,
-            "oldObject": null,
-            "dryRun": false,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
-        }
-    }))
-    .unwrap()
+    serde_json::to_vec(&expected::admission_review(UID, "CREATE", pod.clone())).unwrap()
 }
 
 // --- What the webhook must answer. ---
@@ -235,55 +235,8 @@ fn allowed_unchanged() -> Value {
     })
 }
 
-/// The sidecar the default config injects in front of `app_port`.
-fn sidecar(app_port: i32, port_name: &str) -> Value {
-    json!({
-        "name": "portcullis-proxy",
-        "image": format!("ghcr.io/portcullis-dev/portcullis:{VERSION}"),
-        "imagePullPolicy": "IfNotPresent",
-        "restartPolicy": "Always",
-        "args": [
-            "proxy", "--listen", "0.0.0.0:4180", "--upstream", format!("127.0.0.1:{app_port}"),
-            "--admin", "0.0.0.0:9901",
-            "--controller", "https://portcullis.portcullis-system.svc:8090",
-            "--log-format", "json", "--workers", "1"
-        ],
-        "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "POD_NAMESPACE",
-             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            {"name": "PORTCULLIS_CONTROLLER_CA", "value": CA}
-        ],
-        "ports": [
-            {"name": port_name, "containerPort": 4180, "protocol": "TCP"},
-            {"name": "portcullis-admin", "containerPort": 9901}
-        ],
-        "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
-        "startupProbe": {
-            "httpGet": {"path": "/readyz", "port": 9901}, "periodSeconds": 1, "failureThreshold": 120
-        },
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 9901}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/livez", "port": 9901}},
-        "securityContext": {
-            "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
-            "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}
-        },
-        "volumeMounts": [
-            {"name": "portcullis-token", "mountPath": "/var/run/secrets/portcullis", "readOnly": true}
-        ]
-    })
-}
-
-fn token_volume() -> Value {
-    json!({"name": "portcullis-token", "projected": {"sources": [{"serviceAccountToken": {
-        "audience": "portcullis", "expirationSeconds": 3600, "path": "token"}}]}})
-}
-
 fn injected_annotation(port: &str, app_port: i32, renamed: &str) -> Value {
-    json!({"portcullis.dev/injected": format!(
-        r#"{{"version":"{VERSION}","port":"{port}","appPort":{app_port},"proxyPort":4180,"renamedTo":"{renamed}"}}"#
-    )})
+    json!({"portcullis.dev/injected": expected::annotation(port, app_port, renamed)})
 }
 
 /// Applies `patch` to `pod`, checks that the result is a valid Pod for every supported
@@ -318,7 +271,7 @@ async fn plain_pod_gets_the_sidecar() {
             {"op": "add", "path": "/metadata/annotations",
              "value": injected_annotation("http", 8080, "app-http")},
             {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
-            {"op": "add", "path": "/spec/initContainers", "value": [sidecar(8080, "http")]},
+            {"op": "add", "path": "/spec/initContainers", "value": [sidecar(8080, json!("http"), "1")]},
             {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
         ])
     );
@@ -368,7 +321,7 @@ async fn probes_on_the_named_port_go_to_its_number() {
              "value": 8080},
             {"op": "replace", "path": "/spec/containers/0/lifecycle/preStop/httpGet/port",
              "value": 8080},
-            {"op": "add", "path": "/spec/initContainers", "value": [sidecar(8080, "http")]},
+            {"op": "add", "path": "/spec/initContainers", "value": [sidecar(8080, json!("http"), "1")]},
             {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
         ])
     );
@@ -411,7 +364,7 @@ async fn several_containers() {
             {"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
              "value": injected_annotation("grpc", 9000, "app-grpc")["portcullis.dev/injected"]},
             {"op": "replace", "path": "/spec/containers/1/ports/0/name", "value": "app-grpc"},
-            {"op": "add", "path": "/spec/initContainers/-", "value": sidecar(9000, "grpc")},
+            {"op": "add", "path": "/spec/initContainers/-", "value": sidecar(9000, json!("grpc"), "1")},
             {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
         ])
     );

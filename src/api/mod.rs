@@ -2,7 +2,7 @@
 
 mod duration;
 mod maintenance_window;
-mod schema;
+pub mod schema;
 mod upstream_policy;
 
 pub use duration::{Duration, ParseDurationError};

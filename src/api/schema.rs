@@ -42,7 +42,7 @@ const STRING_FORMATS: &[&str] = &[
 
 /// Whether the API server recognises `format` on a schema of type `ty` (`None`: untyped).
 /// Integers take only int32 and int64, numbers only float and double, other types none.
-pub(crate) fn recognised_format(ty: Option<&str>, format: &str) -> bool {
+pub fn recognised_format(ty: Option<&str>, format: &str) -> bool {
     match ty {
         None | Some("string") => STRING_FORMATS.contains(&format.replace('-', "").as_str()),
         Some("integer") => matches!(format, "int32" | "int64"),

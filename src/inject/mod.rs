@@ -32,6 +32,10 @@
 //!   (where the sidecar answers 503) never gets a pod restarted.
 
 pub mod config;
+/// What the tests, here and in tests/, send and expect: one copy for all of them.
+#[cfg(test)]
+#[path = "../../tests/fixtures/inject/expected.rs"]
+mod expected;
 pub mod pod;
 pub mod port_name;
 pub mod quantity;

@@ -2,8 +2,9 @@ use serde_json::json;
 
 use super::*;
 
-const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+use crate::inject::expected;
+
+use expected::{CA, VERSION, annotation, sidecar, token_volume};
 
 fn plain_pod() -> Value {
     json!({
@@ -44,57 +45,6 @@ fn apply(pod: &Value, patch: &Patch) -> Value {
     doc
 }
 
-/// The sidecar as the default config injects it.
-fn sidecar(app_port: i32, port_name: Value, workers: &str) -> Value {
-    json!({
-        "name": "portcullis-proxy",
-        "image": format!("ghcr.io/portcullis-dev/portcullis:{VERSION}"),
-        "imagePullPolicy": "IfNotPresent",
-        "restartPolicy": "Always",
-        "args": [
-            "proxy", "--listen", "0.0.0.0:4180", "--upstream", format!("127.0.0.1:{app_port}"),
-            "--admin", "0.0.0.0:9901",
-            "--controller", "https://portcullis.portcullis-system.svc:8090",
-            "--log-format", "json", "--workers", workers
-        ],
-        "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "POD_NAMESPACE",
-             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            {"name": "PORTCULLIS_CONTROLLER_CA", "value": CA}
-        ],
-        "ports": [
-            {"name": port_name, "containerPort": 4180, "protocol": "TCP"},
-            {"name": "portcullis-admin", "containerPort": 9901}
-        ],
-        "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
-        "startupProbe": {
-            "httpGet": {"path": "/readyz", "port": 9901}, "periodSeconds": 1, "failureThreshold": 120
-        },
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 9901}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/livez", "port": 9901}},
-        "securityContext": {
-            "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
-            "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}
-        },
-        "volumeMounts": [
-            {"name": "portcullis-token", "mountPath": "/var/run/secrets/portcullis", "readOnly": true}
-        ]
-    })
-}
-
-fn token_volume_json() -> Value {
-    json!({"name": "portcullis-token", "projected": {"sources": [{"serviceAccountToken": {
-        "audience": "portcullis", "expirationSeconds": 3600, "path": "token"}}]}})
-}
-
-fn annotation(port: &str, app_port: i32, renamed: &str) -> String {
-    format!(
-        r#"{{"version":"{VERSION}","port":"{port}","appPort":{app_port},"proxyPort":4180,"renamedTo":"{renamed}"}}"#
-    )
-}
-
 #[test]
 fn plain_pod_gets_these_exact_operations() {
     let injection = injected(&plain_pod());
@@ -106,7 +56,7 @@ fn plain_pod_gets_these_exact_operations() {
             {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
             {"op": "add", "path": "/spec/initContainers",
              "value": [sidecar(8080, json!("http"), "1")]},
-            {"op": "add", "path": "/spec/volumes", "value": [token_volume_json()]}
+            {"op": "add", "path": "/spec/volumes", "value": [token_volume()]}
         ])
     );
     assert_eq!(
@@ -148,7 +98,7 @@ fn plain_pod_patched_is_exactly_this_pod() {
                     "ports": [{"name": "app-http", "containerPort": 8080, "protocol": "TCP"}]
                 }],
                 "initContainers": [sidecar(8080, json!("http"), "1")],
-                "volumes": [token_volume_json()]
+                "volumes": [token_volume()]
             }
         })
     );
@@ -174,7 +124,7 @@ fn injecting_twice_adds_nothing() {
     assert_eq!(skipped(&stripped).reason, SkipReason::AlreadyInjected);
     assert!(skipped(&stripped).message.contains("container named portcullis-proxy"));
     let mut volume_only = plain_pod();
-    volume_only["spec"]["volumes"] = json!([token_volume_json()]);
+    volume_only["spec"]["volumes"] = json!([token_volume()]);
     assert!(skipped(&volume_only).message.contains("volume named portcullis-token"));
 }
 
@@ -197,7 +147,7 @@ fn appends_to_what_the_pod_already_has() {
     // The sidecar goes last, so that other init containers finish before it starts.
     assert_eq!(patched["spec"]["initContainers"][1], sidecar(8080, json!("http"), "1"));
     assert_eq!(patched["spec"]["volumes"][0]["name"], "data");
-    assert_eq!(patched["spec"]["volumes"][1], token_volume_json());
+    assert_eq!(patched["spec"]["volumes"][1], token_volume());
 }
 
 #[test]

@@ -3,7 +3,9 @@ use serde_json::json;
 use super::*;
 use crate::inject::pod::Injection;
 
-const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
+use crate::inject::expected;
+
+use expected::CA;
 
 /// A pod as a ReplicaSet creates it, as the API server hands it to mutating webhooks: no
 /// name yet, defaults applied, the ServiceAccount admission plugin's volume added.
@@ -51,32 +53,8 @@ fn replicaset_pod() -> Value {
     })
 }
 
-/// The AdmissionReview the API server sends for `object` (`name` is left out when empty,
-/// as Go's omitempty does).
 fn request(operation: &str, object: Value) -> Value {
-    json!({
-        "kind": "AdmissionReview",
-        "apiVersion": "admission.k8s.io/v1",
-        "request": {
-            "uid": "b7c1e0f2-5a3d-4c8e-9f10-2a3b4c5d6e7f",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "shop",
-            "operation": operation,
-            "userInfo": {
-                "username": "system:serviceaccount:kube-system:replicaset-controller",
-                "uid": "1d2e3f40-5a6b-7c8d-9e0f-a1b2c3d4e5f6",
-                "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system",
-                           "system:authenticated"]
-            },
-            "object": object,
-            "oldObject": null,
-            "dryRun": false,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
-        }
-    })
+    expected::admission_review("b7c1e0f2-5a3d-4c8e-9f10-2a3b4c5d6e7f", operation, object)
 }
 
 fn answer(body: &Value) -> (Value, Decision) {

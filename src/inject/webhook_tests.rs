@@ -2,6 +2,8 @@ use serde_json::{Value, json};
 
 use super::*;
 
+use crate::inject::expected;
+
 const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
 
 fn webhook() -> Webhook {
@@ -21,26 +23,8 @@ fn post(body: impl Into<Bytes>) -> Request<Full<Bytes>> {
 }
 
 fn review_of(pod: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "kind": "AdmissionReview",
-        "apiVersion": "admission.k8s.io/v1",
-        "request": {
-            "uid": "0df28fbd-5f5f-4a8f-8d3a-c2a3f9b8c7d6",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": "web",
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
-            "object": pod,
-            "oldObject": null,
-            "dryRun": false,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
-        }
-    }))
-    .unwrap()
+    let review = expected::admission_review("0df28fbd-5f5f-4a8f-8d3a-c2a3f9b8c7d6", "CREATE", pod);
+    serde_json::to_vec(&review).unwrap()
 }
 
 fn pod(port_name: Option<&str>) -> Value {
