@@ -6,6 +6,7 @@
 //! - [`config`]: the sidecar's config, from a file (and later from the controller).
 //! - [`proxy`]: the data plane.
 //! - [`sidecar`]: the data plane, config and admin server wired together.
+//! - [`cpus`]: how many CPUs the process may use (affinity, cgroup quota).
 //! - [`admin`]: health, readiness, metrics and config on the admin port.
 //! - [`telemetry`]: logs and metrics.
 //! - [`inject`]: the sidecar injected into pods (webhook and `portcullis inject`).
@@ -17,6 +18,7 @@ pub mod api;
 pub mod cmd;
 pub mod config;
 pub mod controller;
+pub mod cpus;
 pub mod inject;
 pub mod maintenance;
 pub mod overload;

@@ -71,9 +71,10 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "30s")]
     drain_timeout: Duration,
 
-    /// Worker threads; 1 runs everything on one thread.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
+    /// Worker threads; 1 runs everything on one thread. Default: the CPUs this process
+    /// may use (its affinity, capped by its cgroup's CPU quota, rounded down, at least 1).
+    #[arg(long)]
+    workers: Option<usize>,
 
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
     log_format: LogFormat,
@@ -81,7 +82,9 @@ pub struct ProxyArgs {
 
 pub fn run(args: ProxyArgs) -> ExitCode {
     init_logs(args.log_format);
-    super::block_on(Some(args.workers), sidecar(args))
+    let workers = args.workers.unwrap_or_else(crate::cpus::available).max(1);
+    tracing::info!(workers, "worker threads");
+    super::block_on(Some(workers), sidecar(args))
 }
 
 async fn sidecar(args: ProxyArgs) -> Result<(), String> {
