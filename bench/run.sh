@@ -1,88 +1,236 @@
 #!/usr/bin/env bash
-# `make bench`, two scenarios in one run:
-# 1. Overhead: wrk against a tiny upstream directly, through nginx (one worker, keep-alive
-#    upstream) and through `portcullis proxy` (one worker thread). Prints rps, p50 and p99
-#    with ratios to nginx, CPU per request, and the sidecar's RSS idle and under load; then
-#    the rps of the sidecar's own 503 (a maintenance window) against a proxied 200.
-# 3. Controller: 10,000 pods and 1,000 resources indexed, 1,000 streams, one policy change.
-# 2. Overload: an app with a fixed capacity (4 at a time, 20 ms each: 200 rps) offered twice
-#    that, open loop, through the sidecar without and with `maxInFlight`. Prints the admitted
-#    requests' p50/p99 and the share shed.
-# Not a test: numbers depend on the machine. Needs wrk and nginx (installed if missing).
+# `make bench`: the sidecar against nginx and against no proxy at all, in one run, each
+# proxy pinned to one core (PROXY_CPU) and the load generators to another (LOAD_CPU).
+# The sidecar runs as a user would run it: `portcullis proxy` with its default flags.
+# 1. HTTP/1.1 keep-alive, small responses, with wrk at each of CONNECTIONS: rps, p50, p99
+#    and CPU per request of direct / nginx (one worker, keep-alive upstream) / sidecar.
+# 2. HTTP/2 clients with prior knowledge (h2load, H2_CLIENTS x H2_STREAMS streams) to the
+#    same HTTP/1.1 app, through nginx (`http2` listener) and through the sidecar.
+# 3. IDLE_CONNECTIONS idle keep-alive clients held IDLE_SECONDS on a fresh nginx and a fresh
+#    sidecar at once: errors, and each proxy's RSS per idle connection.
+# 4. The sidecar's idle RSS, and the rps of its own 503 (a maintenance window) against a
+#    proxied 200.
+# 5. 1 MiB request and response bodies echoed by an app, directly and through the sidecar:
+#    MiB/s both ways, and the sidecar's RSS idle and at its peak, then with 16 MiB bodies
+#    to show that it does not grow with the size of a body.
+# 6. Overload: an app with a fixed capacity (4 at a time, 20 ms each: 200 rps) offered
+#    twice that, open loop, through the sidecar without and with `maxInFlight`.
+# 7. Controller: 10,000 pods and 1,000 resources indexed, 1,000 streams, one policy change.
+# Ends with the issue's targets, each "met" or "not met". Not a test: numbers depend on the
+# machine. Needs wrk, nginx and h2load (installed with apt if missing). Traffic goes to
+# 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-32}
-UP=127.0.0.1:18080 NGINX=127.0.0.1:18081 PC=127.0.0.1:18082 PC_ADMIN=127.0.0.1:18092
+DURATION=${DURATION:-10s}                  # each wrk run
+CONNECTIONS=${CONNECTIONS:-32 64}          # wrk connection counts, one set of rows each
+H2_CLIENTS=${H2_CLIENTS:-4} H2_STREAMS=${H2_STREAMS:-100} H2_SECONDS=${H2_SECONDS:-10}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000} IDLE_SECONDS=${IDLE_SECONDS:-60}
+BODY_SECONDS=${BODY_SECONDS:-10} BODY_CONNECTIONS=${BODY_CONNECTIONS:-4}
+BODY_BYTES=$((1024 * 1024))
+# A short run with much larger bodies tells streaming from buffering: a proxy that holds
+# whole bodies grows by at least one of them per connection.
+LARGE_BODY_MIB=${LARGE_BODY_MIB:-16} LARGE_BODY_SECONDS=${LARGE_BODY_SECONDS:-3}
+RATE=${RATE:-400} SECONDS_OF_LOAD=${SECONDS_OF_LOAD:-8}
+UP=127.0.0.1:18080 NGINX=127.0.0.1:18081 NGINX_H2=127.0.0.1:18083
+PC=127.0.0.1:18082 PC_ADMIN=127.0.0.1:18092
 
-if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
-  echo "installing wrk and nginx..."
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v taskset >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}..."
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+
+# One core for each proxy, another for the load generators (and the app, unless there is a
+# third). With a single core everything shares it, and the figures say less.
+mapfile -t cpus < <(awk '/^Cpus_allowed_list/ {print $2}' /proc/self/status | tr ',' '\n' |
+  awk -F- '{ if (NF == 2) for (i = $1; i <= $2; i++) print i; else print $1 }')
+PROXY_CPU=${PROXY_CPU:-${cpus[0]}}
+LOAD_CPU=${LOAD_CPU:-${cpus[1]:-${cpus[0]}}}
+UPSTREAM_CPU=${UPSTREAM_CPU:-${cpus[2]:-$LOAD_CPU}}
+[ "$PROXY_CPU" != "$LOAD_CPU" ] || echo "warning: one core only; proxies and load share it" >&2
+
+# Idle clients need a descriptor each, in the client and in each proxy.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" -lt $((IDLE_CONNECTIONS + 1024)) ]; then
+  echo "warning: only $NOFILE descriptors allowed; idle connections cut to $((NOFILE - 1024))" >&2
+  IDLE_CONNECTIONS=$((NOFILE - 1024))
+fi
 
 # BIN_DIR points elsewhere to bench prebuilt binaries (another machine, say).
 BIN_DIR=${BIN_DIR:-target/release}
 if [ "$BIN_DIR" = target/release ]; then
-  cargo build --quiet --release --bin portcullis --example bench_upstream --example bench_load --example bench_controller
+  cargo build --quiet --release --bin portcullis --example bench_upstream --example bench_load \
+    --example bench_controller --example bench_idle --example bench_bodies
 fi
-out=bench/out; mkdir -p "$out"; dir=$(mktemp -d)
+out=bench/out; mkdir -p "$out"; rm -f "$out"/*; dir=$(mktemp -d)
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; cp "$dir/nginx-error.log" "$out/" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 
+# Arrays, not functions: a function run with & is a subshell, and $! would be its pid.
+on_proxy=(taskset -c "$PROXY_CPU") on_load=(taskset -c "$LOAD_CPU") on_app=(taskset -c "$UPSTREAM_CPU")
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on $1" >&2; return 1; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # CPU time (user + system) a process has used, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# A core's busy and total ticks so far, to tell whether the proxy or the load was the limit.
+core_ticks() { awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+busy_pct() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN { printf "%.0f", (d > b ? 100 * (c - a) / (d - b) : 0) }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
+phase() { echo "$1 ($((SECONDS - started))s in)"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+# Samples a process's RSS every 0.2 s into FILE, keeping the peak; prints the sampler's pid.
+peak_rss() { ( p=0; while kill -0 "$1" 2>/dev/null; do r=$(rss_kib "$1"); [ "$r" -gt "$p" ] && p=$r && echo "$p" > "$2"; sleep 0.2; done ) >/dev/null 2>&1 & echo $!; }
 
-$BIN_DIR/examples/bench_upstream "$UP" & pids+=($!)
-sed -e "s#@DIR@#$dir#g" -e "s#@UPSTREAM@#$UP#" -e "s#@LISTEN@#$NGINX#" bench/nginx.conf.in > "$dir/nginx.conf"
-"$NGINX_BIN" -c "$dir/nginx.conf" -p "$dir" & pids+=($!)
-nginx_master=$!
-$BIN_DIR/portcullis proxy --listen "$PC" --upstream "$UP" --admin "$PC_ADMIN" --workers 1 2>"$dir/pc.log" & pc=$!; pids+=("$pc")
-wait_port "$UP"; wait_port "$NGINX"; wait_port "$PC"
+"${on_app[@]}" "$BIN_DIR/examples/bench_upstream" "$UP" & pids+=($!)
+# nginx_conf PREFIX LISTEN LISTEN_H2: writes PREFIX/nginx.conf.
+nginx_conf() {
+  mkdir -p "$1"
+  sed -e "s#@DIR@#$1#g" -e "s#@UPSTREAM@#$UP#" -e "s#@LISTEN@#$2#" -e "s#@LISTEN_H2@#$3#" \
+    -e "s#@NOFILE@#$NOFILE#" -e "s#@WORKER_CONNECTIONS@#$((IDLE_CONNECTIONS + 1024))#" \
+    bench/nginx.conf.in > "$1/nginx.conf"
+}
+nginx_conf "$dir" "$NGINX" "$NGINX_H2"
+"${on_proxy[@]}" "$NGINX_BIN" -c "$dir/nginx.conf" -p "$dir" & nginx_master=$!; pids+=("$nginx_master")
+"${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$PC" --upstream "$UP" --admin "$PC_ADMIN" 2>"$out/portcullis.log" & pc=$!; pids+=("$pc")
+wait_port "$UP"; wait_port "$NGINX"; wait_port "$NGINX_H2"; wait_port "$PC"
 sleep 0.5
 idle_rss=$(rss_kib "$pc")
+pc_threads=$(ls "/proc/$pc/task" | wc -l)
+nginx_worker=$(pgrep -P "$nginx_master" | head -n1)
+[ "$(cat "/proc/$pc/comm")" = portcullis ] && [ "$(cat "/proc/$nginx_worker/comm")" = nginx ] ||
+  { echo "cannot find the sidecar's or nginx worker's process" >&2; exit 1; }
 
-# One wrk run: prints "rps p50_ms p99_ms cpu_us_per_request" (CPU of process $3, if given).
+# One wrk run. Prints "rps p50_ms p99_ms cpu_us_per_request errors proxy_core% load_core%",
+# the CPU of process $4 if given.
 measure() {
-  local name=$1 addr=$2 pid=${3:-} before=0 after=0
+  local name=$1 addr=$2 conns=$3 pid=${4:-} before=0 after=0 pc0 pc1 lc0 lc1
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://$addr/" > "$out/wrk-$name.txt"
+  pc0=$(core_ticks "$PROXY_CPU"); lc0=$(core_ticks "$LOAD_CPU")
+  "${on_load[@]}" wrk -t1 -c"$conns" -d"$DURATION" --latency "http://$addr/" > "$out/wrk-$name-$conns.txt"
+  pc1=$(core_ticks "$PROXY_CPU"); lc1=$(core_ticks "$LOAD_CPU")
   [ -n "$pid" ] && after=$(cpu_ticks "$pid")
-  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    -v pcore="$(busy_pct $pc0 $pc1)" -v lcore="$(busy_pct $lc0 $lc1)" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /requests in/ { n=$1 }
     /Requests\/sec/ { rps=$2 }
     $1=="50%" { p50=ms($2) }
     $1=="99%" { p99=ms($2) }
-    END { printf "%.0f %.3f %.3f %.2f\n", rps, p50, p99, (n > 0 ? ticks / hz * 1e6 / n : 0) }' "$out/wrk-$name.txt"
+    /Non-2xx/ { errors += $NF }
+    /Socket errors/ { for (i = 4; i <= NF; i += 2) { v = $i; gsub(/,/, "", v); errors += v } }
+    END { printf "%.0f %.3f %.3f %.2f %d %s %s\n", rps, p50, p99, (n > 0 ? ticks / hz * 1e6 / n : 0), errors, pcore, lcore }' \
+    "$out/wrk-$name-$conns.txt"
 }
 
-wrk -t1 -c"$CONNECTIONS" -d2s "http://$PC/" >/dev/null   # warm-up
-nginx_worker=$(pgrep -P "$nginx_master" | head -n1)
-read -r d_rps d_p50 d_p99 _ < <(measure direct "$UP")
-read -r n_rps n_p50 n_p99 n_cpu < <(measure nginx "$NGINX" "$nginx_worker")
-peak=0
-( while kill -0 "$pc" 2>/dev/null; do r=$(rss_kib "$pc"); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" > "$dir/peak"; sleep 0.2; done ) & sampler=$!
-read -r p_rps p_p50 p_p99 p_cpu < <(measure portcullis "$PC" "$pc")
-kill "$sampler" 2>/dev/null || true
-load_rss=$(cat "$dir/peak" 2>/dev/null || echo 0)
+# One h2load run. Prints "rps p50_ms p99_ms cpu_us_per_request failed", percentiles from
+# h2load's per-request log (its own summary gives only min/max/mean/sd).
+measure_h2() {
+  local name=$1 addr=$2 pid=$3 before after
+  before=$(cpu_ticks "$pid")
+  "${on_load[@]}" h2load -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$H2_SECONDS" --log-file="$dir/h2-$name.log" \
+    "http://$addr/" > "$out/h2load-$name.txt" 2>&1 || true
+  after=$(cpu_ticks "$pid")
+  read -r p50 p99 < <(cut -f3 "$dir/h2-$name.log" | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR == 0) { print 0, 0; exit }
+      i50 = int(NR * 0.5); i99 = int(NR * 0.99); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1
+      printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" -v p50="$p50" -v p99="$p99" '
+    /^finished in/ { rps = $4 }
+    /^requests:/ { for (i = 2; i < NF; i++) { if ($(i+1) ~ /^succeeded/) ok = $i; if ($(i+1) ~ /^(failed|errored|timeout)/) bad += $i } }
+    END { printf "%.0f %s %s %.2f %d\n", rps, p50, p99, (ok > 0 ? ticks / hz * 1e6 / ok : 0), bad + 0 }' \
+    "$out/h2load-$name.txt"
+}
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+started=$SECONDS
+phase "1/7 HTTP/1.1 keep-alive (wrk, ${DURATION} per run)..."
+for target in "$UP" "$NGINX" "$PC"; do "${on_load[@]}" wrk -t1 -c64 -d2s "http://$target/" >/dev/null; done   # warm-up
+declare -A H1
+h1_peak_file=$dir/h1-peak
+for c in $CONNECTIONS; do
+  H1[direct,$c]=$(measure direct "$UP" "$c")
+  H1[nginx,$c]=$(measure nginx "$NGINX" "$c" "$nginx_worker")
+  sampler=$(peak_rss "$pc" "$h1_peak_file")
+  H1[portcullis,$c]=$(measure portcullis "$PC" "$c" "$pc")
+  kill "$sampler" 2>/dev/null || true
+done
+load_rss=$(cat "$h1_peak_file" 2>/dev/null || echo 0)
 
-# The sidecar's own 503: every request falls in an open-ended maintenance window.
+phase "2/7 HTTP/2 with prior knowledge (h2load, ${H2_SECONDS}s per run)..."
+read -r hn_rps hn_p50 hn_p99 hn_cpu hn_bad < <(measure_h2 nginx "$NGINX_H2" "$nginx_worker")
+read -r hp_rps hp_p50 hp_p99 hp_cpu hp_bad < <(measure_h2 portcullis "$PC" "$pc")
+
+phase "3/7 $IDLE_CONNECTIONS idle keep-alive connections on each proxy for ${IDLE_SECONDS}s..."
+# Fresh proxies, so that "before" is their idle size rather than whatever memory the load
+# above left in their allocators for the idle connections to reuse.
+IDLE_NGINX=127.0.0.1:18090 IDLE_PC=127.0.0.1:18093
+nginx_conf "$dir/idle" "$IDLE_NGINX" 127.0.0.1:18091
+"${on_proxy[@]}" "$NGINX_BIN" -c "$dir/idle/nginx.conf" -p "$dir/idle" & idle_master=$!; pids+=("$idle_master")
+"${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$IDLE_PC" --upstream "$UP" --admin 127.0.0.1:18095 2>"$out/portcullis-idle.log" & idle_pc=$!; pids+=("$idle_pc")
+wait_port "$IDLE_NGINX"; wait_port "$IDLE_PC"
+sleep 0.5
+idle_worker=$(pgrep -P "$idle_master" | head -n1)
+in_before=$(rss_kib "$idle_worker") ip_before=$(rss_kib "$idle_pc")
+"${on_load[@]}" "$BIN_DIR/examples/bench_idle" "$IDLE_NGINX" "$IDLE_CONNECTIONS" "$IDLE_SECONDS" > "$out/idle-nginx.txt" 2> "$out/idle-nginx.err" & idle_n=$!; pids+=("$idle_n")
+"${on_load[@]}" "$BIN_DIR/examples/bench_idle" "$IDLE_PC" "$IDLE_CONNECTIONS" "$IDLE_SECONDS" > "$out/idle-portcullis.txt" 2> "$out/idle-portcullis.err" & idle_p=$!; pids+=("$idle_p")
+for _ in $(seq 1200); do
+  grep -q holding "$out/idle-nginx.txt" && grep -q holding "$out/idle-portcullis.txt" && break
+  kill -0 "$idle_n" 2>/dev/null || kill -0 "$idle_p" 2>/dev/null || break
+  sleep 0.1
+done
+sleep 2   # let both proxies settle with every connection idle
+in_held=$(rss_kib "$idle_worker") ip_held=$(rss_kib "$idle_pc")
+wait "$idle_n" "$idle_p" || true
+kill "$idle_master" "$idle_pc" 2>/dev/null || true
+idle_result() { awk '/^opened/ { print $2, $4, $6; found = 1 } END { if (!found) print 0, 0, "'"$IDLE_CONNECTIONS"'" }' "$1"; }
+read -r in_opened in_ok in_err < <(idle_result "$out/idle-nginx.txt")
+read -r ip_opened ip_ok ip_err < <(idle_result "$out/idle-portcullis.txt")
+per_conn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (n > 0 ? (b - a) / n : 0) }'; }
+in_per=$(per_conn "$in_before" "$in_held" "$in_opened") ip_per=$(per_conn "$ip_before" "$ip_held" "$ip_opened")
+
+phase "4/7 the sidecar's own 503..."
 MW=127.0.0.1:18084
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: bench}\nspec: {message: bench}\n' > "$dir/mw.yaml"
-$BIN_DIR/portcullis proxy --listen "$MW" --upstream "$UP" --admin 127.0.0.1:18094 --workers 1 --config "$dir/mw.yaml" 2>/dev/null & pids+=($!)
+"${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$MW" --upstream "$UP" --admin 127.0.0.1:18094 --config "$dir/mw.yaml" 2>/dev/null & mw=$!; pids+=("$mw")
 wait_port "$MW"
-read -r m_rps _ < <(measure maintenance503 "$MW")
+first_c=${CONNECTIONS%% *}
+"${on_load[@]}" wrk -t1 -c"$first_c" -d2s "http://$MW/" >/dev/null   # warm-up
+# Every answer is a 503 here, so wrk's "errors" column is expected.
+read -r m_rps _ _ m_cpu _ < <(measure maintenance503 "$MW" "$first_c" "$mw")
+kill "$mw" 2>/dev/null || true
 
-# Overload: twice the capacity of a 200 rps app, without and with a limit.
+phase "5/7 1 MiB bodies (${BODY_SECONDS}s per run)..."
+ECHO=127.0.0.1:18088 PCB=127.0.0.1:18089
+"${on_app[@]}" "$BIN_DIR/examples/bench_bodies" serve "$ECHO" & pids+=($!)
+"${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$PCB" --upstream "$ECHO" --admin 127.0.0.1:18099 2>/dev/null & pcb=$!; pids+=("$pcb")
+wait_port "$ECHO"; wait_port "$PCB"
+sleep 0.5
+b_idle=$(rss_kib "$pcb")
+# ADDR NAME [SECONDS BYTES]: prints "exchanges up_mib_s down_mib_s errors".
+bodies() {
+  "${on_load[@]}" "$BIN_DIR/examples/bench_bodies" load "$1" "${3:-$BODY_SECONDS}" "$BODY_CONNECTIONS" "${4:-$BODY_BYTES}" \
+    2>"$out/bodies-$2.err" | tee "$out/bodies-$2.txt" | awk '{ print $2, $4, $6, $8 }'
+}
+read -r bd_n bd_up bd_down bd_err < <(bodies "$ECHO" direct)
+sampler=$(peak_rss "$pcb" "$dir/bodies-peak")
+read -r bp_n bp_up bp_down bp_err < <(bodies "$PCB" portcullis)
+kill "$sampler" 2>/dev/null || true
+b_peak=$(cat "$dir/bodies-peak" 2>/dev/null || echo 0)
+sampler=$(peak_rss "$pcb" "$dir/large-peak")
+read -r bl_n _ _ bl_err < <(bodies "$PCB" portcullis-large "$LARGE_BODY_SECONDS" $((LARGE_BODY_MIB * 1024 * 1024)))
+kill "$sampler" 2>/dev/null || true
+bl_peak=$(cat "$dir/large-peak" 2>/dev/null || echo 0)
+kill "$pcb" 2>/dev/null || true
+
+phase "6/7 overload..."
 SLOW=127.0.0.1:18085 OPEN=127.0.0.1:18086 LIMITED=127.0.0.1:18087
-RATE=${RATE:-400} SECONDS_OF_LOAD=${SECONDS_OF_LOAD:-8}
 $BIN_DIR/examples/bench_upstream "$SLOW" 20 4 & pids+=($!)
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {name: bench}\nspec:\n  timeouts: {responseHeaders: 60s}\n' > "$dir/open.yaml"
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {name: bench}\nspec:\n  timeouts: {responseHeaders: 60s}\n  overload: {maxInFlight: 4, queue: {size: 4, timeout: 10ms}, retryAfter: 1s}\n' > "$dir/limited.yaml"
@@ -93,24 +241,82 @@ read -r o_sent o_ok o_shed o_other o_p50 o_p99 < <($BIN_DIR/examples/bench_load 
 sleep 2
 read -r l_sent l_ok l_shed l_other l_p50 l_p99 < <($BIN_DIR/examples/bench_load "http://$LIMITED/" "$RATE" "$SECONDS_OF_LOAD")
 
+# Targets: name, measured, and whether it is met (an awk condition on a and b).
+verdicts=()
+target() {  # NAME MEASURED A B CONDITION
+  local v
+  v=$(awk -v a="$3" -v b="$4" "BEGIN { print (($5) ? \"met\" : \"not met\") }")
+  verdicts+=("$(printf '%-58s %-34s %s' "$1" "$2" "$v")")
+}
+
 {
-  echo "wrk -t1 -c$CONNECTIONS -d$DURATION, $(nproc) cores, proxies on one worker"
-  printf '%-22s %10s %9s %9s %12s %12s\n' target rps p50_ms p99_ms rps/nginx p99/nginx
-  printf '%-22s %10s %9s %9s %12s %12s\n' direct "$d_rps" "$d_p50" "$d_p99" "$(ratio "$d_rps" "$n_rps")" "$(ratio "$d_p99" "$n_p99")"
-  printf '%-22s %10s %9s %9s %12s %12s\n' "nginx (1 worker)" "$n_rps" "$n_p50" "$n_p99" 1.00 1.00
-  printf '%-22s %10s %9s %9s %12s %12s\n' "portcullis (1 thread)" "$p_rps" "$p_p50" "$p_p99" "$(ratio "$p_rps" "$n_rps")" "$(ratio "$p_p99" "$n_p99")"
-  echo "portcullis vs direct: rps $(ratio "$p_rps" "$d_rps"), p99 $(ratio "$p_p99" "$d_p99")"
-  echo "CPU per request: nginx ${n_cpu} us, portcullis ${p_cpu} us (ratio $(ratio "$p_cpu" "$n_cpu"))"
-  awk -v i="$idle_rss" -v l="$load_rss" 'BEGIN { printf "portcullis RSS: idle %.1f MiB, under load %.1f MiB\n", i/1024, l/1024 }'
-  echo "sidecar 503 (maintenance): $m_rps rps, $(ratio "$m_rps" "$p_rps") x a proxied 200"
+  echo
+  echo "== HTTP/1.1 keep-alive, small responses: wrk -t1 -d$DURATION; $(nproc) cores: proxies on cpu $PROXY_CPU, wrk on cpu $LOAD_CPU, app on cpu $UPSTREAM_CPU"
+  echo "portcullis proxy, default flags (no --workers): $pc_threads threads, affinity cpu $(taskset -pc "$pc" | sed 's/.*: //'); nginx: 1 worker, same core"
+  printf '%5s %-20s %8s %8s %8s %8s %7s %9s %9s %9s %6s %6s\n' \
+    conns target rps p50_ms p99_ms cpu_us errors rps/nginx p99/nginx cpu/nginx proxy% load%
+  for c in $CONNECTIONS; do
+    read -r n_rps _ n_p99 n_cpu _ _ _ <<< "${H1[nginx,$c]}"
+    for t in direct nginx portcullis; do
+      read -r rps p50 p99 cpu errors pcore lcore <<< "${H1[$t,$c]}"
+      [ "$t" = direct ] && cpu=- && pcore=-
+      printf '%5s %-20s %8s %8s %8s %8s %7s %9s %9s %9s %6s %6s\n' "$c" "$t" "$rps" "$p50" "$p99" "$cpu" "$errors" \
+        "$(ratio "$rps" "$n_rps")" "$(ratio "$p99" "$n_p99")" "$([ "$cpu" = - ] && echo - || ratio "$cpu" "$n_cpu")" "$pcore" "$lcore"
+    done
+    read -r d_rps _ d_p99 _ <<< "${H1[direct,$c]}"
+    read -r p_rps _ p_p99 p_cpu _ <<< "${H1[portcullis,$c]}"
+    echo "      portcullis vs direct at $c: rps $(ratio "$p_rps" "$d_rps"), p99 $(ratio "$p_p99" "$d_p99")"
+    target "HTTP/1.1 rps >= 1.0x nginx, $c connections" "$(ratio "$p_rps" "$n_rps")x" "$p_rps" "$n_rps" "a >= b"
+    target "HTTP/1.1 p99 <= 1.0x nginx, $c connections" "$(ratio "$p_p99" "$n_p99")x ($p_p99 vs $n_p99 ms)" "$p_p99" "$n_p99" "a <= b"
+    target "HTTP/1.1 CPU per request <= nginx, $c connections" "$p_cpu vs $n_cpu us" "$p_cpu" "$n_cpu" "a <= b"
+  done
+  echo
+  echo "== HTTP/2 prior knowledge to the HTTP/1.1 app: h2load -c$H2_CLIENTS -m$H2_STREAMS -D $H2_SECONDS (p50/p99 from its per-request log)"
+  printf '%-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' target rps p50_ms p99_ms cpu_us failed rps/nginx p99/nginx cpu/nginx
+  printf '%-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' "nginx (http2)" "$hn_rps" "$hn_p50" "$hn_p99" "$hn_cpu" "$hn_bad" 1.00 1.00 1.00
+  printf '%-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' portcullis "$hp_rps" "$hp_p50" "$hp_p99" "$hp_cpu" "$hp_bad" \
+    "$(ratio "$hp_rps" "$hn_rps")" "$(ratio "$hp_p99" "$hn_p99")" "$(ratio "$hp_cpu" "$hn_cpu")"
+  target "HTTP/2 (h2c) rps >= 1.0x nginx" "$(ratio "$hp_rps" "$hn_rps")x" "$hp_rps" "$hn_rps" "a >= b && b > 0"
+  target "HTTP/2 (h2c) p99 <= 1.0x nginx" "$(ratio "$hp_p99" "$hn_p99")x ($hp_p99 vs $hn_p99 ms)" "$hp_p99" "$hn_p99" "a <= b && a > 0"
+  echo
+  echo "== $IDLE_CONNECTIONS idle keep-alive connections held ${IDLE_SECONDS}s, on fresh proxies, both at once (one GET before, one after)"
+  printf '%-20s %7s %7s %7s %15s %15s %9s\n' target opened ok errors rss_before_mib rss_held_mib kib/conn
+  printf '%-20s %7s %7s %7s %15s %15s %9s\n' "nginx worker" "$in_opened" "$in_ok" "$in_err" "$(mib "$in_before")" "$(mib "$in_held")" "$in_per"
+  printf '%-20s %7s %7s %7s %15s %15s %9s\n' portcullis "$ip_opened" "$ip_ok" "$ip_err" "$(mib "$ip_before")" "$(mib "$ip_held")" "$ip_per"
+  echo "RSS per idle connection, portcullis / nginx: $(ratio "$ip_per" "$in_per") (nginx allocates its $((IDLE_CONNECTIONS + 1024)) connection slots at start, inside rss_before)"
+  for f in "$out/idle-nginx.err" "$out/idle-portcullis.err"; do [ -s "$f" ] && sed 's/^/  /' "$f"; done
+  target "$IDLE_CONNECTIONS idle connections for ${IDLE_SECONDS}s, no error" "$ip_err errors (nginx: $in_err)" "$ip_err" "$ip_ok" "a == 0 && b == $IDLE_CONNECTIONS"
+  target "RSS per idle connection <= nginx's" "$ip_per vs $in_per KiB" "$ip_per" "$in_per" "a <= b"
+  echo
+  first_rps=$(awk '{print $1}' <<< "${H1[portcullis,$first_c]}") first_cpu=$(awk '{print $4}' <<< "${H1[portcullis,$first_c]}")
+  echo "portcullis RSS: idle $(mib "$idle_rss") MiB (started, no request yet), peak under wrk $(mib "$load_rss") MiB"
+  echo "sidecar 503 (maintenance), $first_c connections: $m_rps rps, $m_cpu us CPU each; a proxied 200: $first_rps rps, $first_cpu us (rps ratio $(ratio "$m_rps" "$first_rps"))"
+  target "idle RSS <= 10 MiB" "$(mib "$idle_rss") MiB" "$idle_rss" 10240 "a <= b && a > 0"
+  target "sidecar-made 503 cheaper than a proxied 200" "$(ratio "$m_rps" "$first_rps")x rps, $m_cpu vs $first_cpu us" "$m_cpu" "$first_cpu" "a < b && a > 0"
+  echo
+  echo "== 1 MiB bodies echoed by the app (POST up, same bytes down), $BODY_CONNECTIONS keep-alive connections, ${BODY_SECONDS}s"
+  printf '%-20s %10s %10s %12s %7s %10s %12s\n' target exchanges up_mib_s down_mib_s errors up/direct down/direct
+  printf '%-20s %10s %10s %12s %7s %10s %12s\n' direct "$bd_n" "$bd_up" "$bd_down" "$bd_err" 1.00 1.00
+  printf '%-20s %10s %10s %12s %7s %10s %12s\n' portcullis "$bp_n" "$bp_up" "$bp_down" "$bp_err" "$(ratio "$bp_up" "$bd_up")" "$(ratio "$bp_down" "$bd_down")"
+  echo "portcullis RSS: idle $(mib "$b_idle") MiB; peak $(mib "$b_peak") MiB with 1 MiB bodies; peak $(mib "$bl_peak") MiB with ${LARGE_BODY_MIB} MiB bodies (${LARGE_BODY_SECONDS}s, $bl_n exchanges, $bl_err errors)"
+  echo "flat = the ${LARGE_BODY_MIB} MiB bodies add less than one whole body per connection ($((BODY_CONNECTIONS * LARGE_BODY_MIB)) MiB) over idle"
+  target "1 MiB bodies: throughput within 10% of direct" "up $(ratio "$bp_up" "$bd_up")x, down $(ratio "$bp_down" "$bd_down")x" \
+    "$(ratio "$bp_up" "$bd_up")" "$(ratio "$bp_down" "$bd_down")" "a >= 0.9 && b >= 0.9 && $bp_err == 0"
+  target "bodies: memory flat (no whole body held)" "+$(mib $((b_peak - b_idle))) MiB (1 MiB), +$(mib $((bl_peak - b_idle))) MiB (${LARGE_BODY_MIB} MiB)" \
+    "$((bl_peak - b_idle))" "$((BODY_CONNECTIONS * LARGE_BODY_MIB * 1024))" "a < b && $bl_peak > 0 && $bl_n > 0"
   echo
   echo "overload: app capacity 200 rps (4 at a time x 20 ms), offered $RATE rps open loop for ${SECONDS_OF_LOAD}s"
   printf '%-34s %8s %8s %8s %8s %11s %11s\n' through sent ok shed other ok_p50_ms ok_p99_ms
   printf '%-34s %8s %8s %8s %8s %11s %11s\n' "portcullis, no limit" "$o_sent" "$o_ok" "$o_shed" "$o_other" "$o_p50" "$o_p99"
   printf '%-34s %8s %8s %8s %8s %11s %11s\n' "portcullis, maxInFlight 4, queue 4" "$l_sent" "$l_ok" "$l_shed" "$l_other" "$l_p50" "$l_p99"
   awk -v s="$l_shed" -v n="$l_sent" -v p="$l_p99" 'BEGIN { printf "with the limit: %.0f%% shed; admitted p99 %.1f ms = %.2f x the 20 ms service time\n", 100*s/n, p, p/20 }'
+  echo
+  echo "== targets (issue 8), this run ($((SECONDS - started))s so far)"
+  printf '%-58s %-34s %s\n' target measured verdict
+  printf '%s\n' "${verdicts[@]}"
 } | tee "$out/summary.txt"
 
 # The controller: 1,000 streams in one process need more than the default 1,024 descriptors.
 echo
-(ulimit -n 8192 2>/dev/null; "$BIN_DIR/examples/bench_controller") | tee -a "$out/summary.txt"
+phase "7/7 controller..."
+"$BIN_DIR/examples/bench_controller" | tee -a "$out/summary.txt"
