@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::config::follow::{ControllerSource, FollowEvent};
 use crate::config::{self, ReloadOutcome, Reloader};
-use crate::proxy::{AppProtocol, Pool, Proxy};
+use crate::proxy::{AppProtocol, ClientTimeouts, Pool, Proxy};
 use crate::telemetry::metrics::{Metrics, ResultLabels, WindowLabels};
 
 pub struct Sidecar {
@@ -27,6 +27,8 @@ pub struct Sidecar {
     pub controller: Option<ControllerSource>,
     pub reload_interval: Duration,
     pub drain_timeout: Duration,
+    /// How long clients may take over a request head, and stay idle between requests.
+    pub client_timeouts: ClientTimeouts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +86,14 @@ impl Sidecar {
             }
             draining.store(false, std::sync::atomic::Ordering::Release);
         };
-        crate::proxy::serve(self.listener, proxy, shutdown, self.drain_timeout).await;
+        crate::proxy::serve(
+            self.listener,
+            proxy,
+            shutdown,
+            self.drain_timeout,
+            self.client_timeouts,
+        )
+        .await;
         gauges.abort();
         admin_task.abort();
         if let Some(task) = reload_task {

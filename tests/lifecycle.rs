@@ -207,3 +207,36 @@ async fn admin_endpoints() {
         assert!(metrics.body.contains(expected), "missing {expected:?} in\n{}", metrics.body);
     }
 }
+
+/// Between keep-alive requests a client may stay idle longer than the header timeout; a
+/// head trickled in, or no first request at all, is cut off at the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_outlives_the_header_timeout_but_a_trickled_head_does_not() {
+    let timeouts = portcullis::proxy::ClientTimeouts {
+        header: Duration::from_millis(400),
+        idle: Duration::from_secs(4),
+    };
+    let proxy = Running::start_with_timeouts(apps::echo().await, "", timeouts).await;
+
+    // Idle for 1.5 s (well past the header timeout) on a keep-alive connection: it stays.
+    let mut conn = client::Http1::connect(proxy.addr).await;
+    assert_eq!(conn.get("/one").await.unwrap().status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(conn.get("/two").await.expect("still open after 1.5 s idle").status, 200);
+
+    // Past the idle timeout it is closed.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    assert!(conn.get("/three").await.is_err(), "closed after the idle timeout");
+
+    // Half a head, then nothing: closed at the header timeout, long before the idle one.
+    let started = Instant::now();
+    let (answer, closed) =
+        client::raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: t", Duration::from_secs(3)).await;
+    assert!(closed, "the trickled head's connection was closed: {answer:?}");
+    assert!(started.elapsed() >= Duration::from_millis(400), "{:?}", started.elapsed());
+
+    // A connection that never sends its first request gets no idle time either.
+    let started = Instant::now();
+    let (_, closed) = client::raw(proxy.addr, b"", Duration::from_secs(3)).await;
+    assert!(closed && started.elapsed() >= Duration::from_millis(400), "{:?}", started.elapsed());
+}

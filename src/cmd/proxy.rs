@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::api::Duration;
 use crate::config::follow::ControllerSource;
-use crate::proxy::AppProtocol;
+use crate::proxy::{AppProtocol, ClientTimeouts};
 use crate::sidecar::Sidecar;
 use crate::telemetry::{LogFormat, init_logs};
 
@@ -66,6 +66,16 @@ pub struct ProxyArgs {
     /// How often the config file is read for changes.
     #[arg(long, default_value = "500ms")]
     reload_interval: Duration,
+
+    /// Longest a client may take over a request head, from its first byte (and the first
+    /// request, from the connection's start); past it the connection is closed (slowloris).
+    #[arg(long, default_value = "30s")]
+    client_header_timeout: Duration,
+
+    /// Longest a keep-alive client connection may stay idle between requests. Longer than
+    /// the idle timeouts of load balancers in front, so that they close first.
+    #[arg(long, default_value = "1h")]
+    client_idle_timeout: Duration,
 
     /// Longest wait for in-flight requests on SIGTERM or SIGINT.
     #[arg(long, default_value = "30s")]
@@ -134,6 +144,10 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
         secrets_dir: args.secrets_dir,
         reload_interval: args.reload_interval.as_std(),
         drain_timeout: args.drain_timeout.as_std(),
+        client_timeouts: ClientTimeouts {
+            header: args.client_header_timeout.as_std(),
+            idle: args.client_idle_timeout.as_std(),
+        },
     };
     sidecar.run(super::shutdown_signal()).await.map_err(|e| e.to_string())
 }

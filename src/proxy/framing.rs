@@ -23,15 +23,34 @@ pub struct Framing {
     ambiguous_at: AtomicU64,
     /// Requests handed to the service so far.
     served: AtomicU64,
+    /// Bytes read from the client so far, which the connection's timer watches.
+    read: AtomicU64,
 }
 
 impl Default for Framing {
     fn default() -> Self {
-        Framing { ambiguous_at: AtomicU64::new(NONE), served: AtomicU64::new(0) }
+        Framing {
+            ambiguous_at: AtomicU64::new(NONE),
+            served: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+        }
     }
 }
 
 impl Framing {
+    /// Requests handed to the service so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Acquire)
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_read(&self, n: usize) {
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// Called once per request, in order: whether this request's framing was ambiguous.
     pub fn next_request_is_ambiguous(&self) -> bool {
         let index = self.served.fetch_add(1, Ordering::AcqRel);
@@ -210,6 +229,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 impl Tap for FramingScanner {
     fn on_read(&mut self, bytes: &[u8]) {
+        self.shared.count_read(bytes.len());
         if !matches!(self.scan, Scan::Off) {
             self.feed(bytes);
         }

@@ -2,6 +2,7 @@
 //! on localhost, answering for itself only when the app cannot (see `error` for the table).
 
 mod body;
+mod client_timer;
 mod deadline;
 mod error;
 mod forward;
@@ -14,6 +15,7 @@ mod tap;
 mod upgrade;
 
 pub use body::ProxyBody;
+pub use client_timer::ClientTimeouts;
 pub use error::ProxyError;
 pub use forward::{Client, Observed, Proxy};
 pub use pool::{AppProtocol, Pool};

@@ -11,12 +11,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use super::client_timer::{ClientTimeouts, HeadTimer};
 use super::forward::{Client, Proxy};
 use super::framing::{Framing, FramingScanner};
 use super::tap::ReadTap;
-
-/// How long a client may take to send a request head before its connection is closed.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves clients until `shutdown` resolves, then stops accepting and lets in-flight
 /// requests finish for up to `drain`: HTTP/1.1 responses go out with `Connection: close`,
@@ -26,9 +24,10 @@ pub async fn serve(
     proxy: Arc<Proxy>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
+    timeouts: ClientTimeouts,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http1().header_read_timeout(timeouts.header);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -47,8 +46,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let framing = Arc::new(Framing::default());
+        // Each connection's timer reads that connection's bytes (see client_timer).
+        let mut builder = builder.clone();
+        builder.http1().timer(HeadTimer::new(timeouts, framing.clone()));
         let stream = ReadTap::new(stream, FramingScanner::new(framing.clone()));
-        let client = Client::new(addr, framing);
+        let client = Client::new(addr, framing.clone());
         let proxy = proxy.clone();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
@@ -59,9 +61,20 @@ pub async fn serve(
         let conn =
             builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
+        // Telling HTTP/1.1 from HTTP/2 waits for the first bytes with no timer of hyper's
+        // running: a client that sends nothing gets the header timeout here.
+        let silent = async move {
+            tokio::time::sleep(timeouts.header).await;
+            if framing.bytes_read() > 0 {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "client connection ended with an error");
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                },
+                () = silent => tracing::debug!("client sent nothing within the header timeout"),
             }
         });
     }

@@ -35,6 +35,24 @@ impl Running {
         config: &str,
         app_protocol: portcullis::proxy::AppProtocol,
     ) -> Running {
+        Self::start_full(upstream, config, app_protocol, Default::default()).await
+    }
+
+    /// With the client connection timeouts given.
+    pub async fn start_with_timeouts(
+        upstream: impl ToString,
+        config: &str,
+        client_timeouts: portcullis::proxy::ClientTimeouts,
+    ) -> Running {
+        Self::start_full(upstream, config, Default::default(), client_timeouts).await
+    }
+
+    async fn start_full(
+        upstream: impl ToString,
+        config: &str,
+        app_protocol: portcullis::proxy::AppProtocol,
+        client_timeouts: portcullis::proxy::ClientTimeouts,
+    ) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("portcullis.yaml");
         std::fs::write(&config_path, config).unwrap();
@@ -51,6 +69,7 @@ impl Running {
             controller: None,
             reload_interval: Duration::from_millis(50),
             drain_timeout: Duration::from_secs(5),
+            client_timeouts,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(sidecar.run(async move {

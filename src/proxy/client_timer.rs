@@ -1,0 +1,167 @@
+//! The two clocks of a client connection while it waits for a request head, on the one
+//! timer that hyper runs there (its `header_read_timeout`):
+//!
+//! - the **header timeout**: a head must arrive whole within it of its first byte (and the
+//!   first request within it of the connection's start), so that a client trickling a head
+//!   (slowloris) is cut off;
+//! - the **idle timeout**: a keep-alive connection may then wait this long, without a byte,
+//!   for its next request, as Envoy's and nginx's idle timeouts let it; longer than the
+//!   idle timeouts of the load balancers in front, so that they close first.
+//!
+//! hyper starts its timer whenever it waits for a head, between keep-alive requests too;
+//! left alone it would close every idle connection at the header timeout. This timer tells
+//! the two waits apart by the bytes the connection has read since the wait began. A head
+//! whose first bytes were already buffered when the wait began (pipelining) waits as idle
+//! until more of it arrives.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::rt::{Sleep, Timer};
+
+use super::framing::Framing;
+
+/// How long a client connection may take, in two cases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// From a head's first byte (or the connection's start) to its end.
+    pub header: Duration,
+    /// Between keep-alive requests, with not a byte sent.
+    pub idle: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        ClientTimeouts { header: Duration::from_secs(30), idle: Duration::from_secs(3600) }
+    }
+}
+
+/// One connection's timer: it reads that connection's byte count.
+#[derive(Clone)]
+pub struct HeadTimer {
+    timeouts: ClientTimeouts,
+    framing: Arc<Framing>,
+}
+
+impl HeadTimer {
+    pub fn new(timeouts: ClientTimeouts, framing: Arc<Framing>) -> Self {
+        HeadTimer { timeouts, framing }
+    }
+}
+
+impl Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        self.sleep_until(self.now() + duration)
+    }
+
+    /// hyper asks for `now + header timeout` when it starts waiting for a head.
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        let since = deadline.checked_sub(self.timeouts.header).unwrap_or(deadline);
+        // Before its first request a connection has no idle time to spend.
+        let first = self.framing.served() == 0;
+        let wait = if first { self.timeouts.header } else { self.timeouts.idle };
+        Box::pin(HeadSleep {
+            sleep: Box::pin(tokio::time::sleep_until((since + wait).into())),
+            framing: self.framing.clone(),
+            baseline: self.framing.bytes_read(),
+            header: self.timeouts.header,
+            head_started: first,
+        })
+    }
+
+    // tokio's clock, so that tests on a paused clock see the same time as hyper.
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+struct HeadSleep {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    framing: Arc<Framing>,
+    /// Bytes the connection had read when the wait began.
+    baseline: u64,
+    header: Duration,
+    head_started: bool,
+}
+
+impl Future for HeadSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // hyper polls this right after each read of the connection, so the first byte of
+        // a head is seen as it arrives.
+        if !self.head_started && self.framing.bytes_read() != self.baseline {
+            self.head_started = true;
+            let by = tokio::time::Instant::now() + self.header;
+            if by < self.sleep.deadline() {
+                self.sleep.as_mut().reset(by);
+            }
+        }
+        self.sleep.as_mut().poll(cx)
+    }
+}
+
+impl Sleep for HeadSleep {}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    const TIMEOUTS: ClientTimeouts =
+        ClientTimeouts { header: Duration::from_secs(30), idle: Duration::from_secs(600) };
+
+    /// A connection that has served one request already.
+    fn after_a_request() -> Arc<Framing> {
+        let framing = Arc::new(Framing::default());
+        framing.next_request_is_ambiguous();
+        framing
+    }
+
+    async fn fired(sleep: &mut Pin<Box<dyn Sleep>>) -> bool {
+        tokio::task::yield_now().await;
+        sleep.as_mut().now_or_never().is_some()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_keep_alive_connection_waits_the_idle_timeout() {
+        let framing = after_a_request();
+        let timer = HeadTimer::new(TIMEOUTS, framing);
+        let mut sleep = timer.sleep(TIMEOUTS.header);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert!(!fired(&mut sleep).await, "not at the header timeout");
+        tokio::time::advance(Duration::from_secs(568)).await;
+        assert!(!fired(&mut sleep).await);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(fired(&mut sleep).await, "at the idle timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_must_end_within_the_header_timeout_of_its_first_byte() {
+        let framing = after_a_request();
+        let timer = HeadTimer::new(TIMEOUTS, framing.clone());
+        let mut sleep = timer.sleep(TIMEOUTS.header);
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert!(!fired(&mut sleep).await);
+        framing.count_read(3); // "GET" trickles in
+        assert!(!fired(&mut sleep).await);
+        framing.count_read(2);
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(!fired(&mut sleep).await, "more bytes do not extend it");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(fired(&mut sleep).await, "30 s after the first byte");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_request_gets_the_header_timeout_from_the_start() {
+        let timer = HeadTimer::new(TIMEOUTS, Arc::new(Framing::default()));
+        let mut sleep = timer.sleep(TIMEOUTS.header);
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(!fired(&mut sleep).await);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(fired(&mut sleep).await, "a connection that never sends is not idle");
+    }
+}
