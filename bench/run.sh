@@ -231,15 +231,15 @@ kill "$pcb" 2>/dev/null || true
 
 phase "6/7 overload..."
 SLOW=127.0.0.1:18085 OPEN=127.0.0.1:18086 LIMITED=127.0.0.1:18087
-$BIN_DIR/examples/bench_upstream "$SLOW" 20 4 & pids+=($!)
+"${on_app[@]}" $BIN_DIR/examples/bench_upstream "$SLOW" 20 4 & pids+=($!)
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {name: bench}\nspec:\n  timeouts: {responseHeaders: 60s}\n' > "$dir/open.yaml"
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {name: bench}\nspec:\n  timeouts: {responseHeaders: 60s}\n  overload: {maxInFlight: 4, queue: {size: 4, timeout: 10ms}, retryAfter: 1s}\n' > "$dir/limited.yaml"
-$BIN_DIR/portcullis proxy --listen "$OPEN" --upstream "$SLOW" --admin 127.0.0.1:18096 --workers 1 --config "$dir/open.yaml" 2>/dev/null & pids+=($!)
-$BIN_DIR/portcullis proxy --listen "$LIMITED" --upstream "$SLOW" --admin 127.0.0.1:18097 --workers 1 --config "$dir/limited.yaml" 2>/dev/null & pids+=($!)
+"${on_proxy[@]}" $BIN_DIR/portcullis proxy --listen "$OPEN" --upstream "$SLOW" --admin 127.0.0.1:18096 --config "$dir/open.yaml" 2>/dev/null & pids+=($!)
+"${on_proxy[@]}" $BIN_DIR/portcullis proxy --listen "$LIMITED" --upstream "$SLOW" --admin 127.0.0.1:18097 --config "$dir/limited.yaml" 2>/dev/null & pids+=($!)
 wait_port "$SLOW"; wait_port "$OPEN"; wait_port "$LIMITED"
-read -r o_sent o_ok o_shed o_other o_p50 o_p99 < <($BIN_DIR/examples/bench_load "http://$OPEN/" "$RATE" "$SECONDS_OF_LOAD")
+read -r o_sent o_ok o_shed o_other o_p50 o_p99 < <("${on_load[@]}" $BIN_DIR/examples/bench_load "http://$OPEN/" "$RATE" "$SECONDS_OF_LOAD")
 sleep 2
-read -r l_sent l_ok l_shed l_other l_p50 l_p99 < <($BIN_DIR/examples/bench_load "http://$LIMITED/" "$RATE" "$SECONDS_OF_LOAD")
+read -r l_sent l_ok l_shed l_other l_p50 l_p99 < <("${on_load[@]}" $BIN_DIR/examples/bench_load "http://$LIMITED/" "$RATE" "$SECONDS_OF_LOAD")
 
 # Targets: name, measured, and whether it is met (an awk condition on a and b).
 verdicts=()
