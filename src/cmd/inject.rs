@@ -70,11 +70,8 @@ fn inject(args: &InjectArgs) -> Result<String, String> {
         }
         None => InjectConfig::default(),
     };
-    let ca_pem = match (&args.ca_file, &args.ca_pem) {
-        (Some(path), _) => read(path)?,
-        (None, Some(pem)) => pem.clone(),
-        (None, None) => return Err("give the controller's CA with --ca-file".into()),
-    };
+    // Required by clap (one of the two), so never None here.
+    let ca_pem = super::ca_pem(args.ca_file.as_deref(), args.ca_pem.clone())?.unwrap_or_default();
     check_ca(&ca_pem)?;
     let source = args.filename.display().to_string();
     let input = read(&args.filename)?;

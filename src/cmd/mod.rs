@@ -64,6 +64,16 @@ fn block_on(workers: Option<usize>, role: impl Future<Output = Result<(), String
     }
 }
 
+/// The controller's CA bundle, from a file (which wins) or as PEM text.
+fn ca_pem(file: Option<&std::path::Path>, text: Option<String>) -> Result<Option<String>, String> {
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|e| format!("cannot read the CA file {}: {e}", path.display())),
+        None => Ok(text),
+    }
+}
+
 /// Binds a listener, with an error that says what it was for.
 async fn bind(
     addr: std::net::SocketAddr,

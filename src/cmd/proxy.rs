@@ -106,14 +106,7 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
             let (Some(namespace), Some(pod)) = (args.pod_namespace, args.pod_name) else {
                 return Err("--controller needs POD_NAMESPACE and POD_NAME (or --pod-namespace, --pod-name)".into());
             };
-            let ca_pem =
-                match (args.controller_ca_pem, &args.controller_ca) {
-                    (Some(pem), _) => Some(pem),
-                    (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
-                        format!("cannot read --controller-ca {}: {e}", path.display())
-                    })?),
-                    (None, None) => None,
-                };
+            let ca_pem = super::ca_pem(args.controller_ca.as_deref(), args.controller_ca_pem)?;
             let tls = ca_pem
                 .map(|pem| crate::tls::client_config(&pem))
                 .transpose()

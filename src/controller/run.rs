@@ -57,6 +57,16 @@ pub enum CertSource {
     Dir(FromDir),
 }
 
+impl CertSource {
+    /// Keeps `store` serving a current certificate for as long as the process runs.
+    async fn keep(self, store: Arc<CertStore>, metrics: Arc<ControllerMetrics>) {
+        match self {
+            CertSource::SelfIssued(keeper) => keeper.run(store, metrics).await,
+            CertSource::Dir(dir) => dir.run(store, metrics).await,
+        }
+    }
+}
+
 /// Who writes statuses.
 #[derive(Clone, Debug)]
 pub enum Leadership {
@@ -97,17 +107,12 @@ impl Controller {
         tasks.spawn(feed(Api::<MaintenanceWindow>::all(client.clone()), index.clone()));
         tasks.spawn(feed(Api::<Pod>::all(client.clone()), index.clone()));
         tasks.spawn(feed(Api::<Secret>::all(client.clone()), index.clone()));
-        let store = self.certs.as_ref().map(|_| Arc::new(CertStore::default()));
+        let store = self.certs.map(|source| {
+            let store = Arc::new(CertStore::default());
+            tasks.spawn(source.keep(store.clone(), metrics.clone()));
+            store
+        });
         let tls = store.as_ref().map(|store| TlsAcceptor::from(store.server_config()));
-        match (self.certs, &store) {
-            (Some(CertSource::SelfIssued(keeper)), Some(store)) => {
-                tasks.spawn(keeper.run(store.clone(), metrics.clone()));
-            }
-            (Some(CertSource::Dir(dir)), Some(store)) => {
-                tasks.spawn(dir.run(store.clone(), metrics.clone()));
-            }
-            _ => {}
-        }
         let endpoints = ControllerAdmin { metrics: metrics.clone(), certs: store.clone() };
         tasks.spawn(admin::serve(self.admin, endpoints));
         tasks.spawn(keep_gauges(index.clone(), metrics.clone()));

@@ -193,11 +193,21 @@ fn inject(
             ),
         );
     }
+    if original == Some(ADMIN_PORT_NAME) {
+        return skip(
+            SkipReason::PortInUse,
+            format!(
+                "the app's port is named {ADMIN_PORT_NAME}, the name of the sidecar's admin port"
+            ),
+        );
+    }
     if let Some(name) = original {
-        let twin = spec.containers.iter().enumerate().find(|(i, c)| {
-            *i != ci && c.ports.iter().flatten().any(|p| p.name.as_deref() == Some(name))
+        // Native sidecars count too: Services resolve a port name in them after the app's.
+        // (Container names are unique in a pod.)
+        let twin = all_containers(spec).find(|c| {
+            c.name != app.name && c.ports.iter().flatten().any(|p| p.name.as_deref() == Some(name))
         });
-        if let Some((_, other)) = twin {
+        if let Some(other) = twin {
             return skip(
                 SkipReason::AmbiguousPort,
                 format!(
@@ -315,9 +325,13 @@ fn choose_port(
         })
     };
     let found = |(ci, pi, _): (usize, usize, &ContainerPort)| (ci, pi);
+    let named = |p: &ContainerPort| p.name.as_deref().is_some_and(|n| !n.is_empty());
+    let tcp = |p: &ContainerPort| p.protocol.as_deref().unwrap_or("TCP") == "TCP";
     let Some(wanted) = annotations.get(PORT_ANNOTATION).map(|v| v.trim()) else {
         return ports()
-            .find(|(_, _, p)| p.name.as_deref().is_some_and(|n| !n.is_empty()))
+            .find(|(_, _, p)| named(p) && tcp(p))
+            // Only UDP names: taken, to be refused as not TCP with the port named.
+            .or_else(|| ports().find(|(_, _, p)| named(p)))
             .map(found)
             .map_or_else(
                 || {
@@ -339,7 +353,6 @@ fn choose_port(
                 format!("{PORT_ANNOTATION}: {wanted:?} is not a port number (1-65535)"),
             );
         };
-        let tcp = |p: &ContainerPort| p.protocol.as_deref().unwrap_or("TCP") == "TCP";
         // A number may be declared twice, for TCP and UDP (DNS): take the TCP one.
         return ports()
             .find(|(_, _, p)| p.container_port == number && tcp(p))

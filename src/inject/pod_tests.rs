@@ -476,6 +476,42 @@ fn udp_ports_are_not_taken_over() {
 }
 
 #[test]
+fn the_first_named_tcp_port_is_taken_over_a_udp_one() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["ports"] = json!([
+        {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"}
+    ]);
+    let summary = injected(&pod).summary;
+    assert_eq!((summary.port.as_deref(), summary.app_port), (Some("http"), 8080));
+}
+
+#[test]
+fn an_app_port_named_like_the_sidecars_admin_port_is_left_alone() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["ports"] =
+        json!([{"name": "portcullis-admin", "containerPort": 8080}]);
+    let skip = skipped(&pod);
+    assert_eq!(skip.reason, SkipReason::PortInUse);
+    assert_eq!(
+        skip.message,
+        "the app's port is named portcullis-admin, the name of the sidecar's admin port"
+    );
+}
+
+#[test]
+fn a_native_sidecar_with_the_same_port_name_makes_it_ambiguous() {
+    let mut pod = plain_pod();
+    pod["spec"]["initContainers"] = json!([{
+        "name": "mesh", "image": "mesh", "restartPolicy": "Always",
+        "ports": [{"name": "http", "containerPort": 15001}]
+    }]);
+    let skip = skipped(&pod);
+    assert_eq!(skip.reason, SkipReason::AmbiguousPort);
+    assert!(skip.message.starts_with("containers web and mesh both declare a port named http"));
+}
+
+#[test]
 fn a_port_name_declared_by_two_containers_is_ambiguous() {
     let mut pod = plain_pod();
     pod["spec"]["containers"].as_array_mut().unwrap().push(json!({

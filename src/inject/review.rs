@@ -123,11 +123,12 @@ fn decide(
         decision.pod = name.or_else(|| pod.metadata.generate_name.clone()).unwrap_or_default();
     }
     decision.owner = owner(&pod, &decision.namespace);
-    if ca_pem.trim().is_empty() {
-        let message = "the controller has no CA bundle yet for the sidecar to trust".into();
-        return (Verdict::Failed, "ca_unavailable", message, None);
-    }
     match mutate(&pod, &decision.namespace, config, ca_pem) {
+        // Only a pod that would get a sidecar needs the CA; the others are skipped as ever.
+        Outcome::Injected(_) if ca_pem.trim().is_empty() => {
+            let message = "the controller has no CA bundle yet for the sidecar to trust".into();
+            (Verdict::Failed, "ca_unavailable", message, None)
+        }
         Outcome::Injected(injection) => {
             let message = injection.summary.to_string();
             (Verdict::Injected, "injected", message, Some(injection.patch))

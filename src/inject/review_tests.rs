@@ -183,6 +183,14 @@ fn failures_allow_the_pod_unchanged() {
     assert_eq!(serde_json::from_slice::<Value>(&reviewed.body).unwrap(), allowed_unchanged());
     assert_eq!(reviewed.decision.reason, "ca_unavailable");
     assert_eq!(reviewed.decision.verdict, Verdict::Failed);
+
+    // A pod that is skipped anyway is skipped, CA or not.
+    let mut opted_out = replicaset_pod();
+    opted_out["metadata"]["labels"]["portcullis.dev/inject"] = json!("disabled");
+    let body = serde_json::to_vec(&request("CREATE", opted_out)).unwrap();
+    let reviewed = review(&body, &InjectConfig::default(), "").unwrap();
+    assert_eq!(reviewed.decision.verdict, Verdict::Skipped);
+    assert_eq!(reviewed.decision.reason, "opted_out");
 }
 
 #[test]
