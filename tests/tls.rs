@@ -49,7 +49,7 @@ fn cluster(api: &FakeApi) {
         json!({
             "name": name,
             "admissionReviewVersions": ["v1"],
-            "sideEffects": "None",
+            "sideEffects": "NoneOnDryRun",
             "clientConfig": {"service": {"name": "portcullis-webhook", "namespace": NAMESPACE, "path": "/inject", "port": 443}},
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
         })

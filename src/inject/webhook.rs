@@ -4,7 +4,7 @@
 //! Every decision is counted in `portcullis_injections_total{result,reason}` and logged;
 //! skips and failures also become an Event on the pod's owner (a pod being created has no
 //! uid yet to hang one on), published on a task of its own so that admission never waits
-//! for it, and never for dry runs (the webhook declares no side effects).
+//! for it, and never for dry runs (the webhook declares `sideEffects: NoneOnDryRun`).
 
 use std::sync::Arc;
 

@@ -55,7 +55,7 @@ def test_scenarios_pass_the_schema(chart, scenario):
     chart.validate_schema(SCENARIOS[scenario])
 
 
-def test_the_schema_covers_every_value(chart):
+def test_the_schema_covers_every_value():
     """Every key of values.yaml is a property of the schema, every object closes itself
     with additionalProperties: false, and every leaf has a type."""
     schema = json.loads((CHART / "values.schema.json").read_text())
@@ -77,5 +77,3 @@ def test_the_schema_covers_every_value(chart):
             assert "type" in node or "oneOf" in node or "enum" in node, f"{path} has no type"
 
     walk("values", defaults, schema)
-    # The values Helm hands to the templates are exactly the file's.
-    assert chart.values == defaults
