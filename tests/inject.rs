@@ -169,8 +169,9 @@ fn injects_every_workload_kind_and_passes_the_rest_through() {
         let volumes = pod["spec"]["volumes"].as_array().unwrap();
         assert_eq!(volumes.last().unwrap()["name"], "portcullis-token", "{kind}");
         assert!(
-            run.stderr.contains(&format!("{kind} ")) && run.stderr.contains(": injected: "),
-            "{}",
+            run.stderr.lines().any(|line| line.starts_with(&format!("{kind} "))
+                && line.contains(&format!("/{name}: injected: "))),
+            "{kind} {name}: {}",
             run.stderr
         );
     }

@@ -4,7 +4,7 @@ use super::*;
 
 use crate::inject::expected;
 
-const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n";
+use expected::CA;
 
 fn webhook() -> Webhook {
     Webhook {
