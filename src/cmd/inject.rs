@@ -40,7 +40,7 @@ pub struct InjectArgs {
     /// The controller's CA certificate itself (PEM text), instead of --ca-file.
     #[arg(
         long,
-        env = "PORTCULLIS_CONTROLLER_CA",
+        env = crate::inject::CA_ENV,
         value_name = "PEM",
         hide_env_values = true,
         allow_hyphen_values = true

@@ -42,7 +42,7 @@ pub struct ProxyArgs {
 
     /// The CA bundle (PEM text) that the controller's certificate must chain to; the
     /// injector sets it. Nothing else is trusted.
-    #[arg(long, env = "PORTCULLIS_CONTROLLER_CA", hide_env_values = true, requires = "controller")]
+    #[arg(long, env = crate::inject::CA_ENV, hide_env_values = true, requires = "controller")]
     controller_ca_pem: Option<String>,
 
     /// The same, from a file.

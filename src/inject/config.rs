@@ -153,6 +153,21 @@ impl InjectConfig {
                 })?;
             }
         }
+        // Checked here too, so that the config's own figures never make every pod look as
+        // if its annotations were wrong.
+        for resource in ["cpu", "memory"] {
+            let amount = |map: &Option<BTreeMap<String, Quantity>>| {
+                map.as_ref()?.get(resource).and_then(|q| Amount::parse(&q.0).ok())
+            };
+            if let (Some(request), Some(limit)) =
+                (amount(&self.resources.requests), amount(&self.resources.limits))
+                && request > limit
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "resources.requests.{resource} exceeds resources.limits.{resource}"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -160,6 +175,19 @@ impl InjectConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_above_its_limit_is_refused() {
+        let text = "resources: {requests: {cpu: '2'}, limits: {cpu: '1'}}";
+        assert_eq!(
+            InjectConfig::from_yaml(text).unwrap_err().to_string(),
+            "inject config: resources.requests.cpu exceeds resources.limits.cpu"
+        );
+        assert!(
+            InjectConfig::from_yaml("resources: {requests: {cpu: '1'}, limits: {cpu: '1'}}")
+                .is_ok()
+        );
+    }
 
     #[test]
     fn an_empty_file_gives_the_defaults() {
