@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS := $(VENV)/.installed
 IMAGE ?= portcullis:dev
 
-.PHONY: all build test lint unit chart demo bench crds tools image clean
+.PHONY: all build test lint deny unit chart demo bench crds tools image clean fuzz fuzz-ci
 
 all: build
 
@@ -24,6 +24,11 @@ $(TOOLS): tests/requirements.txt
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# Licenses, banned or duplicate crates and sources of the dependency graph, against deny.toml
+# (advisories are left out: their database cannot be fetched on CI machines).
+deny:
+	$(CARGO) deny check licenses bans sources
 
 # Every Rust test; the log feeds the summary line of `make test`.
 unit: tools
@@ -44,7 +49,7 @@ chart: tools
 	set -o pipefail; $(PY) -m pytest tests/chart -q -p no:cacheprovider 2>&1 | tee target/chart.log
 
 # Ends with one line that adds up every test binary's results and the chart's.
-test: lint unit chart
+test: lint deny unit chart
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { print p, f }' target/test.log > target/rust.sum
 	@read p f < target/rust.sum; \
 	  cp=$$(grep -Eo '[0-9]+ passed' target/chart.log | tail -1 | grep -Eo '[0-9]+' || echo 0); \
@@ -61,6 +66,36 @@ demo:
 
 bench:
 	bash bench/run.sh
+
+## Fuzzing, with cargo-fuzz on a nightly toolchain (installed beforehand: `rustup toolchain
+## install nightly` and `cargo install --locked cargo-fuzz`; nothing is installed here). Each
+## target in fuzz/ runs for FUZZ_SECONDS from its seeds in fuzz/seeds/<target> (read only);
+## the inputs it finds go to fuzz/corpus/<target>, crashes to fuzz/artifacts/<target>, its
+## log to fuzz/logs/<target>.log. Fails when any target crashes. `fuzz-ci` runs each 30 s.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := config_yaml schedule stream_frames http1_server http1_client
+FUZZ_FLAGS ?=
+
+fuzz:
+	cargo +nightly fuzz build $(FUZZ_FLAGS)
+	@mkdir -p fuzz/logs
+	@failed=; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  cargo +nightly fuzz run $(FUZZ_FLAGS) $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 \
+	    > fuzz/logs/$$t.log 2>&1 || failed="$$failed $$t"; \
+	  grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added)' \
+	    fuzz/logs/$$t.log | sed "s/^/  /"; \
+	done; \
+	if [ -n "$$failed" ]; then \
+	  for t in $$failed; do echo "fuzz: $$t FAILED (fuzz/logs/$$t.log):"; \
+	    grep -E -m1 -A3 'panicked at|ERROR: libFuzzer|SUMMARY' fuzz/logs/$$t.log; done; \
+	  exit 1; \
+	fi; echo "fuzz: no crashes"
+
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_SECONDS=30
 
 ## The container image (needs a Docker engine, which CI machines here lack).
 image:

@@ -5,7 +5,7 @@ mod maintenance_window;
 pub mod schema;
 mod upstream_policy;
 
-pub use duration::{Duration, ParseDurationError};
+pub use duration::{Duration, PATTERN as DURATION_PATTERN, ParseDurationError};
 pub use maintenance_window::*;
 pub use upstream_policy::*;
 

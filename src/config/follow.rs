@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::wire::StreamMessage;
-use super::{ConfigTx, publish};
+use super::{Config, ConfigTx, publish};
 
 /// Where the sidecar's config comes from when a controller runs.
 #[derive(Clone, Debug)]
@@ -114,7 +114,7 @@ impl ControllerSource {
             Ok(body) => body,
             Err(e) => return e,
         };
-        let mut buffer = BytesMut::new();
+        let mut lines = Lines::default();
         loop {
             let frame = match tokio::time::timeout(self.idle_timeout, body.frame()).await {
                 Err(_) => return FollowError::Silent(self.idle_timeout),
@@ -123,29 +123,20 @@ impl ControllerSource {
                 Ok(Some(Ok(frame))) => frame,
             };
             let Ok(data) = frame.into_data() else { continue };
-            buffer.extend_from_slice(&data);
-            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                let line = buffer.split_to(end + 1);
-                match serde_json::from_slice::<StreamMessage>(&line[..end]) {
-                    Ok(StreamMessage::Keepalive) => {}
-                    Ok(StreamMessage::Snapshot(snapshot)) => match snapshot.config.to_config() {
-                        Ok(config) => {
-                            let generation = publish(tx, config);
-                            ready.store(true, Ordering::Release);
-                            backoff.attempt = 0;
-                            on_event(FollowEvent::Applied {
-                                version: snapshot.version,
-                                generation,
-                            });
-                        }
-                        Err(e) => on_event(FollowEvent::Refused(e.to_string())),
-                    },
-                    Err(e) => {
-                        on_event(FollowEvent::Refused(format!("unreadable stream line: {e}")))
+            lines.push(&data);
+            while let Some(line) = lines.next_line() {
+                match decode_line(&line) {
+                    Decoded::Keepalive => {}
+                    Decoded::Config { version, config } => {
+                        let generation = publish(tx, *config);
+                        ready.store(true, Ordering::Release);
+                        backoff.attempt = 0;
+                        on_event(FollowEvent::Applied { version, generation });
                     }
+                    Decoded::Refused(why) => on_event(FollowEvent::Refused(why)),
                 }
             }
-            if buffer.len() > 16 << 20 {
+            if lines.overflowed() {
                 return FollowError::Stream("a line longer than 16 MiB".into());
             }
         }
@@ -197,6 +188,59 @@ impl ControllerSource {
             });
         }
         Ok(response.into_body())
+    }
+}
+
+/// The config stream cut into lines, as its bytes arrive in frames of any size.
+#[derive(Debug, Default)]
+pub struct Lines {
+    buffer: BytesMut,
+}
+
+impl Lines {
+    /// The longest line waited for; past it the stream is given up.
+    pub const MAX_LINE: usize = 16 << 20;
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.buffer.extend_from_slice(data);
+    }
+
+    /// The next complete line, without its newline.
+    pub fn next_line(&mut self) -> Option<BytesMut> {
+        let end = self.buffer.iter().position(|b| *b == b'\n')?;
+        let mut line = self.buffer.split_to(end + 1);
+        line.truncate(end);
+        Some(line)
+    }
+
+    /// Whether more than [`Lines::MAX_LINE`] bytes wait without a newline.
+    pub fn overflowed(&self) -> bool {
+        self.buffer.len() > Self::MAX_LINE
+    }
+}
+
+/// What one line of the stream asks of the sidecar.
+#[derive(Debug)]
+pub enum Decoded {
+    Keepalive,
+    /// A snapshot whose whole config passed every check: to be applied whole.
+    Config {
+        version: u64,
+        config: Box<Config>,
+    },
+    /// An unreadable line, or a snapshot that failed a check: the last good config stays.
+    Refused(String),
+}
+
+/// Reads one line of the stream (without its newline) and checks the config it carries.
+pub fn decode_line(line: &[u8]) -> Decoded {
+    match serde_json::from_slice::<StreamMessage>(line) {
+        Ok(StreamMessage::Keepalive) => Decoded::Keepalive,
+        Ok(StreamMessage::Snapshot(snapshot)) => match snapshot.config.to_config() {
+            Ok(config) => Decoded::Config { version: snapshot.version, config: Box::new(config) },
+            Err(e) => Decoded::Refused(e.to_string()),
+        },
+        Err(e) => Decoded::Refused(format!("unreadable stream line: {e}")),
     }
 }
 
