@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::config::follow::{ControllerSource, FollowEvent};
 use crate::config::{self, ReloadOutcome, Reloader};
-use crate::proxy::{AppProtocol, ClientTimeouts, Pool, Proxy};
+use crate::proxy::{AppProtocol, ClientLimits, ClientTimeouts, Pool, Proxy};
 use crate::telemetry::metrics::{Metrics, ResultLabels, WindowLabels};
 
 pub struct Sidecar {
@@ -29,6 +29,8 @@ pub struct Sidecar {
     pub drain_timeout: Duration,
     /// How long clients may take over a request head, and stay idle between requests.
     pub client_timeouts: ClientTimeouts,
+    /// How large a request head may be, and how many client connections may be open.
+    pub client_limits: ClientLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,7 @@ impl Sidecar {
             shutdown,
             self.drain_timeout,
             self.client_timeouts,
+            self.client_limits,
         )
         .await;
         gauges.abort();

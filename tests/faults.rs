@@ -527,6 +527,7 @@ async fn a_stream_cut_mid_snapshot_applies_no_partial_config() {
         reload_interval: Duration::from_millis(50),
         drain_timeout: Duration::from_secs(1),
         client_timeouts: Default::default(),
+        client_limits: Default::default(),
     };
     tokio::spawn(sidecar.run(std::future::pending()));
     let state = async || {

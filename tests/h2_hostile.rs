@@ -218,6 +218,16 @@ impl Frame {
     }
 }
 
+/// The one GOAWAY among `frames`.
+fn goaway(frames: &[Frame]) -> &Frame {
+    let all: Vec<_> = frames.iter().filter(|f| f.kind == GOAWAY).collect();
+    assert_eq!(all.len(), 1, "one GOAWAY: {}", summary(frames));
+    all[0]
+}
+
+/// Memory a flood may add to the sidecar, at most.
+const RSS_GROWTH_KIB: u64 = 16 * 1024;
+
 #[derive(Debug, PartialEq)]
 enum End {
     Closed,
@@ -339,6 +349,14 @@ async fn rapid_reset() {
         rss_before,
         proxy.rss_kib()
     );
+    // hyper's h2 counts resets of streams not yet answered: past its budget, GOAWAY
+    // ENHANCE_YOUR_CALM and close; only a few streams ever reach the app.
+    let away = goaway(&frames);
+    assert_eq!((away.code(), away.goaway_debug().as_str()), (ENHANCE_YOUR_CALM, "too_many_resets"));
+    assert_eq!(end, End::Closed);
+    assert!(away.goaway_last_stream() < 2 * sent, "{}", away.goaway_last_stream());
+    assert!(requests.get() < 100, "{} requests reached the app", requests.get());
+    assert!(proxy.rss_kib() < rss_before + RSS_GROWTH_KIB);
     assert_served(proxy.addr).await;
 }
 
@@ -369,6 +387,13 @@ async fn continuation_flood() {
             rss_before,
             rss_after
         );
+        // The header block is bounded: GOAWAY with an error, close, nothing forwarded, and
+        // far less written than the 64 MiB offered.
+        assert_ne!(goaway(&frames).code(), 0, "{}", summary(&frames));
+        assert_eq!(end, End::Closed);
+        assert_eq!(requests.get(), 0);
+        assert!(written < 16 << 20, "{written} bytes taken");
+        assert!(rss_after < rss_before + RSS_GROWTH_KIB);
         assert_served(proxy.addr).await;
     }
 }
@@ -403,6 +428,15 @@ async fn settings_and_ping_floods() {
             summary(&frames),
             requests.get()
         );
+        // Each frame is acknowledged once, in step with a client that reads, with memory
+        // flat; the connection stays usable.
+        let acks = frames.iter().filter(|f| f.kind == kind && f.flags & ACK != 0).count();
+        assert!(acks >= written / one.len(), "{acks} acks for {} frames", written / one.len());
+        // (A write cut short by the stall is not counted in `written`: up to one chunk more.)
+        let most = written / one.len() + 1000 + 1;
+        assert!(acks <= most, "{acks} acks for {} frames", written / one.len());
+        assert!(rss_after < rss_before + RSS_GROWTH_KIB);
+        assert_eq!(requests.get(), 2, "only assert_served's two requests");
     }
 }
 
@@ -438,6 +472,14 @@ async fn more_streams_than_allowed() {
         requests.get(),
         started.elapsed()
     );
-    let _ = (DATA, PROTOCOL_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM);
+    // The streams past SETTINGS_MAX_CONCURRENT_STREAMS are refused, and never reach the
+    // app; the others are answered.
+    let refused: Vec<_> = frames.iter().filter(|f| f.kind == RST_STREAM).collect();
+    assert_eq!(refused.len(), 10, "{}", summary(&frames));
+    assert!(refused.iter().all(|f| f.code() == REFUSED_STREAM && f.stream > 2 * max));
+    let answered = frames.iter().filter(|f| f.kind == DATA && f.flags & END_STREAM != 0).count();
+    assert_eq!(answered as u32, max);
+    assert!(requests.get() <= max as usize, "{} reached the app", requests.get());
+    let _ = PROTOCOL_ERROR;
     assert_served(proxy.addr).await;
 }

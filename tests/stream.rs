@@ -227,6 +227,7 @@ async fn the_sidecar_keeps_enforcing_while_the_controller_is_away() {
         reload_interval: Duration::from_millis(50),
         drain_timeout: Duration::from_secs(1),
         client_timeouts: Default::default(),
+        client_limits: Default::default(),
     };
     tokio::spawn(sidecar.run(std::future::pending()));
 

@@ -36,6 +36,7 @@ pub fn start_sidecar(rt: &Runtime, app: SocketAddr) -> SocketAddr {
                 header: Duration::from_secs(2),
                 idle: Duration::from_secs(2),
             },
+            client_limits: Default::default(),
         };
         tokio::spawn(sidecar.run(std::future::pending()));
         addr

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::api::Duration;
 use crate::config::follow::ControllerSource;
-use crate::proxy::{AppProtocol, ClientTimeouts};
+use crate::proxy::{AppProtocol, ClientLimits, ClientTimeouts};
 use crate::sidecar::Sidecar;
 use crate::telemetry::{LogFormat, init_logs};
 
@@ -77,6 +77,17 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "1h")]
     client_idle_timeout: Duration,
 
+    /// Largest request head (request line and header fields) a client may send, in bytes;
+    /// a larger one is answered 431 and never reaches the app. As Envoy's default: 60 KiB.
+    #[arg(long, default_value_t = crate::proxy::ClientLimits::default().max_head_bytes)]
+    max_request_head_bytes: usize,
+
+    /// Client connections open at once; a connection past it is answered 503 with
+    /// Retry-After and closed. Default: half the open-file limit less 128 (each client
+    /// connection may need one to the app too).
+    #[arg(long)]
+    max_client_connections: Option<usize>,
+
     /// Longest wait for in-flight requests on SIGTERM or SIGINT.
     #[arg(long, default_value = "30s")]
     drain_timeout: Duration,
@@ -140,6 +151,13 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
         client_timeouts: ClientTimeouts {
             header: args.client_header_timeout.as_std(),
             idle: args.client_idle_timeout.as_std(),
+        },
+        client_limits: {
+            let default = ClientLimits::default();
+            ClientLimits {
+                max_head_bytes: args.max_request_head_bytes,
+                max_connections: args.max_client_connections.unwrap_or(default.max_connections),
+            }
         },
     };
     sidecar.run(super::shutdown_signal()).await.map_err(|e| e.to_string())

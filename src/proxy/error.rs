@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::framing::{MAX_HEADERS, Refusal};
 use crate::maintenance::Closed;
 
 /// A failure that the sidecar turns into a response of its own.
@@ -57,6 +58,39 @@ pub enum ProxyError {
 
     #[error("the app is starting and does not accept connections yet")]
     AppStarting,
+
+    #[error("the request head exceeded {limit} bytes")]
+    RequestHeadTooLarge { limit: usize },
+
+    #[error("the request head has more than {limit} header fields")]
+    TooManyRequestHeaders { limit: usize },
+
+    #[error("the request head is malformed: {0}")]
+    MalformedRequest(&'static str),
+
+    #[error("the request's Transfer-Encoding has a coding other than chunked")]
+    UnsupportedTransferCoding,
+
+    #[error("the request's Host is not usable: {0}")]
+    InvalidHost(&'static str),
+
+    #[error("the request head did not arrive whole within {}", fmt_duration(*.0))]
+    ClientHeaderTimeout(Duration),
+
+    #[error("the sidecar is at its limit of {limit} client connections")]
+    ClientConnectionLimit { limit: usize, retry_after: u64 },
+}
+
+impl From<Refusal> for ProxyError {
+    fn from(why: Refusal) -> Self {
+        match why {
+            Refusal::HeadTooLarge { limit } => ProxyError::RequestHeadTooLarge { limit },
+            Refusal::TooManyHeaders => ProxyError::TooManyRequestHeaders { limit: MAX_HEADERS },
+            Refusal::Malformed(what) => ProxyError::MalformedRequest(what),
+            Refusal::UnsupportedCoding => ProxyError::UnsupportedTransferCoding,
+            Refusal::HeaderTimeout(after) => ProxyError::ClientHeaderTimeout(after),
+        }
+    }
 }
 
 impl ProxyError {
@@ -76,7 +110,15 @@ impl ProxyError {
             Maintenance(_) | Overloaded { .. } | QueueTimeout { .. } | AppStarting => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            RequestBodyFailed | AmbiguousFraming => StatusCode::BAD_REQUEST,
+            RequestBodyFailed | AmbiguousFraming | MalformedRequest(_) | InvalidHost(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            RequestHeadTooLarge { .. } | TooManyRequestHeaders { .. } => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            ClientHeaderTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+            ClientConnectionLimit { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -94,9 +136,19 @@ impl ProxyError {
             ConnectionTerminated => "connection_terminated",
             MalformedResponse | ContentTypeMismatch { .. } => "http_protocol_error",
             ResponseHeadersTooLarge { .. } => "http_response_header_section_size",
-            RequestBodyIdle(_) | RequestBodyFailed | AmbiguousFraming => "http_request_error",
+            RequestBodyIdle(_)
+            | RequestBodyFailed
+            | AmbiguousFraming
+            | RequestHeadTooLarge { .. }
+            | TooManyRequestHeaders { .. }
+            | MalformedRequest(_)
+            | InvalidHost(_)
+            | UnsupportedTransferCoding
+            | ClientHeaderTimeout(_) => "http_request_error",
             Maintenance(_) | AppStarting => "destination_unavailable",
-            Overloaded { .. } | QueueTimeout { .. } => "connection_limit_reached",
+            Overloaded { .. } | QueueTimeout { .. } | ClientConnectionLimit { .. } => {
+                "connection_limit_reached"
+            }
         }
     }
 
@@ -120,6 +172,13 @@ impl ProxyError {
             Overloaded { .. } => "overloaded",
             QueueTimeout { .. } => "queue_timeout",
             AppStarting => "app_starting",
+            RequestHeadTooLarge { .. } => "request_head_too_large",
+            TooManyRequestHeaders { .. } => "too_many_request_headers",
+            MalformedRequest(_) => "malformed_request",
+            InvalidHost(_) => "invalid_host",
+            ClientHeaderTimeout(_) => "client_header_timeout",
+            UnsupportedTransferCoding => "unsupported_transfer_coding",
+            ClientConnectionLimit { .. } => "client_connection_limit",
         }
     }
 
@@ -128,7 +187,8 @@ impl ProxyError {
         match self {
             ProxyError::Maintenance(closed) => Some(closed.retry_after),
             ProxyError::Overloaded { retry_after }
-            | ProxyError::QueueTimeout { retry_after, .. } => Some(*retry_after),
+            | ProxyError::QueueTimeout { retry_after, .. }
+            | ProxyError::ClientConnectionLimit { retry_after, .. } => Some(*retry_after),
             ProxyError::AppStarting => Some(1),
             _ => None,
         }
@@ -141,12 +201,24 @@ impl ProxyError {
             ProxyError::Maintenance(_)
                 | ProxyError::Overloaded { .. }
                 | ProxyError::QueueTimeout { .. }
+                | ProxyError::ClientConnectionLimit { .. }
         )
     }
 
     /// Whether the connection to the client must close after this response.
     pub fn closes_client_connection(&self) -> bool {
-        matches!(self, ProxyError::AmbiguousFraming | ProxyError::RequestBodyFailed)
+        use ProxyError::*;
+        matches!(
+            self,
+            AmbiguousFraming
+                | RequestBodyFailed
+                | RequestHeadTooLarge { .. }
+                | TooManyRequestHeaders { .. }
+                | MalformedRequest(_)
+                | UnsupportedTransferCoding
+                | ClientHeaderTimeout(_)
+                | ClientConnectionLimit { .. }
+        )
     }
 
     /// Maps an error from sending a request to the app and awaiting its response headers.
@@ -192,6 +264,17 @@ mod tests {
             ),
             (ProxyError::ContentTypeMismatch { found: "x/y".into() }, 502, "http_protocol_error"),
             (ProxyError::AmbiguousFraming, 400, "http_request_error"),
+            (ProxyError::RequestHeadTooLarge { limit: 1 }, 431, "http_request_error"),
+            (ProxyError::TooManyRequestHeaders { limit: 1 }, 431, "http_request_error"),
+            (ProxyError::MalformedRequest("bare LF"), 400, "http_request_error"),
+            (ProxyError::InvalidHost("missing"), 400, "http_request_error"),
+            (ProxyError::UnsupportedTransferCoding, 501, "http_request_error"),
+            (ProxyError::ClientHeaderTimeout(Duration::from_secs(1)), 408, "http_request_error"),
+            (
+                ProxyError::ClientConnectionLimit { limit: 1, retry_after: 1 },
+                503,
+                "connection_limit_reached",
+            ),
         ];
         for (err, status, ps) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

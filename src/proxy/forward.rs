@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::body::{ProxyBody, RequestBody, StreamError, UpstreamBody, stream_error_in};
 use super::deadline::with_deadline;
 use super::error::ProxyError;
-use super::framing::Framing;
+use super::framing::{Framing, Verdict};
 use super::headers;
 use super::pool::{Conn, ConnectOptions, Pool};
 use super::respond::{self, Asked, Audience, Local};
@@ -103,9 +103,12 @@ impl Proxy {
         started: Instant,
         in_flight: InFlight,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        if client.framing.next_request_is_ambiguous() {
-            return Err(ProxyError::AmbiguousFraming);
+        match client.framing.next_request() {
+            Verdict::Serve => {}
+            Verdict::Ambiguous => return Err(ProxyError::AmbiguousFraming),
+            Verdict::Refused(why) => return Err(why.into()),
         }
+        check_host(&req)?;
         let config = &snapshot.config;
         if !config.windows.is_empty()
             && let Some(closed) = self.gate.check(
@@ -306,6 +309,13 @@ impl Proxy {
         req
     }
 
+    /// The sidecar's answer to a request it turns away without looking further.
+    pub fn turn_away(&self, err: &ProxyError, req: &Request<Incoming>) -> Response<ProxyBody> {
+        let asked = Asked::of(req.method(), req.headers());
+        let audience = asked.audience(self.config.borrow().config.policy.error_format);
+        self.local(err, audience, req.version(), req.method(), req.uri().path())
+    }
+
     /// The sidecar's own response for a failure, logged and counted.
     fn local(
         &self,
@@ -351,6 +361,22 @@ async fn within<F: Future>(
     with_deadline(fut, by)
         .await
         .map_err(|_| ProxyError::ResponseHeadersTimeout(wait.unwrap_or_default()))
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host, and no request more than
+/// one or an invalid one; such a request is answered 400 and never reaches the app.
+fn check_host(req: &Request<Incoming>) -> Result<(), ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(ProxyError::InvalidHost("more than one Host field")),
+        (None, _) if req.version() == Version::HTTP_11 => {
+            Err(ProxyError::InvalidHost("no Host field"))
+        }
+        (Some(host), None) if !headers::valid_host(host) => {
+            Err(ProxyError::InvalidHost("a Host that is not a host and port"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn prepare_request(parts: &mut Parts, client: &Client, upgrade: bool) {

@@ -105,6 +105,19 @@ pub fn to_origin_form(uri: &mut Uri, headers: &mut HeaderMap) {
 }
 
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
+/// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 §7.2), or empty, as a client
+/// sends it for a target without an authority.
+pub fn valid_host(host: &HeaderValue) -> bool {
+    let bytes = host.as_bytes();
+    if bytes.is_empty() {
+        return true;
+    }
+    let Ok(authority) = http::uri::Authority::try_from(bytes) else { return false };
+    // The authority grammar also takes userinfo, and any characters after the colon.
+    let port = authority.as_str().strip_prefix(authority.host());
+    port.is_some_and(|p| p.strip_prefix(':').unwrap_or(p).bytes().all(|b| b.is_ascii_digit()))
+}
+
 pub fn wants_upgrade(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
         && headers.contains_key(header::UPGRADE)
@@ -178,5 +191,15 @@ mod tests {
         to_origin_form(&mut uri, &mut h);
         assert_eq!(uri, "/a/b?c=d");
         assert_eq!(h["host"], "app.local:8080");
+    }
+
+    #[test]
+    fn host_values() {
+        for ok in ["", "app", "app.local:8080", "10.0.0.7", "[::1]:80", "xn--bcher-kva.example"] {
+            assert!(valid_host(&HeaderValue::from_static(ok)), "{ok:?}");
+        }
+        for bad in ["user@app", "app/path", "app:port", "a b", "app?x"] {
+            assert!(!valid_host(&HeaderValue::from_static(bad)), "{bad:?}");
+        }
     }
 }

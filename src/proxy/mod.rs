@@ -2,6 +2,7 @@
 //! on localhost, answering for itself only when the app cannot (see `error` for the table).
 
 mod body;
+mod client_io;
 mod client_timer;
 mod deadline;
 mod error;
@@ -19,4 +20,4 @@ pub use client_timer::ClientTimeouts;
 pub use error::ProxyError;
 pub use forward::{Client, Observed, Proxy};
 pub use pool::{AppProtocol, Pool};
-pub use server::serve;
+pub use server::{ClientLimits, serve};

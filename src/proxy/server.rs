@@ -1,20 +1,61 @@
 //! Accepting client connections (HTTP/1.1, and HTTP/2 with prior knowledge, told apart by
-//! the connection preface) and draining them on shutdown.
+//! the connection preface), turning away those over the connection limit, and draining
+//! them on shutdown.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
+use super::client_io::ClientIo;
 use super::client_timer::{ClientTimeouts, HeadTimer};
+use super::error::ProxyError;
 use super::forward::{Client, Proxy};
-use super::framing::{Framing, FramingScanner};
-use super::tap::ReadTap;
+use super::framing::{DEFAULT_MAX_HEAD_BYTES, Framing};
+
+/// What one client may send and how many may connect at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// A request head larger than this is refused with 431.
+    pub max_head_bytes: usize,
+    /// Client connections open at once; past it, new ones are answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
+            max_connections: connections_for(
+                rustix::process::getrlimit(rustix::process::Resource::Nofile).current,
+            ),
+        }
+    }
+}
+
+/// Descriptors kept for the listeners, the admin server, the config stream and logs.
+const RESERVED_FDS: u64 = 128;
+/// Connections over the limit answered at once; beyond that they are closed unanswered,
+/// so that a flood cannot spend the descriptors the limit keeps.
+const TURNED_AWAY_AT_ONCE: usize = 64;
+/// How long a connection over the limit is given to send its request and read the answer.
+const TURN_AWAY_TIME: Duration = Duration::from_secs(5);
+/// The Retry-After of that answer, in seconds.
+const TURN_AWAY_RETRY_AFTER: u64 = 1;
+
+/// The default connection limit for a descriptor limit of `nofile` (`None`: unlimited):
+/// each client connection may need a second descriptor to the app, and some are reserved.
+pub fn connections_for(nofile: Option<u64>) -> usize {
+    let usable = nofile.unwrap_or(u64::MAX).saturating_sub(RESERVED_FDS) / 2;
+    usize::try_from(usable).unwrap_or(usize::MAX).clamp(1, 1 << 20)
+}
 
 /// Serves clients until `shutdown` resolves, then stops accepting and lets in-flight
 /// requests finish for up to `drain`: HTTP/1.1 responses go out with `Connection: close`,
@@ -25,11 +66,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
     timeouts: ClientTimeouts,
+    limits: ClientLimits,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().header_read_timeout(timeouts.header);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(AtomicUsize::new(0));
+    let turning_away = Arc::new(Semaphore::new(TURNED_AWAY_AT_ONCE));
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
@@ -45,11 +89,22 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let Some(counted) = Counted::enter(&open, limits.max_connections) else {
+            if let Ok(permit) = turning_away.clone().try_acquire_owned() {
+                let (proxy, limit) = (proxy.clone(), limits.max_connections);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(TURN_AWAY_TIME, turn_away(stream, &proxy, limit))
+                        .await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
         let framing = Arc::new(Framing::default());
         // Each connection's timer reads that connection's bytes (see client_timer).
         let mut builder = builder.clone();
         builder.http1().timer(HeadTimer::new(timeouts, framing.clone()));
-        let stream = ReadTap::new(stream, FramingScanner::new(framing.clone()));
+        let io = ClientIo::new(stream, framing.clone(), limits.max_head_bytes, timeouts.header);
         let client = Client::new(addr, framing.clone());
         let proxy = proxy.clone();
         let service = service_fn(move |req| {
@@ -58,8 +113,7 @@ pub async fn serve(
             // Boxed: the request future is large, and hyper moves it into place.
             Box::pin(async move { Ok::<_, Infallible>(proxy.handle(&client, req).await) })
         });
-        let conn =
-            builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         let conn = graceful.watch(conn);
         // Telling HTTP/1.1 from HTTP/2 waits for the first bytes with no timer of hyper's
         // running: a client that sends nothing gets the header timeout here.
@@ -70,6 +124,7 @@ pub async fn serve(
             }
         };
         tokio::spawn(async move {
+            let _counted = counted;
             tokio::select! {
                 result = conn => if let Err(e) = result {
                     tracing::debug!(error = %e, "client connection ended with an error");
@@ -83,5 +138,58 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(drain) => tracing::warn!("drain deadline passed; closing the rest"),
+    }
+}
+
+/// One open client connection, counted while it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn enter(open: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .ok()
+            .map(|_| Counted(open.clone()))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answers a connection over the limit with a labelled 503 (its request read first, so that
+/// the answer is not lost to a reset) and closes it.
+async fn turn_away(stream: TcpStream, proxy: &Proxy, limit: usize) {
+    let err = ProxyError::ClientConnectionLimit { limit, retry_after: TURN_AWAY_RETRY_AFTER };
+    let service = service_fn(|req| {
+        let response = proxy.turn_away(&err, &req);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().keep_alive(false);
+    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_connection_limit_leaves_a_descriptor_to_the_app_for_each() {
+        assert_eq!(connections_for(Some(1024)), 448);
+        assert_eq!(connections_for(Some(1_048_576)), 524_224);
+        assert_eq!(connections_for(Some(100)), 1, "at least one");
+        assert_eq!(connections_for(None), 1 << 20, "unlimited descriptors");
+    }
+
+    #[test]
+    fn connections_are_counted_up_to_the_limit_and_released() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let a = Counted::enter(&open, 2).unwrap();
+        let _b = Counted::enter(&open, 2).unwrap();
+        assert!(Counted::enter(&open, 2).is_none());
+        drop(a);
+        assert!(Counted::enter(&open, 2).is_some());
     }
 }

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub controller_connected: Gauge,
     pub queue_depth: Gauge,
     pub concurrency_limit: Gauge,
+    /// Tasks alive on the sidecar's runtime, read from tokio at each scrape.
+    pub runtime_alive_tasks: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,6 +141,12 @@ impl Default for Metrics {
             "The in-flight limit in force (0: no limit)",
             concurrency_limit.clone(),
         );
+        let runtime_alive_tasks = Gauge::default();
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive on the sidecar's runtime",
+            runtime_alive_tasks.clone(),
+        );
         Metrics {
             registry,
             shed,
@@ -147,6 +155,7 @@ impl Default for Metrics {
             controller_connected,
             queue_depth,
             concurrency_limit,
+            runtime_alive_tasks,
             responses,
             app_latency,
             in_flight,
@@ -163,7 +172,13 @@ impl Metrics {
         self.responses.get_or_create(&ResponseLabels { status, reason, source }).inc();
     }
 
+    /// The registry as text; the runtime's task count is read now, on the runtime that
+    /// serves the scrape (the sidecar's only one).
     pub fn encode(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = runtime.metrics().num_alive_tasks();
+            self.runtime_alive_tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        }
         encode(&self.registry)
     }
 }
@@ -189,5 +204,41 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_encoded_text_counts_the_runtime_tasks() {
+        let metrics = Metrics::default();
+        let (tx, rx) = tokio::sync::watch::channel(());
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let mut rx = rx.clone();
+                tokio::spawn(async move {
+                    let _ = rx.changed().await;
+                })
+            })
+            .collect();
+        let alive = |text: &str| -> i64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("portcullis_runtime_alive_tasks "))
+                .expect("the gauge is encoded");
+            line.rsplit(' ').next().unwrap().parse().expect("a number")
+        };
+        let text = metrics.encode();
+        assert!(text.contains(
+            "# HELP portcullis_runtime_alive_tasks Tasks alive on the sidecar's runtime."
+        ));
+        assert_eq!(alive(&text), 3);
+        drop(tx);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(alive(&metrics.encode()), 0);
     }
 }

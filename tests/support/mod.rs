@@ -35,7 +35,8 @@ impl Running {
         config: &str,
         app_protocol: portcullis::proxy::AppProtocol,
     ) -> Running {
-        Self::start_full(upstream, config, app_protocol, Default::default()).await
+        Self::start_full(upstream, config, app_protocol, Default::default(), Default::default())
+            .await
     }
 
     /// With the client connection timeouts given.
@@ -44,7 +45,18 @@ impl Running {
         config: &str,
         client_timeouts: portcullis::proxy::ClientTimeouts,
     ) -> Running {
-        Self::start_full(upstream, config, Default::default(), client_timeouts).await
+        Self::start_full(upstream, config, Default::default(), client_timeouts, Default::default())
+            .await
+    }
+
+    /// With the client connection timeouts and limits given.
+    pub async fn start_with_limits(
+        upstream: impl ToString,
+        config: &str,
+        client_timeouts: portcullis::proxy::ClientTimeouts,
+        client_limits: portcullis::proxy::ClientLimits,
+    ) -> Running {
+        Self::start_full(upstream, config, Default::default(), client_timeouts, client_limits).await
     }
 
     async fn start_full(
@@ -52,6 +64,7 @@ impl Running {
         config: &str,
         app_protocol: portcullis::proxy::AppProtocol,
         client_timeouts: portcullis::proxy::ClientTimeouts,
+        client_limits: portcullis::proxy::ClientLimits,
     ) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("portcullis.yaml");
@@ -70,6 +83,7 @@ impl Running {
             reload_interval: Duration::from_millis(50),
             drain_timeout: Duration::from_secs(5),
             client_timeouts,
+            client_limits,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(sidecar.run(async move {

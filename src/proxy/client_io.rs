@@ -1,0 +1,210 @@
+//! The client connection as hyper reads it: every byte passes the framing scanner first.
+//!
+//! A head that arrives whole in one read (the usual case) is scanned where hyper will parse
+//! it, without a copy. A head split across reads is held back here until it has ended and
+//! passed the scanner, so that hyper never sees a head the sidecar refuses: a refused head
+//! is replaced by a stand-in request that the handler answers with the refusal
+//! (`Framing::next_request`), after the responses to the requests before it; the answer's
+//! `Connection: close` then ends the connection. A held head that does not end within the
+//! header timeout is refused the same way (408).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use super::framing::{Framing, FramingScanner};
+
+/// What hyper reads in place of a refused head: a request it takes without complaint, and
+/// whose `Connection: close` closes the connection once the refusal is answered.
+const STAND_IN: &[u8] = b"GET / HTTP/1.1\r\nHost: portcullis.invalid\r\nConnection: close\r\n\r\n";
+
+/// How much is read at a time while a head is held back.
+const HELD_READ: usize = 4096;
+
+pub struct ClientIo {
+    stream: TcpStream,
+    framing: Arc<Framing>,
+    scanner: FramingScanner,
+    /// Bytes read but not given to hyper yet: a head under way, and what came before it.
+    held: Vec<u8>,
+    /// How many bytes at the start of `held` may be given to hyper.
+    cleared: usize,
+    /// When the held head must have ended, and the index of that head.
+    head_by: Option<(u64, Pin<Box<Sleep>>)>,
+    header_timeout: Duration,
+    /// The first request's head counts from the connection's start.
+    opened: Instant,
+    /// How much of the stand-in hyper has read, once a head is refused.
+    stand_in: usize,
+}
+
+impl ClientIo {
+    pub fn new(
+        stream: TcpStream,
+        framing: Arc<Framing>,
+        max_head: usize,
+        header_timeout: Duration,
+    ) -> Self {
+        ClientIo {
+            stream,
+            framing,
+            scanner: FramingScanner::new(max_head),
+            held: Vec::new(),
+            cleared: 0,
+            head_by: None,
+            header_timeout,
+            opened: Instant::now(),
+            stand_in: 0,
+        }
+    }
+
+    /// After bytes were fed: holds back the head under way, if any, and starts its clock.
+    /// Returns how many of the last `fed` bytes are a head under way.
+    fn note_partial_head(&mut self) -> usize {
+        let Some((index, len)) = self.scanner.head_under_way() else {
+            self.head_by = None;
+            return 0;
+        };
+        if self.head_by.as_ref().is_none_or(|(at, _)| *at != index) {
+            let from = if index == 0 { self.opened } else { Instant::now() };
+            let sleep = Box::pin(tokio::time::sleep_until(from + self.header_timeout));
+            self.head_by = Some((index, sleep));
+        }
+        len
+    }
+
+    /// Reads while a head is held back (the rare path): into `held`, beside it.
+    fn poll_read_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if let Some((_, by)) = &mut self.head_by
+            && by.as_mut().poll(cx).is_ready()
+        {
+            self.scanner.time_out(&self.framing, self.header_timeout);
+            self.held.clear();
+            return Poll::Ready(Ok(true));
+        }
+        let mut chunk = [0u8; HELD_READ];
+        let mut read = ReadBuf::new(&mut chunk);
+        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut read))?;
+        let new = read.filled();
+        if new.is_empty() {
+            // The client left with its head unfinished: hyper sees the end of the stream.
+            self.held.clear();
+            return Poll::Ready(Ok(false));
+        }
+        self.framing.count_read(new.len());
+        match self.scanner.feed(&self.framing, new) {
+            // The held head itself was refused: none of it goes on.
+            Some(0) => self.held.clear(),
+            // The held head ended in `new`; a later one was refused.
+            Some(before) => {
+                self.held.extend_from_slice(&new[..before]);
+                self.cleared = self.held.len();
+            }
+            None => {
+                self.held.extend_from_slice(new);
+                self.cleared = self.held.len() - self.note_partial_head();
+            }
+        }
+        Poll::Ready(Ok(true))
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.cleared > 0 {
+                let n = this.cleared.min(buf.remaining());
+                buf.put_slice(&this.held[..n]);
+                this.held.drain(..n);
+                this.cleared -= n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.scanner.is_refused() {
+                if this.stand_in < STAND_IN.len() {
+                    let rest = &STAND_IN[this.stand_in..];
+                    let n = rest.len().min(buf.remaining());
+                    buf.put_slice(&rest[..n]);
+                    this.stand_in += n;
+                    return Poll::Ready(Ok(()));
+                }
+                // Nothing more is read: the answer to the stand-in closes the connection.
+                return Poll::Pending;
+            }
+            if !this.held.is_empty() {
+                if !ready!(this.poll_read_held(cx))? {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            // The usual case: read straight into hyper's buffer and scan it there.
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+            let filled = buf.filled().len();
+            if filled == before {
+                return Poll::Ready(Ok(()));
+            }
+            this.framing.count_read(filled - before);
+            match this.scanner.feed(&this.framing, &buf.filled()[before..]) {
+                Some(good) => {
+                    buf.set_filled(before + good);
+                    if good > 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                None => {
+                    let partial = this.note_partial_head();
+                    if partial == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    let keep = filled - partial;
+                    this.held.extend_from_slice(&buf.filled()[keep..]);
+                    buf.set_filled(keep);
+                    if keep > before {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
