@@ -67,14 +67,16 @@ demo:
 bench:
 	bash bench/run.sh
 
-## Fuzzing, with cargo-fuzz on a nightly toolchain (installed beforehand: `rustup toolchain
-## install nightly` and `cargo install --locked cargo-fuzz`; nothing is installed here). Each
+## Fuzzing, with cargo-fuzz on the machine's nightly toolchain (`cargo install --locked
+## cargo-fuzz`; .ci/run installs it, and runs `fuzz-ci` before `make test`). Each
 ## target in fuzz/ runs for FUZZ_SECONDS from its seeds in fuzz/seeds/<target> (read only);
 ## the inputs it finds go to fuzz/corpus/<target>, crashes to fuzz/artifacts/<target>, its
 ## log to fuzz/logs/<target>.log. Fails when any target crashes. `fuzz-ci` runs each 30 s.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := config_yaml schedule stream_frames http1_server http1_client
 FUZZ_FLAGS ?=
+# libFuzzer flags, e.g. -seed=1 for a repeatable run.
+FUZZ_ARGS ?=
 
 fuzz:
 	cargo +nightly fuzz build $(FUZZ_FLAGS)
@@ -83,7 +85,7 @@ fuzz:
 	  mkdir -p fuzz/corpus/$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  cargo +nightly fuzz run $(FUZZ_FLAGS) $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 $(FUZZ_ARGS) \
 	    > fuzz/logs/$$t.log 2>&1 || failed="$$failed $$t"; \
 	  grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added)' \
 	    fuzz/logs/$$t.log | sed "s/^/  /"; \
@@ -95,7 +97,7 @@ fuzz:
 	fi; echo "fuzz: no crashes"
 
 fuzz-ci:
-	$(MAKE) fuzz FUZZ_SECONDS=30
+	$(MAKE) fuzz FUZZ_SECONDS=30 FUZZ_ARGS=-seed=1
 
 ## The container image (needs a Docker engine, which CI machines here lack).
 image:

@@ -317,3 +317,17 @@ async fn connections_past_the_limit_get_a_labelled_503() {
     }
     assert_eq!(served.expect("a freed slot is taken").body, "ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_follows_an_upgrade_the_app_declines_is_scanned_as_a_request() {
+    let (app, counter) = counting_app().await;
+    let proxy = start(app, ClientLimits::default(), Duration::from_secs(10)).await;
+    let bytes = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
+        POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let (raw, closed) = client::raw(proxy.addr, bytes, WAIT).await;
+    let (first, refused) = raw.split_at(raw.find("HTTP/1.1 400").expect(&raw));
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n") && first.ends_with("ok"), "{raw}");
+    assert!(refused.contains("details=\"ambiguous_framing\""), "{raw}");
+    assert!(closed);
+    assert_eq!(counter.get(), 1, "the smuggled request never reaches the app");
+}

@@ -6,7 +6,8 @@
 //! is replaced by a stand-in request that the handler answers with the refusal
 //! (`Framing::next_request`), after the responses to the requests before it; the answer's
 //! `Connection: close` then ends the connection. A held head that does not end within the
-//! header timeout is refused the same way (408).
+//! header timeout is refused the same way (408). What follows a request that asks to switch
+//! protocols is held until its answer: it is the new protocol, or the next request.
 
 use std::io;
 use std::pin::Pin;
@@ -18,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::framing::{Framing, FramingScanner};
+use super::framing::{Fed, Framing, FramingScanner};
 
 /// What hyper reads in place of a refused head: a request it takes without complaint, and
 /// whose `Connection: close` closes the connection once the refusal is answered.
@@ -64,8 +65,8 @@ impl ClientIo {
         }
     }
 
-    /// After bytes were fed: holds back the head under way, if any, and starts its clock.
-    /// Returns how many of the last `fed` bytes are a head under way.
+    /// After bytes were fed: starts the clock of the head under way, if any. Returns how
+    /// many of the last bytes fed are that head.
     fn note_partial_head(&mut self) -> usize {
         let Some((index, len)) = self.scanner.head_under_way() else {
             self.head_by = None;
@@ -79,7 +80,23 @@ impl ClientIo {
         len
     }
 
-    /// Reads while a head is held back (the rare path): into `held`, beside it.
+    /// Scans `held[from..]`, the bytes after what is held already (a head under way, or
+    /// nothing), and clears for hyper what may go on.
+    fn absorb(&mut self, from: usize) {
+        match self.scanner.feed(&self.framing, &self.held[from..]) {
+            Fed::Passed => self.cleared = self.held.len() - self.note_partial_head(),
+            // The head held before was itself refused: none of it goes on.
+            Fed::Refused { before: 0 } => self.held.clear(),
+            Fed::Refused { before } => {
+                self.held.truncate(from + before);
+                self.cleared = self.held.len();
+            }
+            // What follows an upgrade request stays held until its answer.
+            Fed::Held { before } => self.cleared = from + before,
+        }
+    }
+
+    /// Reads while a head is held back (the rare path): into `held`, after it.
     fn poll_read_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         if let Some((_, by)) = &mut self.head_by
             && by.as_mut().poll(cx).is_ready()
@@ -88,29 +105,20 @@ impl ClientIo {
             self.held.clear();
             return Poll::Ready(Ok(true));
         }
-        let mut chunk = [0u8; HELD_READ];
-        let mut read = ReadBuf::new(&mut chunk);
-        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut read))?;
-        let new = read.filled();
-        if new.is_empty() {
+        let from = self.held.len();
+        self.held.resize(from + HELD_READ, 0);
+        let mut read = ReadBuf::new(&mut self.held[from..]);
+        let polled = Pin::new(&mut self.stream).poll_read(cx, &mut read);
+        let n = read.filled().len();
+        self.held.truncate(from + n);
+        ready!(polled)?;
+        if n == 0 {
             // The client left with its head unfinished: hyper sees the end of the stream.
             self.held.clear();
             return Poll::Ready(Ok(false));
         }
-        self.framing.count_read(new.len());
-        match self.scanner.feed(&self.framing, new) {
-            // The held head itself was refused: none of it goes on.
-            Some(0) => self.held.clear(),
-            // The held head ended in `new`; a later one was refused.
-            Some(before) => {
-                self.held.extend_from_slice(&new[..before]);
-                self.cleared = self.held.len();
-            }
-            None => {
-                self.held.extend_from_slice(new);
-                self.cleared = self.held.len() - self.note_partial_head();
-            }
-        }
+        self.framing.count_read(n);
+        self.absorb(from);
         Poll::Ready(Ok(true))
     }
 }
@@ -141,6 +149,12 @@ impl AsyncRead for ClientIo {
                 // Nothing more is read: the answer to the stand-in closes the connection.
                 return Poll::Pending;
             }
+            if !this.held.is_empty() && this.scanner.awaiting_switch() {
+                let switched = ready!(this.framing.poll_upgrade(cx));
+                this.scanner.switch_answered(switched);
+                this.absorb(0);
+                continue;
+            }
             if !this.held.is_empty() {
                 if !ready!(this.poll_read_held(cx))? {
                     return Poll::Ready(Ok(()));
@@ -155,25 +169,17 @@ impl AsyncRead for ClientIo {
                 return Poll::Ready(Ok(()));
             }
             this.framing.count_read(filled - before);
-            match this.scanner.feed(&this.framing, &buf.filled()[before..]) {
-                Some(good) => {
-                    buf.set_filled(before + good);
-                    if good > 0 {
-                        return Poll::Ready(Ok(()));
-                    }
-                }
-                None => {
-                    let partial = this.note_partial_head();
-                    if partial == 0 {
-                        return Poll::Ready(Ok(()));
-                    }
-                    let keep = filled - partial;
-                    this.held.extend_from_slice(&buf.filled()[keep..]);
-                    buf.set_filled(keep);
-                    if keep > before {
-                        return Poll::Ready(Ok(()));
-                    }
-                }
+            let keep = match this.scanner.feed(&this.framing, &buf.filled()[before..]) {
+                Fed::Refused { before: good } => before + good,
+                Fed::Held { before: good } => before + good,
+                Fed::Passed => filled - this.note_partial_head(),
+            };
+            if keep < filled && !this.scanner.is_refused() {
+                this.held.extend_from_slice(&buf.filled()[keep..]);
+            }
+            buf.set_filled(keep);
+            if keep > before {
+                return Poll::Ready(Ok(()));
             }
         }
     }

@@ -84,14 +84,24 @@ impl Proxy {
         let policy = &snapshot.config.policy;
         let asked = Asked::of(req.method(), req.headers());
         let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
+        // The reader holds what follows such a request until it hears the answer.
+        let asks_upgrade = version < Version::HTTP_2
+            && (method == Method::CONNECT || req.headers().contains_key(header::UPGRADE));
         let in_flight = InFlight::start(&self.metrics);
-        match self.admit(client, req, &snapshot, started, in_flight).await {
+        let response = match self.admit(client, req, &snapshot, started, in_flight).await {
             Ok(response) => response,
             Err(err) => {
                 let audience = asked.audience(policy.error_format);
                 self.local(&err, audience, version, &method, uri.path())
             }
+        };
+        if asks_upgrade {
+            let status = response.status();
+            let switched = status == StatusCode::SWITCHING_PROTOCOLS
+                || (method == Method::CONNECT && status.is_success());
+            client.framing.answered_upgrade(switched);
         }
+        response
     }
 
     /// The checks before a request may go to the app: framing, maintenance, overload.

@@ -15,8 +15,11 @@
 //!   in its turn after the responses before it.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures::task::AtomicWaker;
 
 const NONE: u64 = u64::MAX;
 
@@ -68,7 +71,15 @@ pub struct Framing {
     read: AtomicU64,
     /// Part of a request head has arrived, not yet all of it.
     partial_head: AtomicBool,
+    /// The answer to the upgrade request that the reader holds the next bytes behind:
+    /// `UNANSWERED`, `SWITCHED` or `NOT_SWITCHED`.
+    upgrade: AtomicU8,
+    upgrade_waker: AtomicWaker,
 }
+
+const UNANSWERED: u8 = 0;
+const SWITCHED: u8 = 1;
+const NOT_SWITCHED: u8 = 2;
 
 impl Default for Framing {
     fn default() -> Self {
@@ -79,6 +90,8 @@ impl Default for Framing {
             served: AtomicU64::new(0),
             read: AtomicU64::new(0),
             partial_head: AtomicBool::new(false),
+            upgrade: AtomicU8::new(UNANSWERED),
+            upgrade_waker: AtomicWaker::new(),
         }
     }
 }
@@ -123,6 +136,39 @@ impl Framing {
     pub fn partial_head(&self) -> bool {
         self.partial_head.load(Ordering::Relaxed)
     }
+
+    /// The request handler's word on a request that asked to switch protocols (an Upgrade
+    /// field, or CONNECT): whether its response switched. What the client sent after it
+    /// is held until then, since it is either the new protocol or the next request.
+    pub fn answered_upgrade(&self, switched: bool) {
+        let answer = if switched { SWITCHED } else { NOT_SWITCHED };
+        self.upgrade.store(answer, Ordering::Release);
+        self.upgrade_waker.wake();
+    }
+
+    fn await_upgrade(&self) {
+        self.upgrade.store(UNANSWERED, Ordering::Release);
+    }
+
+    /// Whether the upgrade request awaited switched protocols, once answered.
+    pub(crate) fn poll_upgrade(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        self.upgrade_waker.register(cx.waker());
+        match self.upgrade.load(Ordering::Acquire) {
+            UNANSWERED => Poll::Pending,
+            answer => Poll::Ready(answer == SWITCHED),
+        }
+    }
+}
+
+/// What became of the bytes fed to the scanner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fed {
+    /// Followed to their end: they may go on (but for a head under way, which is held).
+    Passed,
+    /// The head that starts `before` bytes in is refused: nothing from there goes on.
+    Refused { before: usize },
+    /// An upgrade request ends `before` bytes in: what follows waits for its answer.
+    Held { before: usize },
 }
 
 enum Scan {
@@ -150,6 +196,11 @@ enum Scan {
     Off,
     /// A head was refused: nothing after it is read for the service.
     Refused,
+    /// After a request that asked to switch protocols: the next bytes are held until its
+    /// answer says whether they are the new protocol or request `next`.
+    AwaitSwitch {
+        next: u64,
+    },
 }
 
 /// Follows the request framing of a client stream as it is read.
@@ -179,25 +230,28 @@ impl FramingScanner {
     /// The head under way did not arrive whole within the header timeout: it is refused.
     pub fn time_out(&mut self, shared: &Framing, timeout: Duration) {
         if let Scan::Head { index, .. } = self.scan {
-            self.refused(shared, index, Refusal::HeaderTimeout(timeout), 0);
+            shared.refuse(index, Refusal::HeaderTimeout(timeout));
+            self.scan = Scan::Refused;
         }
     }
 
-    /// Follows `data`, the next bytes read. When a head in it (or continued by it) is
-    /// refused, returns how many of its bytes come before that head: only those may be
-    /// passed on.
-    pub fn feed(&mut self, shared: &Framing, data: &[u8]) -> Option<usize> {
+    /// Follows `data`, the next bytes read.
+    pub fn feed(&mut self, shared: &Framing, data: &[u8]) -> Fed {
         let mut rest = data;
         while !rest.is_empty() {
             let offset = data.len() - rest.len();
             let (next, used) = match std::mem::replace(&mut self.scan, Scan::Off) {
                 Scan::Off => {
                     self.scan = Scan::Off;
-                    return None;
+                    return Fed::Passed;
                 }
                 Scan::Refused => {
                     self.scan = Scan::Refused;
-                    return Some(0);
+                    return Fed::Refused { before: offset };
+                }
+                Scan::AwaitSwitch { next } => {
+                    self.scan = Scan::AwaitSwitch { next };
+                    return Fed::Held { before: offset };
                 }
                 // Empty lines before a request line are skipped, as hyper does (RFC 9112 §2.2).
                 Scan::Head { buf, index } if buf.is_empty() && matches!(rest[0], b'\r' | b'\n') => {
@@ -206,10 +260,10 @@ impl FramingScanner {
                 }
                 // The usual case: a whole head in one read, scanned where it lies.
                 Scan::Head { buf, index } if buf.is_empty() => match self.head_end(&[], rest) {
-                    Err(why) => return Some(self.refused(shared, index, why, offset)),
+                    Err(why) => return self.refused(shared, index, why, offset),
                     Ok(Some(end)) => match self.after_head(shared, &rest[..end], index) {
                         Ok(scan) => (scan, end),
-                        Err(why) => return Some(self.refused(shared, index, why, offset)),
+                        Err(why) => return self.refused(shared, index, why, offset),
                     },
                     Ok(None) => {
                         shared.partial_head.store(true, Ordering::Relaxed);
@@ -219,7 +273,7 @@ impl FramingScanner {
                 Scan::Head { mut buf, index } => {
                     let start = buf.len();
                     match self.head_end(&buf, rest) {
-                        Err(why) => return Some(self.refused(shared, index, why, 0)),
+                        Err(why) => return self.refused(shared, index, why, 0),
                         Ok(None) => {
                             buf.extend_from_slice(rest);
                             (Scan::Head { buf, index }, rest.len())
@@ -229,7 +283,7 @@ impl FramingScanner {
                             shared.partial_head.store(false, Ordering::Relaxed);
                             match self.after_head(shared, &buf, index) {
                                 Ok(scan) => (scan, buf.len() - start),
-                                Err(why) => return Some(self.refused(shared, index, why, 0)),
+                                Err(why) => return self.refused(shared, index, why, 0),
                             }
                         }
                     }
@@ -297,13 +351,26 @@ impl FramingScanner {
             self.scan = next;
             rest = &rest[used..];
         }
-        None
+        Fed::Passed
     }
 
-    fn refused(&mut self, shared: &Framing, index: u64, why: Refusal, before: usize) -> usize {
+    fn refused(&mut self, shared: &Framing, index: u64, why: Refusal, before: usize) -> Fed {
         shared.refuse(index, why);
         self.scan = Scan::Refused;
-        before
+        Fed::Refused { before }
+    }
+
+    pub fn awaiting_switch(&self) -> bool {
+        matches!(self.scan, Scan::AwaitSwitch { .. })
+    }
+
+    /// The upgrade request awaited was answered: what follows is the new protocol (not
+    /// followed any more), or the next request.
+    pub fn switch_answered(&mut self, switched: bool) {
+        if let Scan::AwaitSwitch { next } = self.scan {
+            self.scan =
+                if switched { Scan::Off } else { Scan::Head { buf: Vec::new(), index: next } };
+        }
     }
 
     /// Where the head continued by `data` ends in `data`, if it does; refuses a head that
@@ -388,6 +455,12 @@ impl FramingScanner {
         }
         let next = index + 1;
         Ok(match (chunked_last, length) {
+            // Without a body, the next bytes wait for the answer (see `AwaitSwitch`); an
+            // upgrade with a body is not followed further.
+            (None, None | Some(0)) if upgrade => {
+                shared.await_upgrade();
+                Scan::AwaitSwitch { next }
+            }
             _ if upgrade => Scan::Off,
             (Some(_), _) => Scan::ChunkSize { buf: Vec::new(), next },
             (None, Some(n)) if n > 0 => Scan::Fixed { remaining: n, next },
@@ -471,11 +544,11 @@ mod tests {
         let mut passed = 0;
         for piece in input.chunks(step) {
             match s.feed(&shared, piece) {
-                Some(before) => {
+                Fed::Refused { before } | Fed::Held { before } => {
                     passed += before;
                     break;
                 }
-                None => passed += piece.len(),
+                Fed::Passed => passed += piece.len(),
             }
         }
         let at = shared.ambiguous_at.load(Ordering::Acquire);
@@ -511,9 +584,40 @@ mod tests {
     fn stops_at_http2_and_upgrades() {
         let h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0";
         assert_eq!(scan(h2, 4), (None, None, h2.len()));
-        let up = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\
+        // An upgrade with a body is not followed.
+        let up = b"POST /up HTTP/1.1\r\nUpgrade: x\r\nContent-Length: 1\r\n\r\na\
             POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(scan(up, 9), (None, None, up.len()));
+    }
+
+    /// Feeds a bodiless upgrade request and what follows it, then answers it.
+    fn after_upgrade(switched: bool) -> (Framing, FramingScanner, Fed) {
+        let shared = Framing::default();
+        let mut s = FramingScanner::new(1024);
+        let head =
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+        let next = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let fed = s.feed(&shared, &[&head[..], next].concat());
+        assert_eq!(fed, Fed::Held { before: head.len() });
+        assert_eq!(s.feed(&shared, b"more"), Fed::Held { before: 0 }, "still held");
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(shared.poll_upgrade(&mut cx), Poll::Pending);
+        shared.answered_upgrade(switched);
+        assert_eq!(shared.poll_upgrade(&mut cx), Poll::Ready(switched));
+        s.switch_answered(switched);
+        let fed = s.feed(&shared, next);
+        (shared, s, fed)
+    }
+
+    #[test]
+    fn what_follows_an_upgrade_waits_for_its_answer() {
+        // Switched: the rest is the new protocol, and is not followed.
+        let (shared, _, fed) = after_upgrade(true);
+        assert_eq!((fed, shared.ambiguous_at.load(Ordering::Acquire)), (Fed::Passed, NONE));
+        // Not switched: the rest is the next request, scanned as any other.
+        let (shared, _, fed) = after_upgrade(false);
+        assert_eq!((fed, shared.ambiguous_at.load(Ordering::Acquire)), (Fed::Passed, 1));
     }
 
     /// Scans a good request followed by `bad`, split in each way.
@@ -563,12 +667,12 @@ mod tests {
         let head = format!("GET / HTTP/1.1\r\n{fields}\r\n");
         let shared = Framing::default();
         let mut s = FramingScanner::new(DEFAULT_MAX_HEAD_BYTES);
-        assert_eq!(s.feed(&shared, head.as_bytes()), Some(0));
+        assert_eq!(s.feed(&shared, head.as_bytes()), Fed::Refused { before: 0 });
         assert_eq!(shared.refusal.get(), Some(&Refusal::TooManyHeaders));
         let fields: String = (1..MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
         let head = format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
         let mut s = FramingScanner::new(DEFAULT_MAX_HEAD_BYTES);
-        assert_eq!(s.feed(&Framing::default(), head.as_bytes()), None, "exactly 100 pass");
+        assert_eq!(s.feed(&Framing::default(), head.as_bytes()), Fed::Passed, "exactly 100 pass");
     }
 
     #[test]

@@ -104,7 +104,6 @@ pub fn to_origin_form(uri: &mut Uri, headers: &mut HeaderMap) {
     }
 }
 
-/// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
 /// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 §7.2), or empty, as a client
 /// sends it for a target without an authority.
 pub fn valid_host(host: &HeaderValue) -> bool {
@@ -118,6 +117,7 @@ pub fn valid_host(host: &HeaderValue) -> bool {
     port.is_some_and(|p| p.strip_prefix(':').unwrap_or(p).bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
 pub fn wants_upgrade(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
         && headers.contains_key(header::UPGRADE)
