@@ -352,6 +352,11 @@ target() {  # NAME MEASURED A B CONDITION
   printf '%-20s %7s %7s %7s %15s %15s %9s\n' "nginx worker" "$in_opened" "$in_ok" "$in_err" "$(mib "$in_before")" "$(mib "$in_held")" "$in_per"
   printf '%-20s %7s %7s %7s %15s %15s %9s\n' portcullis "$ip_opened" "$ip_ok" "$ip_err" "$(mib "$ip_before")" "$(mib "$ip_held")" "$ip_per"
   echo "RSS per idle connection, portcullis / nginx: $(ratio "$ip_per" "$in_per") (nginx allocates its $((IDLE_CONNECTIONS + 1024)) connection slots at start, inside rss_before)"
+  # The sidecar's default client-connection limit: half its open-file limit (raised to the
+  # hard one at start) less 128, as HAProxy's maxconn; past it, 503 client_connection_limit.
+  pc_limit=$(( ($(ulimit -Hn) - 128) / 2 ))
+  [ "$IDLE_CONNECTIONS" -le "$pc_limit" ] ||
+    echo "note: the sidecar's default --max-client-connections here is $pc_limit (hard open-file limit $(ulimit -Hn)); connections past it get its labelled 503 by design"
   for f in "$out/idle-nginx.err" "$out/idle-portcullis.err"; do [ -s "$f" ] && sed 's/^/  /' "$f"; done
   target "$IDLE_CONNECTIONS idle connections for ${IDLE_SECONDS}s, no error" "$ip_err errors (nginx: $in_err)" "$ip_err" "$ip_ok" "a == 0 && b == $IDLE_CONNECTIONS"
   target "RSS per idle connection <= nginx's" "$ip_per vs $in_per KiB" "$ip_per" "$in_per" "a <= b"

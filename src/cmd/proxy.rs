@@ -83,8 +83,9 @@ pub struct ProxyArgs {
     max_request_head_bytes: usize,
 
     /// Client connections open at once; a connection past it is answered 503 with
-    /// Retry-After and closed. Default: half the open-file limit less 128 (each client
-    /// connection may need one to the app too).
+    /// Retry-After and closed. Default: half the open-file limit (raised to its hard limit
+    /// at start) less 128, as HAProxy's maxconn: each client connection may need one to
+    /// the app too.
     #[arg(long)]
     max_client_connections: Option<usize>,
 
@@ -103,6 +104,9 @@ pub struct ProxyArgs {
 
 pub fn run(args: ProxyArgs) -> ExitCode {
     init_logs(args.log_format);
+    if let Some((from, to)) = crate::proxy::raise_open_file_limit() {
+        tracing::info!(from, to, "open-file limit raised to the hard limit");
+    }
     let workers = args.workers.unwrap_or_else(crate::cpus::available).max(1);
     tracing::info!(workers, "worker threads");
     super::block_on(Some(workers), sidecar(args))
@@ -156,7 +160,10 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
             let default = ClientLimits::default();
             ClientLimits {
                 max_head_bytes: args.max_request_head_bytes,
-                max_connections: args.max_client_connections.unwrap_or(default.max_connections),
+                max_connections: args
+                    .max_client_connections
+                    .unwrap_or(default.max_connections)
+                    .max(1),
             }
         },
     };

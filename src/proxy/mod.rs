@@ -20,4 +20,4 @@ pub use client_timer::ClientTimeouts;
 pub use error::ProxyError;
 pub use forward::{Client, Observed, Proxy};
 pub use pool::{AppProtocol, Pool};
-pub use server::{ClientLimits, serve};
+pub use server::{ClientLimits, raise_open_file_limit, serve};

@@ -50,6 +50,21 @@ const TURN_AWAY_TIME: Duration = Duration::from_secs(5);
 /// The Retry-After of that answer, in seconds.
 const TURN_AWAY_RETRY_AFTER: u64 = 1;
 
+/// Raises the soft limit on open files to the hard one, as HAProxy and Go programs do: the
+/// soft limit (often 1024) is a guard for programs that use `select`, which this one does
+/// not. Returns the limits before and after, when it changed.
+pub fn raise_open_file_limit() -> Option<(u64, u64)> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(soft), hard) = (limit.current, limit.maximum) else { return None };
+    if hard.is_some_and(|hard| hard <= soft) {
+        return None;
+    }
+    let raised = rustix::process::Rlimit { current: hard, maximum: hard };
+    setrlimit(Resource::Nofile, raised).ok()?;
+    Some((soft, hard.unwrap_or(u64::MAX)))
+}
+
 /// The default connection limit for a descriptor limit of `nofile` (`None`: unlimited):
 /// each client connection may need a second descriptor to the app, and some are reserved.
 pub fn connections_for(nofile: Option<u64>) -> usize {
@@ -181,6 +196,18 @@ mod tests {
         assert_eq!(connections_for(Some(1_048_576)), 524_224);
         assert_eq!(connections_for(Some(100)), 1, "at least one");
         assert_eq!(connections_for(None), 1 << 20, "unlimited descriptors");
+    }
+
+    #[test]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+        use rustix::process::{Resource, getrlimit};
+        let before = getrlimit(Resource::Nofile);
+        let changed = raise_open_file_limit();
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(after.current, after.maximum);
+        assert_eq!(after.maximum, before.maximum, "the hard limit is left alone");
+        assert_eq!(changed.is_some(), before.current != before.maximum);
+        assert_eq!(raise_open_file_limit(), None, "nothing left to raise");
     }
 
     #[test]
