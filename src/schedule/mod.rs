@@ -11,10 +11,17 @@
 //!   happens at the first instant after the gap, 03:00 new time, and lasts `duration`.
 //! - A start in the fall-back overlap (01:30 on a day that repeats 01:00-02:00) happens once,
 //!   at the first 01:30 (the earlier offset), and lasts `duration`.
+//!
+//! These rules hold for every expression, `*/5 * * * *` as much as `30 2 * * *`, so croner
+//! only matches wall-clock times (it is asked about civil times, which have no gaps or
+//! overlaps), and this module places them on the time line. croner's own zone handling would
+//! run an interval or wildcard expression at both instants of a repeated wall-clock time and
+//! drop its times in a gap.
 
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use jiff::tz::TimeZone;
+use jiff::civil::DateTime;
+use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::api::MaintenanceWindowSpec;
@@ -112,8 +119,8 @@ impl Schedule {
             Form::Fixed(span) => span.contains(t).then_some(*span),
             Form::Recurring { cron, duration, zone } => {
                 // The latest start at or before `t` ends last among those before it.
-                let start = cron.find_previous_occurrence(&t.to_zoned(zone.clone()), true).ok()?;
-                let span = recurring_span(start.timestamp(), *duration)?;
+                let wall = cron.find_previous_occurrence(&reached(zone, t), true).ok()?;
+                let span = recurring_span(start_of(zone, wall)?, *duration)?;
                 span.contains(t).then_some(span)
             }
         }
@@ -125,8 +132,8 @@ impl Schedule {
             Form::Suspended => None,
             Form::Fixed(span) => (span.start > t).then_some(*span),
             Form::Recurring { cron, duration, zone } => {
-                let start = cron.find_next_occurrence(&t.to_zoned(zone.clone()), false).ok()?;
-                recurring_span(start.timestamp(), *duration)
+                let wall = cron.find_next_occurrence(&reached(zone, t), false).ok()?;
+                recurring_span(start_of(zone, wall)?, *duration)
             }
         }
     }
@@ -138,6 +145,49 @@ impl Schedule {
             None => self.next_after(t).map(|s| s.start),
         }
     }
+}
+
+/// Where a start written for the wall-clock time `wall` happens: once, at the first instant
+/// at which the clock of `zone` reads `wall` or later. That is the earlier offset in a
+/// fall-back overlap, and the end of the gap (the transition) in a spring-forward gap.
+///
+/// It never decreases as `wall` grows, so the starts at or before an instant are those
+/// written for the wall-clock times up to [`reached`] by then.
+fn start_of(zone: &TimeZone, wall: DateTime) -> Option<Timestamp> {
+    match zone.to_ambiguous_timestamp(wall).offset() {
+        AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(wall).ok(),
+        AmbiguousOffset::Fold { before, .. } => before.to_timestamp(wall).ok(),
+        AmbiguousOffset::Gap { after, .. } => {
+            // Read with the later offset, `wall` lies before the transition that skips it.
+            let early = after.to_timestamp(wall).ok()?;
+            zone.following(early).next().map(|transition| transition.timestamp())
+        }
+    }
+}
+
+/// The latest wall-clock time that the clock of `zone` has shown by `t`, to the second
+/// (cron has no finer unit): the time at `t`, except after the clocks go back, while they
+/// repeat times already shown, when it is the last time shown before they went back.
+fn reached(zone: &TimeZone, t: Timestamp) -> DateTime {
+    let mut latest = zone.to_datetime(t);
+    // Offsets lie within 26 hours of UTC, so no transition sets the clock back by more than
+    // 52 hours, and one longer ago cannot have left the clock ahead of where it is now. The
+    // iterator yields transitions up to `t` itself (and one a nanosecond later, harmlessly:
+    // the clock just before it reads the time at `t`).
+    let horizon = t.checked_sub(SignedDuration::from_hours(52)).unwrap_or(Timestamp::MIN);
+    let after_t = t.checked_add(SignedDuration::from_nanos(1)).unwrap_or(t);
+    for transition in zone.preceding(after_t) {
+        let at = transition.timestamp();
+        if at < horizon {
+            break;
+        }
+        if let Ok(just_before) = at.checked_sub(SignedDuration::from_nanos(1)) {
+            latest = latest.max(zone.to_datetime(just_before));
+        }
+    }
+    // Whole seconds: a cron time at or before 01:59:59.5 is one at or before 01:59:59, and
+    // one after it is one after 01:59:59.
+    latest.with().subsec_nanosecond(0).build().unwrap_or(latest)
 }
 
 fn recurring_span(start: Timestamp, duration: SignedDuration) -> Option<Span> {

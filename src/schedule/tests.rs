@@ -186,3 +186,64 @@ fn invalid_windows_name_the_field() {
     assert_eq!(tz.message, "\"Mars/Olympus\" is not an IANA time zone");
     assert_eq!(error("{duration: 1h}").field, "spec.duration");
 }
+
+#[test]
+fn a_repeated_hour_starts_once_for_a_wildcard_cron_too() {
+    // 2024-11-03, New York: 02:00 EDT falls back to 01:00 EST (06:00Z). Every minute of
+    // 00:00-01:59 starts a one-minute window; the repeated 01:xx start only at EDT, at
+    // 05:00Z-05:59Z, whatever croner does for expressions that are not a fixed time.
+    let w = [window(r#"{schedule: "* 0,1 * 1-11 *", duration: 1m, timeZone: America/New_York}"#)];
+    let e = evaluate(&w, ts("2024-11-03T05:59:30Z"));
+    assert!(e.on);
+    assert_eq!(e.until, Some(ts("2024-11-03T06:00:00Z")));
+    assert_eq!(e.next.map(|s| s.start), Some(ts("2024-11-04T05:00:00Z")), "00:00 EST");
+    let e = evaluate(&w, ts("2024-11-03T06:00:00Z"));
+    assert!(!e.on, "01:00 EST is the second 01:00: no start");
+    assert_eq!(e.next.map(|s| s.start), Some(ts("2024-11-04T05:00:00Z")));
+    assert_eq!(e.recheck_at, Some(ts("2024-11-04T05:00:00Z")));
+    assert!(!evaluate(&w, ts("2024-11-03T06:59:59Z")).on);
+}
+
+#[test]
+fn a_repeated_hour_leaves_a_gap_between_hourly_windows() {
+    // 2024-10-27, London: 02:00 BST falls back to 01:00 GMT (01:00Z). Hourly 90-minute
+    // windows (every day of October: day-of-month and day-of-week are both restricted, so
+    // either may match) start at 01:00 BST (00:00Z) and 02:00 GMT (02:00Z), not at the
+    // repeated 01:00 (01:00Z): the merged span ends at 01:30Z, not weeks later.
+    let w = [window(
+        r#"{schedule: "0 * 3-24 3-7/4,6-11 2-6,1,0", duration: 90m, timeZone: Europe/London}"#,
+    )];
+    let e = evaluate(&w, ts("2024-10-27T01:00:00Z"));
+    assert!(e.on);
+    assert_eq!(e.until, Some(ts("2024-10-27T01:30:00Z")));
+    assert_eq!(
+        e.next,
+        Some(Span { start: ts("2024-10-27T02:00:00Z"), end: Some(ts("2024-10-27T03:30:00Z")) })
+    );
+    assert_eq!(e.recheck_at, Some(ts("2024-10-27T01:30:00Z")));
+    assert!(!evaluate(&w, ts("2024-10-27T01:45:00Z")).on);
+}
+
+#[test]
+fn a_gap_moves_a_wildcard_cron_start_to_its_end() {
+    // 2026-03-29, Berlin: 02:00 CET jumps to 03:00 CEST (01:00Z). 02:30 happens at 03:00
+    // CEST for "30 * * * *" as for "30 2 * * *"; 03:30 CEST (01:30Z) follows.
+    let w = [window(r#"{schedule: "30 * * * *", duration: 15m, timeZone: Europe/Berlin}"#)];
+    let e = evaluate(&w, ts("2026-03-29T00:50:00Z"));
+    assert!(!e.on);
+    assert_eq!(
+        e.next,
+        Some(Span { start: ts("2026-03-29T01:00:00Z"), end: Some(ts("2026-03-29T01:15:00Z")) })
+    );
+    let e = evaluate(&w, ts("2026-03-29T01:05:00Z"));
+    assert!(e.on);
+    assert_eq!(e.until, Some(ts("2026-03-29T01:15:00Z")));
+    assert_eq!(e.next.map(|s| s.start), Some(ts("2026-03-29T01:30:00Z")));
+    // Every time in the gap, and 03:00 itself, start one window at the transition.
+    let w = [window(r#"{schedule: "*/20 * * * *", duration: 10m, timeZone: Europe/Berlin}"#)];
+    let e = evaluate(&w, ts("2026-03-29T00:45:00Z"));
+    assert_eq!(e.next.map(|s| s.start), Some(ts("2026-03-29T01:00:00Z")));
+    let e = evaluate(&w, ts("2026-03-29T01:05:00Z"));
+    assert_eq!(e.until, Some(ts("2026-03-29T01:10:00Z")));
+    assert_eq!(e.next.map(|s| s.start), Some(ts("2026-03-29T01:20:00Z")));
+}
