@@ -145,7 +145,13 @@ async fn malformed_responses_are_502_http_protocol_error() {
     let conflicting =
         apps::replies(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
             .await;
-    for app in [garbage, bad_header, conflicting] {
+    // Found by the http1_client fuzz target: framed both ways, a response that could split
+    // (RFC 9112 §6.3); it used to reach the client as nothing at all.
+    let both = apps::replies(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    for app in [garbage, bad_header, conflicting, both] {
         let proxy = Running::start(app, "").await;
         assert_local(proxy.addr, "/", &e).await;
     }

@@ -409,6 +409,13 @@ fn validate(
     if !content_length_consistent(response.headers()) {
         return Err(ProxyError::MalformedResponse);
     }
+    // Framed both ways, a response may be read differently by the next hop (response
+    // splitting, RFC 9112 §6.3): refused, as nginx does, rather than repaired.
+    if response.headers().contains_key(header::TRANSFER_ENCODING)
+        && response.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(ProxyError::MalformedResponse);
+    }
     let limit = route.validation.max_response_header_bytes;
     let reason_len = response.status().canonical_reason().map_or(0, str::len);
     if headers::head_size(reason_len, response.headers()) > limit as usize {
