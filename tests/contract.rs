@@ -151,7 +151,12 @@ async fn malformed_responses_are_502_http_protocol_error() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     )
     .await;
-    for app in [garbage, bad_header, conflicting, both] {
+    // Also found by fuzzing: a switch of protocols that the request did not ask for.
+    let switch = apps::replies(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    )
+    .await;
+    for app in [garbage, bad_header, conflicting, both, switch] {
         let proxy = Running::start(app, "").await;
         assert_local(proxy.addr, "/", &e).await;
     }

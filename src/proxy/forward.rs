@@ -215,7 +215,7 @@ impl Proxy {
         };
         self.pool.mark_answered();
         self.metrics.app_latency.observe(sent_at.elapsed().as_secs_f64());
-        validate(&response, &method, route)?;
+        validate(&response, &method, wants_upgrade, route)?;
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let app_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
@@ -402,8 +402,13 @@ fn prepare_request(parts: &mut Parts, client: &Client, upgrade: bool) {
 fn validate(
     response: &Response<Incoming>,
     method: &Method,
+    asked_upgrade: bool,
     route: &RouteSettings,
 ) -> Result<(), ProxyError> {
+    // A switch nobody asked for (RFC 9110 §7.8): the client could not speak the protocol.
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS && !asked_upgrade {
+        return Err(ProxyError::MalformedResponse);
+    }
     // hyper checks Content-Length only where it frames a body; a HEAD, 204 or 304 response
     // with conflicting lengths is just as malformed (RFC 9112 §6.3) and is not passed on.
     if !content_length_consistent(response.headers()) {
