@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS := $(VENV)/.installed
 IMAGE ?= portcullis:dev
 
-.PHONY: all build test lint deny unit chart demo bench crds tools image clean fuzz fuzz-ci
+.PHONY: all build test lint deny unit chart demo bench soak crds tools image clean fuzz fuzz-ci
 
 all: build
 
@@ -66,6 +66,11 @@ demo:
 
 bench:
 	bash bench/run.sh
+
+## 30 minutes (SOAK_MINUTES) of mixed traffic, config changes and app restarts through the
+## sidecar: RSS, descriptors and tasks each minute, and a verdict on their growth. Not CI.
+soak:
+	bash bench/soak.sh
 
 ## Fuzzing, with cargo-fuzz on the machine's nightly toolchain (`cargo install --locked
 ## cargo-fuzz`; .ci/run installs it, and runs `fuzz-ci` before `make test`). Each

@@ -99,7 +99,7 @@ if [ "$BIN_DIR" = target/release ]; then
   cargo build --quiet --release --bin portcullis --example bench_upstream --example bench_load \
     --example bench_controller --example bench_idle --example bench_bodies
 fi
-out=bench/out; mkdir -p "$out"; rm -f "$out"/*; dir=$(mktemp -d)
+out=bench/out; mkdir -p "$out"; find "$out" -maxdepth 1 -type f ! -name "soak*" -delete; dir=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; cp "$dir/nginx-error.log" "$out/" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
