@@ -219,6 +219,19 @@ fn window(name: &str, start: Timestamp, end: Timestamp) -> serde_json::Value {
     })
 }
 
+/// `portcullis proxy` arguments in front of `app`, with `extra` flags.
+fn proxy_args(
+    listen: SocketAddr,
+    app: SocketAddr,
+    admin: SocketAddr,
+    extra: &[&str],
+) -> Vec<String> {
+    let base = ["proxy", "--listen", &listen.to_string(), "--upstream", &app.to_string()]
+        .map(String::from);
+    let admin = ["--admin".to_string(), admin.to_string()];
+    base.into_iter().chain(admin).chain(extra.iter().map(|a| a.to_string())).collect()
+}
+
 /// `portcullis controller` against the fake API, serving streams over TLS from `tls_dir`.
 fn controller_proc(dir: &std::path::Path, listen: SocketAddr, n: usize) -> Proc {
     let args: Vec<String> = [
@@ -311,21 +324,10 @@ async fn the_controller_killed_restarted_or_unreachable_fails_no_request() {
     let mut controller = controller_proc(dir.path(), streams, 1);
     let app = support::apps::app(|_| async { faults::ok("ok") }).await;
     let (listen, admin) = (free_addr(), free_addr());
-    let sidecar_args: Vec<String> = [
-        "proxy",
-        "--listen",
-        &listen.to_string(),
-        "--upstream",
-        &app.to_string(),
-        "--admin",
-        &admin.to_string(),
-        "--controller",
-        &format!("https://{streams}"),
-        "--token-file",
-        &dir.path().join("token").display().to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
+    let token = dir.path().join("token").display().to_string();
+    let url = format!("https://{streams}");
+    let sidecar_args =
+        proxy_args(listen, app, admin, &["--controller", &url, "--token-file", &token]);
     let sidecar = Proc::spawn(
         &sidecar_args,
         &[
@@ -674,19 +676,7 @@ async fn a_stepped_wall_clock_moves_windows_but_not_timeouts() {
     )
     .unwrap();
     let (listen, admin) = (free_addr(), free_addr());
-    let args: Vec<String> = [
-        "proxy",
-        "--listen",
-        &listen.to_string(),
-        "--upstream",
-        &app.to_string(),
-        "--admin",
-        &admin.to_string(),
-        "--config",
-        &config.display().to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = proxy_args(listen, app, admin, &["--config", &config.display().to_string()]);
     let env = [
         ("LD_PRELOAD", lib.display().to_string()),
         ("FAKETIME_TIMESTAMP_FILE", clock.display().to_string()),
@@ -755,19 +745,7 @@ async fn sigterm_under_load_fails_no_request() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let (listen, admin) = (free_addr(), free_addr());
-    let args: Vec<String> = [
-        "proxy",
-        "--listen",
-        &listen.to_string(),
-        "--upstream",
-        &app.addr.to_string(),
-        "--admin",
-        &admin.to_string(),
-        "--drain-timeout",
-        "10s",
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = proxy_args(listen, app.addr, admin, &["--drain-timeout", "10s"]);
     let mut proxy = Proc::spawn(&args, &[], &dir.path().join("proxy.log"));
     faults::wait_for_200(admin, "/readyz", Duration::from_secs(10), "the proxy").await;
 
