@@ -4,6 +4,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::Method;
 use support::{Running, apps, client, policy};
@@ -160,6 +161,24 @@ async fn malformed_responses_are_502_http_protocol_error() {
         let proxy = Running::start(app, "").await;
         assert_local(proxy.addr, "/", &e).await;
     }
+}
+
+/// Found by the http1_client fuzz target: an app that closes right after its head, short of
+/// the length it announced. The client gets that head and a body cut short (see "Streams
+/// cut short"), not a connection closed without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_fails_before_its_first_byte_still_lets_the_head_out() {
+    let app = apps::replies(
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Length: 5\r\n\r\n",
+    )
+    .await;
+    let proxy = Running::start(app, "").await;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (raw, closed) = client::raw(proxy.addr, request, Duration::from_secs(5)).await;
+    assert!(raw.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{raw}");
+    assert!(raw.contains("retry-after: 7\r\n") && raw.contains("content-length: 5\r\n"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\n"), "no body byte: {raw}");
+    assert!(closed, "the connection is closed, so the body is seen to fall short");
 }
 
 /// A response whose header section is about `size` bytes.

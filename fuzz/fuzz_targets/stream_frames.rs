@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         match d {
             Decoded::Keepalive => assert!(matches!(message, Ok(StreamMessage::Keepalive))),
             Decoded::Config { version, config } => {
-                let Ok(StreamMessage::Snapshot(snapshot)) = message else { panic!("{message:?}") };
+                let Ok(StreamMessage::Snapshot(ref snapshot)) = message else { panic!("{message:?}") };
                 assert_eq!(*version, snapshot.version);
                 let sent = &snapshot.config;
                 assert_eq!(config.policy_name, sent.policy.as_ref().map(|p| p.name.clone()));

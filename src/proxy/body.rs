@@ -96,6 +96,10 @@ pub struct UpstreamBody {
     inner: Incoming,
     dog: Watchdog,
     on_end: Option<Finish>,
+    /// Whether hyper has had a chance to write the response head (see `fail`).
+    head_out: bool,
+    /// A failure held back for one poll while the head goes out.
+    failed: Option<StreamError>,
 }
 
 impl UpstreamBody {
@@ -105,8 +109,13 @@ impl UpstreamBody {
         deadline: Option<Instant>,
         on_end: Finish,
     ) -> Self {
-        let mut body =
-            UpstreamBody { inner, dog: Watchdog::new(idle, deadline), on_end: Some(on_end) };
+        let mut body = UpstreamBody {
+            inner,
+            dog: Watchdog::new(idle, deadline),
+            on_end: Some(on_end),
+            head_out: false,
+            failed: None,
+        };
         // HEAD, 204, 304 and empty bodies are complete before a single poll.
         body.complete_if_ended();
         body
@@ -128,6 +137,21 @@ impl UpstreamBody {
         }
         Poll::Ready(Some(Err(Box::new(why))))
     }
+
+    /// hyper writes an HTTP/1.1 response head together with the first body bytes, and drops
+    /// it when the body fails before any: the client would see its connection closed
+    /// without a word. So a failure that comes first is held for one poll (woken at once),
+    /// on which hyper flushes the head: the client sees the head and a body cut short, as
+    /// for any stream cut short.
+    fn hold_back(
+        &mut self,
+        why: StreamError,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.failed = Some(why);
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 impl Body for UpstreamBody {
@@ -139,16 +163,21 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(why) = this.failed.take() {
+            return this.abort(why);
+        }
         if this.inner.is_end_stream() {
             this.complete_if_ended();
             return Poll::Ready(None);
         }
+        let first = !std::mem::replace(&mut this.head_out, true);
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.dog.activity();
                 this.complete_if_ended();
                 Poll::Ready(Some(Ok(frame)))
             }
+            Poll::Ready(Some(Err(_))) if first => this.hold_back(StreamError::Peer, cx),
             Poll::Ready(Some(Err(_))) => this.abort(StreamError::Peer),
             Poll::Ready(None) => {
                 if let Some(hook) = this.on_end.take() {
