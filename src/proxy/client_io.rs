@@ -137,6 +137,10 @@ impl AsyncRead for ClientIo {
                 buf.put_slice(&this.held[..n]);
                 this.held.drain(..n);
                 this.cleared -= n;
+                if this.held.is_empty() {
+                    // An idle connection keeps no buffer of its own.
+                    this.held = Vec::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.scanner.is_refused() {
