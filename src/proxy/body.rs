@@ -98,8 +98,8 @@ pub struct UpstreamBody {
     on_end: Option<Finish>,
     /// Whether hyper has had a chance to write the response head (see `fail`).
     head_out: bool,
-    /// A failure held back for one poll while the head goes out.
-    failed: Option<StreamError>,
+    /// The app's body failed first; the failure is held for one poll while the head goes out.
+    failed_first: bool,
 }
 
 impl UpstreamBody {
@@ -114,7 +114,7 @@ impl UpstreamBody {
             dog: Watchdog::new(idle, deadline),
             on_end: Some(on_end),
             head_out: false,
-            failed: None,
+            failed_first: false,
         };
         // HEAD, 204, 304 and empty bodies are complete before a single poll.
         body.complete_if_ended();
@@ -143,12 +143,8 @@ impl UpstreamBody {
     /// without a word. So a failure that comes first is held for one poll (woken at once),
     /// on which hyper flushes the head: the client sees the head and a body cut short, as
     /// for any stream cut short.
-    fn hold_back(
-        &mut self,
-        why: StreamError,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.failed = Some(why);
+    fn hold_back(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.failed_first = true;
         cx.waker().wake_by_ref();
         Poll::Pending
     }
@@ -163,8 +159,8 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(why) = this.failed.take() {
-            return this.abort(why);
+        if std::mem::take(&mut this.failed_first) {
+            return this.abort(StreamError::Peer);
         }
         if this.inner.is_end_stream() {
             this.complete_if_ended();
@@ -177,7 +173,7 @@ impl Body for UpstreamBody {
                 this.complete_if_ended();
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(_))) if first => this.hold_back(StreamError::Peer, cx),
+            Poll::Ready(Some(Err(_))) if first => this.hold_back(cx),
             Poll::Ready(Some(Err(_))) => this.abort(StreamError::Peer),
             Poll::Ready(None) => {
                 if let Some(hook) = this.on_end.take() {
