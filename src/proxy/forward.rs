@@ -84,18 +84,16 @@ impl Proxy {
         let policy = &snapshot.config.policy;
         let asked = Asked::of(req.method(), req.headers());
         let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
-        // The reader holds what follows such a request until it hears the answer.
-        let asks_upgrade = version < Version::HTTP_2
-            && (method == Method::CONNECT || req.headers().contains_key(header::UPGRADE));
+        let verdict = client.framing.next_request();
         let in_flight = InFlight::start(&self.metrics);
-        let response = match self.admit(client, req, &snapshot, started, in_flight).await {
+        let response = match self.admit(client, verdict, req, &snapshot, started, in_flight).await {
             Ok(response) => response,
             Err(err) => {
                 let audience = asked.audience(policy.error_format);
                 self.local(&err, audience, version, &method, uri.path())
             }
         };
-        if asks_upgrade {
+        if verdict == (Verdict::Serve { answer_switch: true }) {
             let status = response.status();
             let switched = status == StatusCode::SWITCHING_PROTOCOLS
                 || (method == Method::CONNECT && status.is_success());
@@ -108,13 +106,14 @@ impl Proxy {
     async fn admit(
         &self,
         client: &Client,
+        verdict: Verdict,
         req: Request<Incoming>,
         snapshot: &Snapshot,
         started: Instant,
         in_flight: InFlight,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        match client.framing.next_request() {
-            Verdict::Serve => {}
+        match verdict {
+            Verdict::Serve { .. } => {}
             Verdict::Ambiguous => return Err(ProxyError::AmbiguousFraming),
             Verdict::Refused(why) => return Err(why.into()),
         }

@@ -49,7 +49,9 @@ pub enum Refusal {
 /// What the request handler must do with the next request hyper hands it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    Serve,
+    /// To be served; with `answer_switch`, the reader holds what follows until the handler
+    /// says whether the response switched protocols (`Framing::answered_upgrade`).
+    Serve { answer_switch: bool },
     /// Framed both ways (Transfer-Encoding and Content-Length).
     Ambiguous,
     /// The head was refused; what hyper hands over in its place is a stand-in.
@@ -71,8 +73,9 @@ pub struct Framing {
     read: AtomicU64,
     /// Part of a request head has arrived, not yet all of it.
     partial_head: AtomicBool,
-    /// The answer to the upgrade request that the reader holds the next bytes behind:
-    /// `UNANSWERED`, `SWITCHED` or `NOT_SWITCHED`.
+    /// Index of the upgrade request that the reader holds the next bytes behind, or NONE;
+    /// its answer in `upgrade`: `UNANSWERED`, `SWITCHED` or `NOT_SWITCHED`.
+    upgrade_at: AtomicU64,
     upgrade: AtomicU8,
     upgrade_waker: AtomicWaker,
 }
@@ -90,6 +93,7 @@ impl Default for Framing {
             served: AtomicU64::new(0),
             read: AtomicU64::new(0),
             partial_head: AtomicBool::new(false),
+            upgrade_at: AtomicU64::new(NONE),
             upgrade: AtomicU8::new(UNANSWERED),
             upgrade_waker: AtomicWaker::new(),
         }
@@ -121,7 +125,7 @@ impl Framing {
         if self.ambiguous_at.load(Ordering::Acquire) == index {
             return Verdict::Ambiguous;
         }
-        Verdict::Serve
+        Verdict::Serve { answer_switch: self.upgrade_at.load(Ordering::Acquire) == index }
     }
 
     /// Records that request `index`'s head is refused (the first refusal only: nothing after
@@ -137,17 +141,18 @@ impl Framing {
         self.partial_head.load(Ordering::Relaxed)
     }
 
-    /// The request handler's word on a request that asked to switch protocols (an Upgrade
-    /// field, or CONNECT): whether its response switched. What the client sent after it
-    /// is held until then, since it is either the new protocol or the next request.
+    /// The request handler's word on the request served with `answer_switch` (one that asked
+    /// to switch protocols, an Upgrade field or CONNECT): whether its response switched. What
+    /// the client sent after it is held until then: the new protocol, or the next request.
     pub fn answered_upgrade(&self, switched: bool) {
         let answer = if switched { SWITCHED } else { NOT_SWITCHED };
         self.upgrade.store(answer, Ordering::Release);
         self.upgrade_waker.wake();
     }
 
-    fn await_upgrade(&self) {
+    fn await_upgrade(&self, index: u64) {
         self.upgrade.store(UNANSWERED, Ordering::Release);
+        self.upgrade_at.store(index, Ordering::Release);
     }
 
     /// Whether the upgrade request awaited switched protocols, once answered.
@@ -458,7 +463,7 @@ impl FramingScanner {
             // Without a body, the next bytes wait for the answer (see `AwaitSwitch`); an
             // upgrade with a body is not followed further.
             (None, None | Some(0)) if upgrade => {
-                shared.await_upgrade();
+                shared.await_upgrade(index);
                 Scan::AwaitSwitch { next }
             }
             _ if upgrade => Scan::Off,
@@ -600,6 +605,8 @@ mod tests {
         let fed = s.feed(&shared, &[&head[..], next].concat());
         assert_eq!(fed, Fed::Held { before: head.len() });
         assert_eq!(s.feed(&shared, b"more"), Fed::Held { before: 0 }, "still held");
+        let verdict = shared.next_request();
+        assert_eq!(verdict, Verdict::Serve { answer_switch: true }, "the handler must answer");
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert_eq!(shared.poll_upgrade(&mut cx), Poll::Pending);
