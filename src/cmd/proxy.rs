@@ -79,7 +79,7 @@ pub struct ProxyArgs {
 
     /// Largest request head (request line and header fields) a client may send, in bytes;
     /// a larger one is answered 431 and never reaches the app. As Envoy's default: 60 KiB.
-    #[arg(long, default_value_t = crate::proxy::ClientLimits::default().max_head_bytes)]
+    #[arg(long, default_value_t = crate::proxy::DEFAULT_MAX_HEAD_BYTES)]
     max_request_head_bytes: usize,
 
     /// Client connections open at once; a connection past it is answered 503 with
@@ -156,15 +156,12 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
             header: args.client_header_timeout.as_std(),
             idle: args.client_idle_timeout.as_std(),
         },
-        client_limits: {
-            let default = ClientLimits::default();
-            ClientLimits {
-                max_head_bytes: args.max_request_head_bytes,
-                max_connections: args
-                    .max_client_connections
-                    .unwrap_or(default.max_connections)
-                    .max(1),
-            }
+        client_limits: ClientLimits {
+            max_head_bytes: args.max_request_head_bytes,
+            max_connections: args
+                .max_client_connections
+                .unwrap_or_else(crate::proxy::default_max_connections)
+                .max(1),
         },
     };
     sidecar.run(super::shutdown_signal()).await.map_err(|e| e.to_string())

@@ -19,5 +19,6 @@ pub use body::ProxyBody;
 pub use client_timer::ClientTimeouts;
 pub use error::ProxyError;
 pub use forward::{Client, Observed, Proxy};
+pub use framing::DEFAULT_MAX_HEAD_BYTES;
 pub use pool::{AppProtocol, Pool};
-pub use server::{ClientLimits, raise_open_file_limit, serve};
+pub use server::{ClientLimits, default_max_connections, raise_open_file_limit, serve};

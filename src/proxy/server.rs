@@ -33,11 +33,14 @@ impl Default for ClientLimits {
     fn default() -> Self {
         ClientLimits {
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
-            max_connections: connections_for(
-                rustix::process::getrlimit(rustix::process::Resource::Nofile).current,
-            ),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+/// The connection limit for this process's open-file limit (see `connections_for`).
+pub fn default_max_connections() -> usize {
+    connections_for(rustix::process::getrlimit(rustix::process::Resource::Nofile).current)
 }
 
 /// Descriptors kept for the listeners, the admin server, the config stream and logs.
