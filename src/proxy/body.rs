@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use super::app_h1::{H1Body, H1Conn};
 use super::forward::Finish;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -91,9 +92,56 @@ impl Watchdog {
     }
 }
 
+/// The app's response body as one of the two HTTP/1.1 clients, or HTTP/2, gives it.
+pub enum AppBody {
+    Hyper(Incoming),
+    H1(H1Body),
+}
+
+impl AppBody {
+    /// The `app_h1` connection, once its body has ended and it can carry another request.
+    fn take_reusable(&mut self) -> Option<Box<H1Conn>> {
+        match self {
+            AppBody::Hyper(_) => None,
+            AppBody::H1(body) => body.take_reusable(),
+        }
+    }
+}
+
+impl Body for AppBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            AppBody::Hyper(body) => {
+                Pin::new(body).poll_frame(cx).map(|f| f.map(|r| r.map_err(Into::into)))
+            }
+            AppBody::H1(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            AppBody::Hyper(body) => body.is_end_stream(),
+            AppBody::H1(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            AppBody::Hyper(body) => body.size_hint(),
+            AppBody::H1(body) => body.size_hint(),
+        }
+    }
+}
+
 /// The app's response body on its way to the client.
 pub struct UpstreamBody {
-    inner: Incoming,
+    inner: AppBody,
     dog: Watchdog,
     on_end: Option<Finish>,
     /// Whether hyper has had a chance to write the response head (see `fail`).
@@ -104,7 +152,7 @@ pub struct UpstreamBody {
 
 impl UpstreamBody {
     pub(super) fn new(
-        inner: Incoming,
+        inner: AppBody,
         idle: Option<Duration>,
         deadline: Option<Instant>,
         on_end: Finish,
@@ -124,10 +172,14 @@ impl UpstreamBody {
     /// hyper stops polling a body once `is_end_stream` says it is done, so the end is
     /// noticed here rather than waiting for a final `None` that may never be asked for.
     fn complete_if_ended(&mut self) {
-        if self.inner.is_end_stream()
-            && let Some(hook) = self.on_end.take()
-        {
-            hook.complete();
+        if self.inner.is_end_stream() {
+            self.complete();
+        }
+    }
+
+    fn complete(&mut self) {
+        if let Some(hook) = self.on_end.take() {
+            hook.complete(self.inner.take_reusable());
         }
     }
 
@@ -176,9 +228,7 @@ impl Body for UpstreamBody {
             Poll::Ready(Some(Err(_))) if first => this.hold_back(cx),
             Poll::Ready(Some(Err(_))) => this.abort(StreamError::Peer),
             Poll::Ready(None) => {
-                if let Some(hook) = this.on_end.take() {
-                    hook.complete();
-                }
+                this.complete();
                 Poll::Ready(None)
             }
             Poll::Pending if this.on_end.is_none() => Poll::Pending,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::app_h1::H1Error;
 use super::framing::{MAX_HEADERS, Refusal};
 use crate::maintenance::Closed;
 
@@ -219,6 +220,15 @@ impl ProxyError {
                 | ClientHeaderTimeout(_)
                 | ClientConnectionLimit { .. }
         )
+    }
+
+    /// The same three outcomes as [`Self::from_exchange`], for the `app_h1` client.
+    pub fn from_h1(err: &H1Error, limit: u32) -> Self {
+        match err {
+            H1Error::HeadTooLarge => ProxyError::ResponseHeadersTooLarge { limit },
+            H1Error::Malformed(_) => ProxyError::MalformedResponse,
+            H1Error::Closed | H1Error::Io(_) => ProxyError::ConnectionTerminated,
+        }
     }
 
     /// Maps an error from sending a request to the app and awaiting its response headers.

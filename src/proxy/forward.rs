@@ -13,7 +13,8 @@ use hyper::body::Incoming;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
-use super::body::{ProxyBody, RequestBody, StreamError, UpstreamBody, stream_error_in};
+use super::app_h1::{H1Body, H1Conn};
+use super::body::{AppBody, ProxyBody, RequestBody, StreamError, UpstreamBody, stream_error_in};
 use super::deadline::with_deadline;
 use super::error::ProxyError;
 use super::framing::{Framing, Verdict};
@@ -195,13 +196,24 @@ impl Proxy {
         prepare_request(&mut parts, client, wants_upgrade);
         maintenance::strip_bypass_headers(&config.windows, &mut parts.headers);
         let body = RequestBody::new(body, timeouts.idle, deadline);
-        // Only a request with nothing to resend, and safe to repeat, may be retried.
-        let replay =
-            (!wants_upgrade && body.is_empty() && method.is_idempotent()).then(|| parts.clone());
-
-        let head =
-            self.exchange(Request::from_parts(parts, body), replay, route, &opts, wants_upgrade);
-        let outcome = with_deadline(head, deadline).await.unwrap_or_else(|_| {
+        // A request without a body, over HTTP/1.1, is sent and answered on this task.
+        let plain =
+            !wants_upgrade && body.is_empty() && self.pool.speaks_h1() && method != Method::CONNECT;
+        let exchange = async {
+            if plain {
+                let (response, sent_at) = self.exchange_h1(parts, route, &opts).await?;
+                return Ok((response.map(AppBody::H1), None, sent_at));
+            }
+            // Only a request with nothing to resend, and safe to repeat, may be retried.
+            let replay = (!wants_upgrade && body.is_empty() && method.is_idempotent())
+                .then(|| parts.clone());
+            let req = Request::from_parts(parts, body);
+            // Boxed: the common request future stays the size of the plain path's.
+            let exchange = Box::pin(self.exchange(req, replay, route, &opts, wants_upgrade));
+            let (response, conn, sent_at) = exchange.await?;
+            Ok((response.map(AppBody::Hyper), Some(conn), sent_at))
+        };
+        let outcome = with_deadline(exchange, deadline).await.unwrap_or_else(|_| {
             Err(ProxyError::RequestTimeout(timeouts.request.unwrap_or_default()))
         });
         let (mut response, conn, sent_at) = match outcome {
@@ -230,13 +242,48 @@ impl Proxy {
         let finish = Finish {
             // A connection opened for an upgrade that did not happen is not reused.
             pool: (!wants_upgrade).then(|| self.pool.clone()),
-            conn: Some(conn),
+            conn,
             max_idle: opts.max_idle,
             metrics: self.metrics.clone(),
             _held: held,
         };
         let body = UpstreamBody::new(body, timeouts.idle, deadline, finish);
         Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
+    }
+
+    /// Sends a request without a body over an `app_h1` connection and reads the response
+    /// head, retrying once on a fresh connection when a reused one failed before the app
+    /// sent a single byte and the method is safe to repeat.
+    async fn exchange_h1(
+        &self,
+        parts: Parts,
+        route: &RouteSettings,
+        opts: &ConnectOptions,
+    ) -> Result<(Response<H1Body>, Instant), ProxyError> {
+        let limit = route.validation.max_response_header_bytes;
+        let max_head = opts.max_header_bytes as usize;
+        let (conn, reused) = self.pool.checkout_h1(opts).await?;
+        let sent_at = Instant::now();
+        let wait = route.timeouts.response_headers;
+        let headers_by = wait.map(|w| sent_at + w);
+        let failed = match within(headers_by, wait, conn.send(&parts, max_head)).await? {
+            Ok(response) => return Ok((response, sent_at)),
+            Err(failed) => failed,
+        };
+        if !reused || failed.answered || !parts.method.is_idempotent() {
+            return Err(ProxyError::from_h1(&failed.error, limit));
+        }
+        tracing::debug!(error = %failed.error, "reused connection failed before any response byte; retrying");
+        self.metrics.retries.inc();
+        // Boxed: a rare path, kept out of the common request future's size.
+        let retry = Box::pin(async {
+            let fresh = self.pool.connect_h1(opts).await?;
+            match within(headers_by, wait, fresh.send(&parts, max_head)).await? {
+                Ok(response) => Ok(response),
+                Err(failed) => Err(ProxyError::from_h1(&failed.error, limit)),
+            }
+        });
+        Ok((retry.await?, sent_at))
     }
 
     /// Sends the request and waits for the response head, retrying once on a fresh
@@ -399,7 +446,7 @@ fn prepare_request(parts: &mut Parts, client: &Client, upgrade: bool) {
 
 /// The checks on the app's response head that the route asks for.
 fn validate(
-    response: &Response<Incoming>,
+    response: &Response<AppBody>,
     method: &Method,
     asked_upgrade: bool,
     route: &RouteSettings,
@@ -457,7 +504,7 @@ fn content_length_consistent(headers: &http::HeaderMap) -> bool {
 }
 
 /// Whether the response has (or, for HEAD, describes) a representation to check.
-fn carries_body(response: &Response<Incoming>, method: &Method) -> bool {
+fn carries_body(response: &Response<AppBody>, method: &Method) -> bool {
     use http_body::Body;
     if response.status() == StatusCode::NO_CONTENT {
         return false;
@@ -480,9 +527,14 @@ pub(super) struct Finish {
 }
 
 impl Finish {
-    pub(super) fn complete(mut self) {
-        if let (Some(pool), Some(conn)) = (self.pool.take(), self.conn.take()) {
+    /// `h1`: the `app_h1` connection the body was read from, if it can be reused.
+    pub(super) fn complete(mut self, h1: Option<Box<H1Conn>>) {
+        let Some(pool) = self.pool.take() else { return };
+        if let Some(conn) = self.conn.take() {
             pool.put(conn, self.max_idle);
+        }
+        if let Some(conn) = h1 {
+            pool.put_h1(conn, self.max_idle);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The sidecar's data plane: it listens on the pod's serving port and forwards to the app
 //! on localhost, answering for itself only when the app cannot (see `error` for the table).
 
+mod app_h1;
 mod body;
 mod client_io;
 mod client_timer;

@@ -1,7 +1,8 @@
 //! Connections to the app.
 //!
-//! HTTP/1.1: a pool of idle connections, each closed before the app would close it
-//! (`timeouts.upstreamIdle`), so that the keep-alive race is rare. HTTP/2: one shared,
+//! HTTP/1.1: pools of idle connections, each closed before the app would close it
+//! (`timeouts.upstreamIdle`), so that the keep-alive race is rare: plain ones for requests
+//! without a body (`app_h1`), hyper's for requests with one. HTTP/2: one shared,
 //! multiplexed connection, replaced when it closes. Each connection counts the bytes it has
 //! read, so that a failed request can tell whether the app answered anything at all (only
 //! then is a retry unsafe).
@@ -18,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::app_h1::H1Conn;
 use super::body::RequestBody;
 use super::error::ProxyError;
 use super::tap::{ReadTap, Tap};
@@ -76,6 +78,20 @@ impl Conn {
     }
 }
 
+/// An idle connection for requests without a body (see `app_h1`).
+struct IdleH1 {
+    conn: Box<H1Conn>,
+    since: Instant,
+    max_idle: Option<Duration>,
+}
+
+impl IdleH1 {
+    fn usable(&self, now: Instant) -> bool {
+        self.max_idle.is_none_or(|max| now.duration_since(self.since) < max)
+            && self.conn.is_usable()
+    }
+}
+
 struct Idle {
     tx: http1::SendRequest<RequestBody>,
     read: Arc<AtomicU64>,
@@ -100,6 +116,7 @@ struct Inner {
     answered: std::sync::atomic::AtomicBool,
     protocol: AppProtocol,
     idle: Mutex<Vec<Idle>>,
+    idle_h1: Mutex<Vec<IdleH1>>,
     shared_h2: Mutex<Option<(http2::SendRequest<RequestBody>, Arc<AtomicU64>)>>,
 }
 
@@ -111,6 +128,7 @@ impl Pool {
             answered: Default::default(),
             protocol,
             idle: Mutex::new(Vec::new()),
+            idle_h1: Mutex::new(Vec::new()),
             shared_h2: Mutex::new(None),
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
@@ -119,6 +137,11 @@ impl Pool {
 
     pub fn upstream(&self) -> &str {
         &self.inner.upstream
+    }
+
+    /// Whether requests without a body go over [`H1Conn`]s: HTTP/1.1 to the app.
+    pub fn speaks_h1(&self) -> bool {
+        self.inner.protocol == AppProtocol::Http1
     }
 
     pub fn has_answered(&self) -> bool {
@@ -139,6 +162,40 @@ impl Pool {
         // Boxed: connecting is the uncommon path, and its future is large; inline, it
         // would be moved around with every request.
         Box::pin(self.connect(opts, false)).await
+    }
+
+    /// A connection for one request without a body, and whether it is a reused one.
+    pub async fn checkout_h1(
+        &self,
+        opts: &ConnectOptions,
+    ) -> Result<(Box<H1Conn>, bool), ProxyError> {
+        if let Some(conn) = self.take_idle_h1() {
+            return Ok((conn, true));
+        }
+        Ok((Box::pin(self.connect_h1(opts)).await?, false))
+    }
+
+    /// A new connection for requests without a body, never one from the pool.
+    pub async fn connect_h1(&self, opts: &ConnectOptions) -> Result<Box<H1Conn>, ProxyError> {
+        Ok(H1Conn::new(self.connect_tcp(opts).await?))
+    }
+
+    fn take_idle_h1(&self) -> Option<Box<H1Conn>> {
+        let now = Instant::now();
+        let mut idle = self.inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner());
+        // Newest first, as for hyper's connections; one found unusable is closed.
+        while let Some(entry) = idle.pop() {
+            if entry.usable(now) {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response was read to the end.
+    pub fn put_h1(&self, conn: Box<H1Conn>, max_idle: Option<Duration>) {
+        let entry = IdleH1 { conn, since: Instant::now(), max_idle };
+        self.inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
     }
 
     fn take_idle(&self) -> Option<Conn> {
@@ -230,6 +287,7 @@ async fn reap(pool: Weak<Inner>) {
         let Some(inner) = pool.upgrade() else { return };
         let now = Instant::now();
         inner.idle.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| c.usable(now));
+        inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| c.usable(now));
         let mut shared = inner.shared_h2.lock().unwrap_or_else(|e| e.into_inner());
         if shared.as_ref().is_some_and(|(tx, _)| tx.is_closed()) {
             *shared = None;

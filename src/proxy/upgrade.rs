@@ -8,7 +8,7 @@ use super::pool::Conn;
 
 /// Joins the client's and the app's upgraded connections. `conn` stays alive until the
 /// tunnel ends, since the app's side of it belongs to that connection.
-pub fn tunnel(client: OnUpgrade, app: OnUpgrade, conn: Conn) {
+pub fn tunnel(client: OnUpgrade, app: OnUpgrade, conn: Option<Conn>) {
     tokio::spawn(async move {
         let _conn = conn;
         let (client, app) = match tokio::try_join!(client, app) {
