@@ -123,7 +123,8 @@ pub async fn serve(
         let mut builder = builder.clone();
         builder.http1().timer(HeadTimer::new(timeouts, framing.clone()));
         let io = ClientIo::new(stream, framing.clone(), limits.max_head_bytes, timeouts.header);
-        let client = Client::new(addr, framing.clone());
+        // Shared, not cloned, by each request: one reference count instead of three.
+        let client = Arc::new(Client::new(addr, framing.clone()));
         let proxy = proxy.clone();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();

@@ -1,6 +1,8 @@
 //! The two heads of an exchange with the app: the request head written, and the response
 //! head parsed, with the framing of the body that follows it (RFC 9112 §6.3).
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -58,16 +60,25 @@ pub fn encode_request(dst: &mut Vec<u8>, parts: &Parts) {
     dst.extend_from_slice(b"\r\n");
 }
 
+/// Where one field lies in a head: name offset and length, value offset and length.
+pub type Span = (usize, usize, usize, usize);
+
 /// Parses a response head at the start of `buf`. `Ok(None)`: not all of it has arrived.
-/// On success the head's bytes are taken off the front of `buf`.
+/// On success the head's bytes are taken off the front of `buf`. `spans` is scratch space,
+/// kept by the connection so that a head costs no allocation for it.
 pub fn parse_response(
     buf: &mut BytesMut,
     max_head_bytes: usize,
     method: &Method,
+    spans: &mut Vec<Span>,
 ) -> Result<Option<Head>, H1Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut response = httparse::Response::new(&mut fields);
-    let parsed = httparse::ParserConfig::default().parse_response(&mut response, buf);
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_head_bytes.min(MAX_BUFFERED) => {
@@ -86,21 +97,21 @@ pub fn parse_response(
     let version = if response.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     // Where each field lies in the head, so that its value can share the head's bytes.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_FIELDS];
-    let count = response.headers.len();
-    for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
+    spans.clear();
+    spans.extend(response.headers.iter().map(|field| {
         let name = field.name.as_ptr() as usize - base;
         let value = field.value.as_ptr() as usize - base;
-        *span = (name, field.name.len(), value, field.value.len());
-    }
+        (name, field.name.len(), value, field.value.len())
+    }));
     let reason = response.reason.map(|r| {
         let at = r.as_ptr() as usize - base;
         (at, r.len(), status.canonical_reason() == Some(r))
     });
     let head = buf.split_to(len).freeze();
 
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name, name_len, value, value_len) in &spans[..count] {
+    // Room for the fields the proxy adds (Via), so that adding one does not grow the map.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 2);
+    for &(name, name_len, value, value_len) in spans.iter() {
         let name = HeaderName::from_bytes(&head[name..name + name_len])
             .map_err(|_| H1Error::Malformed("invalid field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
@@ -205,7 +216,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Option<Head>, H1Error> {
-        parse_response(&mut BytesMut::from(text), 8192, &Method::GET)
+        parse_response(&mut BytesMut::from(text), 8192, &Method::GET, &mut Vec::new())
     }
 
     #[test]
@@ -259,7 +270,7 @@ mod tests {
         assert_eq!((head.framing, head.keep_alive), (Framing::None, false));
 
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
-        let head = parse_response(&mut buf, 8192, &Method::HEAD).unwrap().unwrap();
+        let head = parse_response(&mut buf, 8192, &Method::HEAD, &mut Vec::new()).unwrap().unwrap();
         assert_eq!(head.framing, Framing::None);
     }
 

@@ -57,12 +57,20 @@ pub struct H1Conn {
     out: Vec<u8>,
     /// Whether anything was read during the current exchange.
     read_any: bool,
+    /// Scratch space for parsing response heads.
+    spans: Vec<head::Span>,
 }
 
 impl H1Conn {
     /// Boxed: a connection moves between the pool, the request and its body, as a pointer.
     pub fn new(stream: TcpStream) -> Box<Self> {
-        Box::new(H1Conn { stream, buf: BytesMut::new(), out: Vec::new(), read_any: false })
+        Box::new(H1Conn {
+            stream,
+            buf: BytesMut::new(),
+            out: Vec::new(),
+            read_any: false,
+            spans: Vec::new(),
+        })
     }
 
     /// Whether the app has sent anything since the last exchange: a close, a reset, or
@@ -106,7 +114,8 @@ impl H1Conn {
     async fn read_head(&mut self, max_head_bytes: usize, method: &Method) -> Result<Head, H1Error> {
         loop {
             if !self.buf.is_empty()
-                && let Some(head) = head::parse_response(&mut self.buf, max_head_bytes, method)?
+                && let Some(head) =
+                    head::parse_response(&mut self.buf, max_head_bytes, method, &mut self.spans)?
             {
                 // Interim responses (100 Continue, 103 Early Hints) are not passed on, as
                 // hyper's client does not; the final one follows on the same connection.
