@@ -41,37 +41,41 @@ impl StreamError {
 /// A timer that fires at the earlier of "idle for too long" and the exchange's deadline.
 ///
 /// Most bodies finish within a poll or two, so the timer is only armed when the body
-/// actually waits; until then a frame costs one clock read.
+/// actually waits, and the clock is only read then: silence is counted from the first
+/// wait after a frame, which is later than the frame by no more than one poll.
 struct Watchdog {
     idle: Option<Duration>,
     deadline: Option<Instant>,
-    last_activity: Instant,
+    /// When the silence began; `None` while frames are flowing and no wait has begun.
+    quiet_since: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl Watchdog {
     fn new(idle: Option<Duration>, deadline: Option<Instant>) -> Self {
-        Watchdog { idle, deadline, last_activity: Instant::now(), sleep: None }
+        Watchdog { idle, deadline, quiet_since: None, sleep: None }
     }
 
-    fn wake_at(&self) -> Option<Instant> {
-        let idle_at = self.idle.map(|d| self.last_activity + d);
+    fn wake_at(&self, quiet_since: Instant) -> Option<Instant> {
+        let idle_at = self.idle.map(|d| quiet_since + d);
         match (idle_at, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Called on every frame: silence is counted from the last one.
+    /// Called on every frame: silence is counted from the next wait.
     fn activity(&mut self) {
-        if self.idle.is_some() {
-            self.last_activity = Instant::now();
-        }
+        self.quiet_since = None;
     }
 
     /// Called when the body has nothing to give: arms the timer and tells whether it fired.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Option<StreamError> {
-        let at = self.wake_at()?;
+        if self.idle.is_none() && self.deadline.is_none() {
+            return None;
+        }
+        let quiet_since = *self.quiet_since.get_or_insert_with(Instant::now);
+        let at = self.wake_at(quiet_since)?;
         let sleep = match &mut self.sleep {
             Some(sleep) => {
                 if sleep.deadline() != at {

@@ -20,6 +20,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use hyper::rt::{Sleep, Timer};
+use pin_project_lite::pin_project;
 
 use super::framing::Framing;
 
@@ -63,7 +64,7 @@ impl Timer for HeadTimer {
         let first = self.framing.served() == 0;
         let wait = if first { self.timeouts.header } else { self.timeouts.idle };
         Box::pin(HeadSleep {
-            sleep: Box::pin(tokio::time::sleep_until((since + wait).into())),
+            sleep: tokio::time::sleep_until((since + wait).into()),
             framing: self.framing.clone(),
             baseline: self.framing.bytes_read(),
             header: self.timeouts.header,
@@ -77,35 +78,40 @@ impl Timer for HeadTimer {
     }
 }
 
-struct HeadSleep {
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    framing: Arc<Framing>,
-    /// Bytes the connection had read when the wait began.
-    baseline: u64,
-    header: Duration,
-    head_started: bool,
+pin_project! {
+    // The tokio timer lives inside: hyper boxes this, and one allocation per head is enough.
+    struct HeadSleep {
+        #[pin]
+        sleep: tokio::time::Sleep,
+        framing: Arc<Framing>,
+        // Bytes the connection had read when the wait began.
+        baseline: u64,
+        header: Duration,
+        head_started: bool,
+    }
 }
 
 impl Future for HeadSleep {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
         // hyper polls this right after each read of the connection, so the first byte of
         // a head is seen as it arrives.
-        if !self.head_started && self.framing.bytes_read() != self.baseline {
-            self.head_started = true;
-            let by = tokio::time::Instant::now() + self.header;
-            if by < self.sleep.deadline() {
-                self.sleep.as_mut().reset(by);
+        if !*this.head_started && this.framing.bytes_read() != *this.baseline {
+            *this.head_started = true;
+            let by = tokio::time::Instant::now() + *this.header;
+            if by < this.sleep.deadline() {
+                this.sleep.as_mut().reset(by);
             }
         }
-        ready!(self.sleep.as_mut().poll(cx));
+        ready!(this.sleep.as_mut().poll(cx));
         // A head under way is held back from hyper and timed by the connection's reader,
         // which answers 408 (see client_io); hyper must not close the connection first.
-        if self.framing.partial_head() {
-            let later = tokio::time::Instant::now() + self.header;
-            self.sleep.as_mut().reset(later);
-            return self.sleep.as_mut().poll(cx);
+        if this.framing.partial_head() {
+            let later = tokio::time::Instant::now() + *this.header;
+            this.sleep.as_mut().reset(later);
+            return this.sleep.poll(cx);
         }
         Poll::Ready(())
     }
