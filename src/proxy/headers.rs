@@ -111,6 +111,17 @@ pub fn valid_host(host: &HeaderValue) -> bool {
     if bytes.is_empty() {
         return true;
     }
+    // The common case, a name or IPv4 address with an optional port, needs no parser.
+    let (name, port) = match bytes.iter().rposition(|&b| b == b':') {
+        Some(colon) => (&bytes[..colon], &bytes[colon + 1..]),
+        None => (bytes, &b""[..]),
+    };
+    if !name.is_empty()
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && port.iter().all(u8::is_ascii_digit)
+    {
+        return true;
+    }
     let Ok(authority) = http::uri::Authority::try_from(bytes) else { return false };
     // The authority grammar also takes userinfo, and any characters after the colon.
     let port = authority.as_str().strip_prefix(authority.host());

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -136,15 +137,22 @@ pub async fn serve(
         let conn = graceful.watch(conn);
         // Telling HTTP/1.1 from HTTP/2 waits for the first bytes with no timer of hyper's
         // running: a client that sends nothing gets the header timeout here.
+        // Once a byte has come it never fires, and is not even polled on: it would otherwise
+        // re-register its timer on every wake-up of a busy connection.
         let silent = async move {
-            tokio::time::sleep(timeouts.header).await;
-            if framing.bytes_read() > 0 {
-                std::future::pending::<()>().await;
-            }
+            let mut sleep = std::pin::pin!(tokio::time::sleep(timeouts.header));
+            std::future::poll_fn(|cx| {
+                if framing.bytes_read() > 0 {
+                    return Poll::Pending;
+                }
+                sleep.as_mut().poll(cx)
+            })
+            .await;
         };
         tokio::spawn(async move {
             let _counted = counted;
             tokio::select! {
+                biased;
                 result = conn => if let Err(e) = result {
                     tracing::debug!(error = %e, "client connection ended with an error");
                 },
