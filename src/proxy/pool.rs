@@ -193,7 +193,8 @@ impl Pool {
     }
 
     /// Returns a connection whose last response was read to the end.
-    pub fn put_h1(&self, conn: Box<H1Conn>, max_idle: Option<Duration>) {
+    pub fn put_h1(&self, mut conn: Box<H1Conn>, max_idle: Option<Duration>) {
+        conn.shrink_for_idle();
         let entry = IdleH1 { conn, since: Instant::now(), max_idle };
         self.inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
     }

@@ -246,7 +246,7 @@ mod tests {
 
     /// Sends a GET over a real socket to an "app" that answers `reply` (then closes if
     /// `close`), and returns the response with its body still to read.
-    async fn exchange(reply: &'static [u8], close: bool) -> Response<H1Body> {
+    async fn exchange(reply: impl AsRef<[u8]> + Send + 'static, close: bool) -> Response<H1Body> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (mut app, _) = listener.accept().await.unwrap();
@@ -255,7 +255,7 @@ mod tests {
             // The request is read first: closing with it unread would reset the connection.
             let mut request = [0u8; 1024];
             let _ = app.read(&mut request).await.unwrap();
-            app.write_all(reply).await.unwrap();
+            app.write_all(reply.as_ref()).await.unwrap();
             if close {
                 drop(app);
             } else {
@@ -350,5 +350,18 @@ mod tests {
         let reason = response.extensions().get::<hyper::ext::ReasonPhrase>().unwrap();
         assert_eq!(reason.as_bytes(), b"Fine");
         assert!(response.body().is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_large_body_arrives_whole_and_its_buffer_is_not_kept_idle() {
+        let body: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut reply =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        reply.extend_from_slice(&body);
+        let mut response = exchange(reply, false).await.into_body();
+        assert_eq!(read_all(&mut response).await.unwrap().0, body);
+        let mut conn = response.take_reusable().expect("reusable");
+        conn.shrink_for_idle();
+        assert!(conn.buf.capacity() <= super::super::MAX_IDLE_BUFFER);
     }
 }

@@ -22,8 +22,13 @@ use tokio::net::TcpStream;
 pub use body::H1Body;
 use head::Head;
 
-/// How much room each read from the app is given, at least.
+/// How much room a read from the app is given: from 8 KiB, doubled while reads fill it (a
+/// large body), up to hyper's own limit, and halved again when they fall well short.
 const READ_SIZE: usize = 8 * 1024;
+const MAX_READ_SIZE: usize = 8192 + 4096 * 100;
+
+/// A buffer larger than this is not kept by an idle connection.
+const MAX_IDLE_BUFFER: usize = 2 * READ_SIZE;
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,8 @@ pub struct H1Conn {
     read_any: bool,
     /// Scratch space for parsing response heads.
     spans: Vec<head::Span>,
+    /// Room given to the next read.
+    read_size: usize,
 }
 
 impl H1Conn {
@@ -70,6 +77,7 @@ impl H1Conn {
             out: Vec::new(),
             read_any: false,
             spans: Vec::new(),
+            read_size: READ_SIZE,
         })
     }
 
@@ -134,10 +142,22 @@ impl H1Conn {
 
     /// One read from the app into `buf`; 0 at the end of the stream.
     async fn fill(&mut self) -> io::Result<usize> {
-        self.buf.reserve(READ_SIZE);
+        self.buf.reserve(self.read_size);
         let n = self.stream.read_buf(&mut self.buf).await?;
         self.read_any |= n > 0;
+        if n >= self.read_size {
+            self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
+        } else if n < self.read_size / 4 {
+            self.read_size = (self.read_size / 2).max(READ_SIZE);
+        }
         Ok(n)
+    }
+
+    /// Lets go of a large read buffer before the connection waits in the pool.
+    pub fn shrink_for_idle(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > MAX_IDLE_BUFFER {
+            self.buf = BytesMut::new();
+        }
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
