@@ -181,6 +181,34 @@ async fn a_body_that_fails_before_its_first_byte_still_lets_the_head_out() {
     assert!(closed, "the connection is closed, so the body is seen to fall short");
 }
 
+/// Found by the http1_client fuzz target once the sidecar read the app's responses on the
+/// request's own task: a body that breaks off after some bytes, read in the same poll as
+/// the head. The client still gets the head and the bytes that came, then the cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_breaks_off_right_after_its_first_bytes_still_lets_them_out() {
+    let app = apps::replies(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort").await;
+    let proxy = Running::start(app, "").await;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (raw, closed) = client::raw(proxy.addr, request, Duration::from_secs(5)).await;
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+    assert!(raw.contains("content-length: 100\r\n"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\nshort"), "the bytes that came: {raw}");
+    assert!(closed, "the connection is closed, so the body is seen to fall short");
+}
+
+/// Found by the same fuzz target: a status line with no reason phrase at all (and bare LFs,
+/// which hyper's client takes too) is the app's answer, passed on as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_line_without_a_reason_phrase_is_passed_on() {
+    let app = apps::replies(b"HTTP/1.1 408\nContent-Length: 2\n\nno").await;
+    let proxy = Running::start(app, "").await;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (raw, _) = client::raw(proxy.addr, request, Duration::from_secs(5)).await;
+    assert!(raw.starts_with("HTTP/1.1 408 \r\n"), "{raw}");
+    assert!(raw.contains("via: 1.1 portcullis\r\n") && raw.ends_with("\r\n\r\nno"), "{raw}");
+    assert!(!raw.contains("proxy-status"), "the app's own answer: {raw}");
+}
+
 /// A response whose header section is about `size` bytes.
 fn huge_head(size: usize) -> &'static [u8] {
     let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");

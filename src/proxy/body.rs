@@ -148,10 +148,11 @@ pub struct UpstreamBody {
     inner: AppBody,
     dog: Watchdog,
     on_end: Option<Finish>,
-    /// Whether hyper has had a chance to write the response head (see `fail`).
-    head_out: bool,
-    /// The app's body failed first; the failure is held for one poll while the head goes out.
-    failed_first: bool,
+    /// Whether hyper has had a chance to write out the head and the frames given so far: the
+    /// body has waited since (see `hold_back`).
+    written: bool,
+    /// The app's body failed before that; the failure is held for one poll.
+    failure_held: bool,
 }
 
 impl UpstreamBody {
@@ -165,8 +166,8 @@ impl UpstreamBody {
             inner,
             dog: Watchdog::new(idle, deadline),
             on_end: Some(on_end),
-            head_out: false,
-            failed_first: false,
+            written: false,
+            failure_held: false,
         };
         // HEAD, 204, 304 and empty bodies are complete before a single poll.
         body.complete_if_ended();
@@ -194,13 +195,13 @@ impl UpstreamBody {
         Poll::Ready(Some(Err(Box::new(why))))
     }
 
-    /// hyper writes an HTTP/1.1 response head together with the first body bytes, and drops
-    /// it when the body fails before any: the client would see its connection closed
-    /// without a word. So a failure that comes first is held for one poll (woken at once),
-    /// on which hyper flushes the head: the client sees the head and a body cut short, as
-    /// for any stream cut short.
+    /// hyper writes an HTTP/1.1 response head together with the body bytes that follow at
+    /// once, and drops all of it when the body fails before it has flushed: the client would
+    /// see its connection closed without a word. So a failure that comes before the body has
+    /// waited once is held for one poll (woken at once), on which hyper flushes: the client
+    /// sees the head and a body cut short, as for any stream cut short.
     fn hold_back(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.failed_first = true;
+        self.failure_held = true;
         cx.waker().wake_by_ref();
         Poll::Pending
     }
@@ -215,21 +216,22 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if std::mem::take(&mut this.failed_first) {
+        if std::mem::take(&mut this.failure_held) {
             return this.abort(StreamError::Peer);
         }
         if this.inner.is_end_stream() {
             this.complete_if_ended();
             return Poll::Ready(None);
         }
-        let first = !std::mem::replace(&mut this.head_out, true);
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let written = std::mem::replace(&mut this.written, polled.is_pending());
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 this.dog.activity();
                 this.complete_if_ended();
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(_))) if first => this.hold_back(cx),
+            Poll::Ready(Some(Err(_))) if !written => this.hold_back(cx),
             Poll::Ready(Some(Err(_))) => this.abort(StreamError::Peer),
             Poll::Ready(None) => {
                 this.complete();

@@ -96,17 +96,23 @@ pub fn parse_response(
         StatusCode::from_u16(code).map_err(|_| H1Error::Malformed("invalid status code"))?;
     let version = if response.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     // Where each field lies in the head, so that its value can share the head's bytes.
-    let base = buf.as_ptr() as usize;
+    // httparse gives slices of `buf`, except a missing reason, which is a static "".
+    let (start, end) = (buf.as_ptr() as usize, buf.as_ptr() as usize + len);
+    let offset = |part: &[u8]| {
+        let at = part.as_ptr() as usize;
+        (at >= start && at + part.len() <= end).then(|| at - start)
+    };
     spans.clear();
-    spans.extend(response.headers.iter().map(|field| {
-        let name = field.name.as_ptr() as usize - base;
-        let value = field.value.as_ptr() as usize - base;
-        (name, field.name.len(), value, field.value.len())
-    }));
-    let reason = response.reason.map(|r| {
-        let at = r.as_ptr() as usize - base;
-        (at, r.len(), status.canonical_reason() == Some(r))
-    });
+    for field in response.headers.iter() {
+        let (Some(name), Some(value)) = (offset(field.name.as_bytes()), offset(field.value)) else {
+            return Err(H1Error::Malformed("a field outside the head"));
+        };
+        spans.push((name, field.name.len(), value, field.value.len()));
+    }
+    let reason = response
+        .reason
+        .filter(|r| status.canonical_reason() != Some(*r))
+        .map(|r| offset(r.as_bytes()).map_or((0, 0), |at| (at, r.len())));
     let head = buf.split_to(len).freeze();
 
     // Room for the fields the proxy adds (Via), so that adding one does not grow the map.
@@ -118,10 +124,7 @@ pub fn parse_response(
             .map_err(|_| H1Error::Malformed("invalid field value"))?;
         headers.append(name, value);
     }
-    let reason = match reason {
-        Some((at, len, false)) => Some(head.slice(at..at + len)),
-        _ => None,
-    };
+    let reason = reason.map(|(at, len)| head.slice(at..at + len));
     let framing = framing(status, version, method, &headers)?;
     // hyper would send the next request on this connection as HTTP/1.0; it is simpler and
     // as correct to use a new one. A 101 hands the connection over to another protocol.
@@ -291,6 +294,12 @@ mod tests {
         assert!(matches!(parse(huge), Err(H1Error::HeadTooLarge)));
         let many = format!("HTTP/1.1 200 OK\r\n{}\r\n", "a: b\r\n".repeat(101));
         assert!(matches!(parse(&many), Err(H1Error::HeadTooLarge)));
+        // No reason phrase at all: httparse's "" lies outside the head.
+        let head = parse("HTTP/1.1 408\n\n").unwrap().unwrap();
+        assert_eq!(
+            (head.status, head.reason.as_deref()),
+            (StatusCode::REQUEST_TIMEOUT, Some(&b""[..]))
+        );
         let big = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(9000));
         assert!(matches!(parse(&big), Err(H1Error::HeadTooLarge)));
         assert!(matches!(parse(&big[..8500]), Err(H1Error::HeadTooLarge)));
