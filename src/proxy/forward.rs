@@ -457,7 +457,7 @@ fn validate(
     }
     // hyper checks Content-Length only where it frames a body; a HEAD, 204 or 304 response
     // with conflicting lengths is just as malformed (RFC 9112 §6.3) and is not passed on.
-    if !content_length_consistent(response.headers()) {
+    if headers::content_length(response.headers()).is_err() {
         return Err(ProxyError::MalformedResponse);
     }
     // Framed both ways, a response may be read differently by the next hop (response
@@ -483,24 +483,6 @@ fn validate(
     } else {
         Err(ProxyError::ContentTypeMismatch { found: found.to_owned() })
     }
-}
-
-fn content_length_consistent(headers: &http::HeaderMap) -> bool {
-    let mut seen = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let Ok(text) = value.to_str() else { return false };
-        for part in text.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return false;
-            }
-            let Ok(n) = part.parse::<u64>() else { return false };
-            if *seen.get_or_insert(n) != n {
-                return false;
-            }
-        }
-    }
-    true
 }
 
 /// Whether the response has (or, for HEAD, describes) a representation to check.

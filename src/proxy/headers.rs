@@ -128,15 +128,40 @@ pub fn valid_host(host: &HeaderValue) -> bool {
     port.is_some_and(|p| p.strip_prefix(':').unwrap_or(p).bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The length that every Content-Length value states, comma lists included (RFC 9110
+/// §8.6): `Ok(None)` when there is none, `Err(())` when one is not digits or they disagree.
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
+    let mut seen = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let text = value.to_str().map_err(|_| ())?;
+        for part in text.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(());
+            }
+            let n = part.parse::<u64>().map_err(|_| ())?;
+            if *seen.get_or_insert(n) != n {
+                return Err(());
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// Whether a Connection field lists `token`.
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
 pub fn wants_upgrade(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
         && headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        && connection_has(headers, "upgrade")
 }
 
 /// The size of a response head as the app sent it: status line, fields, and blank line.
@@ -202,6 +227,21 @@ mod tests {
         to_origin_form(&mut uri, &mut h);
         assert_eq!(uri, "/a/b?c=d");
         assert_eq!(h["host"], "app.local:8080");
+    }
+
+    #[test]
+    fn content_length_lists_must_agree_and_connection_tokens_are_found() {
+        assert_eq!(content_length(&map(&[])), Ok(None));
+        assert_eq!(
+            content_length(&map(&[("content-length", "5, 5"), ("content-length", "5")])),
+            Ok(Some(5))
+        );
+        for bad in ["5, 6", "-1", "", "5,", "0x5", "99999999999999999999"] {
+            assert_eq!(content_length(&map(&[("content-length", bad)])), Err(()), "{bad:?}");
+        }
+        let h = map(&[("connection", "keep-alive"), ("connection", "x, Close ")]);
+        assert!(connection_has(&h, "close") && connection_has(&h, "keep-alive"));
+        assert!(!connection_has(&h, "upgrade"));
     }
 
     #[test]

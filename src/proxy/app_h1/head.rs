@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::{Method, StatusCode, Version};
 
 use super::H1Error;
+use crate::proxy::headers;
 
 /// The most fields a response head may carry, as hyper's client allows.
 pub const MAX_FIELDS: usize = 100;
@@ -131,7 +132,7 @@ pub fn parse_response(
     let keep_alive = framing != Framing::UntilClose
         && version == Version::HTTP_11
         && status != StatusCode::SWITCHING_PROTOCOLS
-        && keeps_alive(&headers);
+        && !headers::connection_has(&headers, "close");
     Ok(Some(Head { status, version, reason, headers, framing, keep_alive }))
 }
 
@@ -170,7 +171,9 @@ fn framing(
             Framing::UntilClose
         });
     }
-    match content_length(headers)? {
+    let length = headers::content_length(headers)
+        .map_err(|()| H1Error::Malformed("invalid Content-Length"))?;
+    match length {
         // hyper reserves the top two values for its own markers.
         Some(n) if n > u64::MAX - 2 => Err(H1Error::HeadTooLarge),
         Some(n) => Ok(Framing::Length(n)),
@@ -183,35 +186,6 @@ fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
     last.and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
-}
-
-/// Every Content-Length value, comma lists included, must be digits and agree.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, H1Error> {
-    let mut seen = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let invalid = || H1Error::Malformed("invalid Content-Length");
-        let text = value.to_str().map_err(|_| invalid())?;
-        for part in text.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(invalid());
-            }
-            let n = part.parse::<u64>().map_err(|_| invalid())?;
-            if *seen.get_or_insert(n) != n {
-                return Err(invalid());
-            }
-        }
-    }
-    Ok(seen)
-}
-
-/// HTTP/1.1 keeps the connection unless told `close`.
-fn keeps_alive(headers: &HeaderMap) -> bool {
-    !headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
 }
 
 #[cfg(test)]
