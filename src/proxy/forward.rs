@@ -233,7 +233,7 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, switching);
         headers::append_via(&mut parts.headers, parts.version);
-        self.metrics.response(parts.status.as_u16(), "none", Source::App);
+        self.metrics.app_response(parts.status.as_u16());
 
         if let (Some(client_upgrade), Some(app_upgrade)) = (client_upgrade, app_upgrade) {
             upgrade::tunnel(client_upgrade, app_upgrade, conn);

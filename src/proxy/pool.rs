@@ -78,30 +78,40 @@ impl Conn {
     }
 }
 
-/// An idle connection for requests without a body (see `app_h1`).
-struct IdleH1 {
-    conn: Box<H1Conn>,
+/// A connection waiting in the pool, and since when.
+struct Idle<C> {
+    conn: C,
     since: Instant,
     max_idle: Option<Duration>,
 }
 
-impl IdleH1 {
-    fn usable(&self, now: Instant) -> bool {
+impl<C> Idle<C> {
+    fn new(conn: C, max_idle: Option<Duration>) -> Self {
+        Idle { conn, since: Instant::now(), max_idle }
+    }
+
+    /// Whether it has been idle for less than `upstreamIdle`.
+    fn fresh(&self, now: Instant) -> bool {
         self.max_idle.is_none_or(|max| now.duration_since(self.since) < max)
-            && self.conn.is_usable()
     }
 }
 
-struct Idle {
+/// One of hyper's connections, for requests with a body.
+struct HyperConn {
     tx: http1::SendRequest<RequestBody>,
     read: Arc<AtomicU64>,
-    since: Instant,
-    max_idle: Option<Duration>,
 }
 
-impl Idle {
+impl Idle<HyperConn> {
     fn usable(&self, now: Instant) -> bool {
-        !self.tx.is_closed() && self.max_idle.is_none_or(|max| now.duration_since(self.since) < max)
+        !self.conn.tx.is_closed() && self.fresh(now)
+    }
+}
+
+/// One of `app_h1`'s connections, for requests without a body.
+impl Idle<Box<H1Conn>> {
+    fn usable(&self, now: Instant) -> bool {
+        self.fresh(now) && self.conn.is_usable()
     }
 }
 
@@ -115,8 +125,8 @@ struct Inner {
     /// Whether the app has ever sent a response head since the sidecar started.
     answered: std::sync::atomic::AtomicBool,
     protocol: AppProtocol,
-    idle: Mutex<Vec<Idle>>,
-    idle_h1: Mutex<Vec<IdleH1>>,
+    idle: Mutex<Vec<Idle<HyperConn>>>,
+    idle_h1: Mutex<Vec<Idle<Box<H1Conn>>>>,
     shared_h2: Mutex<Option<(http2::SendRequest<RequestBody>, Arc<AtomicU64>)>>,
 }
 
@@ -195,7 +205,7 @@ impl Pool {
     /// Returns a connection whose last response was read to the end.
     pub fn put_h1(&self, mut conn: Box<H1Conn>, max_idle: Option<Duration>) {
         conn.shrink_for_idle();
-        let entry = IdleH1 { conn, since: Instant::now(), max_idle };
+        let entry = Idle::new(conn, max_idle);
         self.inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
     }
 
@@ -210,9 +220,9 @@ impl Pool {
         // Newest first: the warmest connection, and the least likely to be closed by the app.
         // Stale ones are left for the reaper; one whose connection task has not yet caught
         // up with its last response stays for a later request.
-        let ready = idle.iter().rposition(|entry| entry.usable(now) && entry.tx.is_ready())?;
-        let entry = idle.remove(ready);
-        Some(Conn { tx: Sender::H1(entry.tx), read: entry.read, reused: true })
+        let ready = idle.iter().rposition(|entry| entry.usable(now) && entry.conn.tx.is_ready())?;
+        let HyperConn { tx, read } = idle.remove(ready).conn;
+        Some(Conn { tx: Sender::H1(tx), read, reused: true })
     }
 
     /// A new connection, never one from the pool. `upgrade` asks for an HTTP/1.1 connection
@@ -274,7 +284,7 @@ impl Pool {
         if tx.is_closed() {
             return;
         }
-        let entry = Idle { tx, read, since: Instant::now(), max_idle };
+        let entry = Idle::new(HyperConn { tx, read }, max_idle);
         self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
     }
 }

@@ -175,17 +175,18 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn response(&self, status: u16, reason: &'static str, source: Source) {
-        let labels = ResponseLabels { status, reason, source };
-        let cached = match (source, reason) {
-            (Source::App, "none") => {
-                status.checked_sub(100).and_then(|i| self.app_responses.get(usize::from(i)))
-            }
-            _ => None,
+        self.responses.get_or_create(&ResponseLabels { status, reason, source }).inc();
+    }
+
+    /// One of the app's own responses (reason `none`), counted through its status's handle.
+    pub fn app_response(&self, status: u16) {
+        let Some(slot) =
+            status.checked_sub(100).and_then(|i| self.app_responses.get(usize::from(i)))
+        else {
+            return self.response(status, "none", Source::App);
         };
-        match cached {
-            Some(slot) => slot.get_or_init(|| self.responses.get_or_create(&labels).clone()).inc(),
-            None => self.responses.get_or_create(&labels).inc(),
-        };
+        let labels = ResponseLabels { status, reason: "none", source: Source::App };
+        slot.get_or_init(|| self.responses.get_or_create(&labels).clone()).inc();
     }
 
     /// The registry as text; the runtime's task count is read now, on the runtime that
@@ -261,11 +262,11 @@ mod tests {
     #[test]
     fn cached_and_uncached_responses_land_on_the_same_series() {
         let metrics = Metrics::default();
+        metrics.app_response(200);
         metrics.response(200, "none", Source::App);
-        metrics.response(200, "none", Source::App);
-        metrics.response(599, "none", Source::App);
+        metrics.app_response(599);
         metrics.response(502, "connection_refused", Source::Proxy);
-        metrics.response(99, "none", Source::App);
+        metrics.app_response(99);
         let text = metrics.encode();
         for line in [
             r#"portcullis_responses_total{status="200",reason="none",source="app"} 2"#,
