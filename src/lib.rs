@@ -11,10 +11,12 @@
 //! - [`telemetry`]: logs and metrics.
 //! - [`inject`]: the sidecar injected into pods (webhook and `portcullis inject`).
 //! - [`tls`]: the controller's CA and serving certificate, and TLS for its listeners.
+//! - [`apiserver`]: the API server's own Pod validation and its 422 answer, for patches.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod api;
+pub mod apiserver;
 pub mod cmd;
 pub mod config;
 pub mod controller;
