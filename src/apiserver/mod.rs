@@ -15,7 +15,7 @@
 //! - [`names`]: the string formats (DNS labels, qualified names, port names, ...).
 //! - [`meta`]: name, labels, annotations.
 //! - [`pod`], [`containers`], [`ports`], [`probes`], [`env`], [`volumes`], [`projected`],
-//!   [`mounts`], [`resources`], [`security`]: the spec, part by part.
+//!   [`mounts`], [`paths`], [`resources`], [`security`]: the spec, part by part.
 //! - [`quantity`] (the injector's strict reader) and [`go_quantity`] (Go's reader and
 //!   printer).
 //!
@@ -60,6 +60,7 @@ pub mod go_quantity;
 pub mod meta;
 pub mod mounts;
 pub mod names;
+pub mod paths;
 pub mod pod;
 #[cfg(test)]
 mod pod_tests;

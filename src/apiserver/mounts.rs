@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Container, Volume};
 use super::field::{
     FieldError, child, forbidden, index, invalid, not_found, not_supported, required, s,
 };
-use super::volumes::validate_local_descending_path;
+use super::paths::validate_local_descending_path;
 
 pub(crate) fn validate_volume_mounts(
     ctr: &Container,

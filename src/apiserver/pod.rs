@@ -73,12 +73,10 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
         let detail = inclusive_range_error(1, i64::from(i32::MAX));
         out.push(invalid("spec.activeDeadlineSeconds", BadValue::Int(deadline), detail));
     }
-    let labels = [("spec.hostname", &spec.hostname), ("spec.subdomain", &spec.subdomain)];
-    for (at, value) in labels {
-        for msg in
-            value.as_deref().filter(|v| !v.is_empty()).map(is_dns1123_label).unwrap_or_default()
-        {
-            out.push(invalid(at, s(value.as_deref().unwrap_or("")), msg));
+    for (at, value) in [("spec.hostname", &spec.hostname), ("spec.subdomain", &spec.subdomain)] {
+        let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else { continue };
+        for msg in is_dns1123_label(value) {
+            out.push(invalid(at, s(value), msg));
         }
     }
     let classes = [

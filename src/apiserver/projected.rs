@@ -11,9 +11,8 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::ProjectedVolumeSource;
 
 use super::field::{BadValue, FieldError, child, forbidden, index, invalid, required, s};
-use super::volumes::{
-    validate_downward_file, validate_key_to_path, validate_local_non_reserved_path, validate_mode,
-};
+use super::paths::validate_local_non_reserved_path;
+use super::volumes::{validate_downward_file, validate_key_to_path, validate_mode};
 
 const DUPLICATE_PATHS: &str = "conflicting duplicate paths";
 

@@ -14,7 +14,7 @@ use super::field::{
     BadValue, FieldError, child, forbidden, index, invalid, not_supported, required, s, too_long,
 };
 use super::names::inclusive_range_error;
-use super::volumes::validate_local_descending_path;
+use super::paths::validate_local_descending_path;
 
 const MAX_ID: i64 = 0xffff_ffff;
 

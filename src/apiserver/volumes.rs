@@ -13,6 +13,7 @@ use super::field::{
 };
 use super::go_quantity::GoQuantity;
 use super::names::{is_dns1123_label, is_dns1123_subdomain};
+use super::paths::{validate_local_non_reserved_path, validate_no_backsteps};
 use super::projected::validate_projected;
 
 pub(crate) const FILE_MODE_ERROR: &str =
@@ -274,33 +275,6 @@ pub(crate) fn validate_downward_file(
     validate_mode(file.mode, &child(path, "mode"), out);
 }
 
-/// `validatePathNoBacksteps`.
-pub(crate) fn validate_no_backsteps(target: &str, path: &str, out: &mut Vec<FieldError>) {
-    if target.split('/').any(|part| part == "..") {
-        out.push(invalid(path, s(target), "must not contain '..'"));
-    }
-}
-
-/// `validateLocalDescendingPath`.
-pub(crate) fn validate_local_descending_path(target: &str, path: &str, out: &mut Vec<FieldError>) {
-    if target.starts_with('/') {
-        out.push(invalid(path, s(target), "must be a relative path"));
-    }
-    validate_no_backsteps(target, path, out);
-}
-
-/// `ValidateLocalNonReservedPath`.
-pub(crate) fn validate_local_non_reserved_path(
-    target: &str,
-    path: &str,
-    out: &mut Vec<FieldError>,
-) {
-    validate_local_descending_path(target, path, out);
-    if target.starts_with("..") && !target.starts_with("../") {
-        out.push(invalid(path, s(target), "must not start with '..'"));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{
@@ -348,21 +322,5 @@ mod tests {
         let mut out = Vec::new();
         validate_volumes(&[Volume { name: "x".into(), ..Default::default() }], "", "v", &mut out);
         assert!(out.is_empty());
-    }
-
-    #[test]
-    fn local_paths() {
-        let mut out = Vec::new();
-        validate_local_non_reserved_path("/abs", "p", &mut out);
-        validate_local_non_reserved_path("a/../b", "p", &mut out);
-        validate_local_non_reserved_path("..dots", "p", &mut out);
-        assert_eq!(
-            shown(out),
-            [
-                r#"p: Invalid value: "/abs": must be a relative path"#,
-                r#"p: Invalid value: "a/../b": must not contain '..'"#,
-                r#"p: Invalid value: "..dots": must not start with '..'"#,
-            ]
-        );
     }
 }
