@@ -146,7 +146,7 @@ fn injects_every_workload_kind_and_passes_the_rest_through() {
         assert_eq!(
             sidecar["ports"],
             json!([{"name": port_name, "containerPort": 4180, "protocol": "TCP"},
-                   {"name": "portcullis-admin", "containerPort": 9901}]),
+                   {"name": "portcullis-adm", "containerPort": 9901}]),
             "{kind}"
         );
         let upstream = format!("127.0.0.1:{app_port}");
@@ -267,7 +267,7 @@ fn reads_a_pod_from_stdin_with_the_ca_from_the_environment() {
                     ],
                     "ports": [
                         {"name": "http", "containerPort": 4180, "protocol": "TCP"},
-                        {"name": "portcullis-admin", "containerPort": 9901}
+                        {"name": "portcullis-adm", "containerPort": 9901}
                     ],
                     "resources": {"requests": {"cpu": "100m", "memory": "32Mi"},
                         "limits": {"memory": "128Mi"}},

@@ -2,7 +2,9 @@
 //! `admission.k8s.io/v1` AdmissionReview JSON in a POST to /inject, pods as the API server
 //! hands them to mutating webhooks (defaults applied, no name yet for a ReplicaSet's pods).
 //! Each answer is checked whole; each patch is applied to its pod, and the patched pod
-//! must validate against the Kubernetes API and come back untouched when re-admitted.
+//! must validate against the Kubernetes API (its schema, and the API server's own Pod
+//! validation: the fake API server creates it as the real one would) and come back
+//! untouched when re-admitted.
 
 #[path = "fixtures/inject/expected.rs"]
 mod expected;
@@ -19,6 +21,8 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use portcullis::controller::metrics::{ControllerMetrics, InjectionLabels};
 use portcullis::inject::InjectConfig;
@@ -249,6 +253,13 @@ async fn check_patched(harness: &Harness, pod: &Value, patch: &Value) -> Value {
     let mut named = patched.clone();
     named["metadata"]["name"] = json!("web-7d9c5b8f4-x2m9q");
     kubernetes_validate::validate(&serde_json::to_string(&named).unwrap(), 1);
+    // The ReplicaSet's create, after admission: the API server names the pod and
+    // validates it; this pod must be created, not refused.
+    let api = support::fake_api::FakeApi::start().await;
+    let pods: Api<Pod> = Api::namespaced(api.client(), "shop");
+    let typed: Pod = serde_json::from_value(patched.clone()).unwrap();
+    let created = pods.create(&PostParams::default(), &typed).await;
+    assert!(created.is_ok(), "the API server refuses the injected pod: {created:?}");
 
     let skipped = harness.count("skipped", "already_injected");
     let (answer, again) = harness.admit(&patched).await;
@@ -516,4 +527,83 @@ async fn skips_and_failures_are_events_on_the_owner() {
     assert_eq!(events(&api, 2).await.len(), 2);
     assert_eq!(api.patches(), []);
     api.save_requests("inject-webhook");
+}
+
+/// What every earlier release injected: an admin port named `portcullis-admin`, 16
+/// characters. The fake API server refuses the create exactly as kube-apiserver v1.36.2
+/// did, so a test can no longer pass on a pod that no cluster would create.
+#[tokio::test]
+async fn the_api_server_refuses_what_earlier_releases_injected() {
+    let harness = Harness::start().await;
+    let pod = plain_pod();
+    let (_, patch) = harness.admit(&pod).await;
+    let mut patched = pod.clone();
+    let ops: json_patch::Patch = serde_json::from_value(patch.unwrap()).unwrap();
+    json_patch::patch(&mut patched, &ops).unwrap();
+    patched["spec"]["initContainers"][0]["ports"][1]["name"] = json!("portcullis-admin");
+
+    let api = support::fake_api::FakeApi::start().await;
+    let pods: Api<Pod> = Api::namespaced(api.client(), "shop");
+    let typed: Pod = serde_json::from_value(patched).unwrap();
+    let Err(kube::Error::Api(status)) = pods.create(&PostParams::default(), &typed).await else {
+        panic!("created a pod the API server refuses");
+    };
+    let message = "Invalid value: \"portcullis-admin\": must be no more than 15 characters";
+    assert_eq!(
+        serde_json::to_value(&status).unwrap(),
+        json!({
+            "status": "Failure",
+            "code": 422,
+            "message": format!(
+                "Pod \"web-7d9c5b8f4-x2m9q\" is invalid: spec.initContainers[0].ports[1].name: \
+                 {message}"
+            ),
+            "metadata": {},
+            "reason": "Invalid",
+            "details": {
+                "name": "web-7d9c5b8f4-x2m9q",
+                "kind": "Pod",
+                "causes": [{
+                    "reason": "FieldValueInvalid",
+                    "message": message,
+                    "field": "spec.initContainers[0].ports[1].name"
+                }]
+            }
+        })
+    );
+    // Refused, so not stored: nothing for a watch to see.
+    assert_eq!(api.object("/api/v1/pods", "shop", "web-7d9c5b8f4-x2m9q"), None);
+}
+
+/// A pod whose annotations are just under the API server's 256 KiB: the sidecar's own
+/// annotation would take it over, and the API server would refuse the pod for good. The
+/// webhook holds the mutation back, admits the pod as it came, counts it and warns.
+#[tokio::test]
+async fn a_mutation_the_api_server_would_refuse_is_not_applied() {
+    let api = support::fake_api::FakeApi::start().await;
+    let reporter = Reporter { controller: "portcullis".into(), instance: Some("test-0".into()) };
+    let harness = Harness::start_with(Some(Recorder::new(api.client(), reporter)), CA).await;
+    let mut pod = plain_pod();
+    let key = "example.com/big";
+    let room = 256 * 1024 - key.len();
+    pod["metadata"]["annotations"] = json!({key: "x".repeat(room)});
+    // The pod as it came is valid: at the limit, not over it.
+    let pods: Api<Pod> = Api::namespaced(api.client(), "shop");
+    let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+    pods.create(&PostParams::default(), &typed).await.expect("valid as it came");
+
+    let (answer, patch) = harness.admit(&pod).await;
+    assert_eq!((answer, patch), (allowed_unchanged(), None));
+    assert_eq!(harness.count("failed", "invalid_mutation"), 1);
+    assert_eq!(harness.count("injected", "injected"), 0);
+    let published = events(&api, 1).await;
+    let (_, event) = &published[0];
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "InjectionFailed");
+    assert_eq!(
+        event["note"],
+        "pod web-7d9c5b8f4-: the sidecar was not added: the API server would refuse the \
+         injected pod: metadata.annotations: Too long: must have at most 262144 bytes \
+         (invalid_mutation)"
+    );
 }

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::containers::{
     PodContext, validate_containers, validate_image_whitespace, validate_init_containers,
 };
-use super::field::{BadValue, FieldError, child, forbidden, index, invalid, not_supported, s};
+use super::field::{BadValue, FieldError, forbidden, invalid, not_supported, s};
 use super::meta::{validate_labels, validate_object_meta};
 use super::names::{inclusive_range_error, is_dns1123_label, is_dns1123_subdomain};
 use super::ports::validate_host_network_ports;
@@ -51,13 +51,17 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
     validate_labels(spec.node_selector.as_ref(), "spec.nodeSelector", &mut out);
     validate_pod_security(spec, &mut out);
     validate_host_users(spec, &mut out);
-    // The v1 `serviceAccount` is copied into `serviceAccountName` when that is empty.
+    // The v1 `serviceAccount` is copied into `serviceAccountName` when that is empty; when
+    // both are, the ServiceAccount admission plugin (on in every standard API server, and
+    // run before validation) names `default`. So the rule that forbids a projected token
+    // without a service account (validatePodMetadataAndSpec) cannot fire on such a create,
+    // and is not checked here.
     let service_account = spec
         .service_account_name
         .as_deref()
         .filter(|n| !n.is_empty())
         .or(spec.service_account.as_deref())
-        .unwrap_or("");
+        .unwrap_or("default");
     let subdomains = [
         ("spec.serviceAccountName", service_account),
         ("spec.nodeName", spec.node_name.as_deref().unwrap_or("")),
@@ -90,21 +94,6 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
         };
         for msg in is_dns1123_subdomain(value) {
             out.push(invalid(at, s(value), msg));
-        }
-    }
-    if service_account.is_empty() {
-        for (vi, volume) in volumes.iter().enumerate() {
-            let sources = volume.projected.as_ref().and_then(|p| p.sources.as_ref());
-            for (si, source) in sources.into_iter().flatten().enumerate() {
-                if source.service_account_token.is_some() {
-                    let at = index(
-                        &child(&child(&index("spec.volumes", vi), "projected"), "sources"),
-                        si,
-                    );
-                    let detail = "must not be specified when serviceAccountName is not set";
-                    out.push(forbidden(&child(&at, "serviceAccountToken"), detail));
-                }
-            }
         }
     }
     validate_image_whitespace(&spec.containers, "spec.containers", &mut out);

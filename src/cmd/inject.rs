@@ -7,8 +7,7 @@
 //! and formatting are lost. Its own output comes back unchanged, as the webhook adds
 //! nothing to an injected pod.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
@@ -65,16 +64,15 @@ pub fn run(args: InjectArgs) -> ExitCode {
 /// injected.
 fn inject(args: &InjectArgs) -> Result<String, String> {
     let config = match &args.config {
-        Some(path) => {
-            InjectConfig::from_yaml(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?
-        }
+        Some(path) => InjectConfig::from_yaml(&super::read(path)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?,
         None => InjectConfig::default(),
     };
     // Required by clap (one of the two), so never None here.
     let ca_pem = super::ca_pem(args.ca_file.as_deref(), args.ca_pem.clone())?.unwrap_or_default();
     check_ca(&ca_pem)?;
     let source = args.filename.display().to_string();
-    let input = read(&args.filename)?;
+    let input = super::read(&args.filename)?;
     let mut documents = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(&input).enumerate() {
         let mut doc = serde_json::Value::deserialize(document)
@@ -88,11 +86,9 @@ fn inject(args: &InjectArgs) -> Result<String, String> {
         for report in reports {
             match report.outcome {
                 Ok(summary) => eprintln!("{}: injected: {summary}", report.workload),
-                Err(skip) => eprintln!(
+                Err(left) => eprintln!(
                     "{}: left unchanged ({}): {}",
-                    report.workload,
-                    skip.reason.as_str(),
-                    skip.message
+                    report.workload, left.reason, left.message
                 ),
             }
         }
@@ -101,17 +97,6 @@ fn inject(args: &InjectArgs) -> Result<String, String> {
         documents.push(yaml);
     }
     Ok(documents.join("---\n"))
-}
-
-fn read(path: &Path) -> Result<String, String> {
-    let mut text = String::new();
-    let result = if path == Path::new("-") {
-        std::io::stdin().read_to_string(&mut text).map(drop)
-    } else {
-        std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)).map(drop)
-    };
-    result.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(text)
 }
 
 /// The CA goes into every pod spec: it must be certificates, and certificates only.

@@ -3,6 +3,7 @@
 mod controller;
 mod inject;
 mod proxy;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,10 @@ enum Command {
     /// Add the sidecar to the pods of workload manifests (Pods, Deployments, StatefulSets,
     /// DaemonSets, Jobs, CronJobs), as the webhook would.
     Inject(Box<inject::InjectArgs>),
+    /// Check the pods of workload manifests against the API server's Pod validation rules
+    /// that Portcullis knows (those of every field it writes), as `kubectl apply` would
+    /// find out too late.
+    Validate(validate::ValidateArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -37,6 +42,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Inject(args) => inject::run(*args),
+        Command::Validate(args) => validate::run(args),
     }
 }
 
@@ -72,6 +78,19 @@ fn ca_pem(file: Option<&std::path::Path>, text: Option<String>) -> Result<Option
             .map_err(|e| format!("cannot read the CA file {}: {e}", path.display())),
         None => Ok(text),
     }
+}
+
+/// A file's text, or standard input's for `-`.
+fn read(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let result = if path == std::path::Path::new("-") {
+        std::io::stdin().read_to_string(&mut text).map(drop)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)).map(drop)
+    };
+    result.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text)
 }
 
 /// Binds a listener, with an error that says what it was for.

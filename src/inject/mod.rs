@@ -1,7 +1,10 @@
 //! Sidecar injection: the mutation of a Pod (pure), the admission webhook that applies it
 //! as pods are created, and `portcullis inject` for manifests on disk.
 //!
-//! - [`pod`]: a Pod in, a JSON patch (or the reason to leave it alone) out.
+//! - [`mutate`]: a Pod in, the answer out: the patch, checked against the API server's
+//!   own validation ([`crate::apiserver`]), or the reason to leave the pod alone.
+//! - [`pod`]: the patch planned (port choice and overrides in their own files).
+//! - [`outcome`]: what was decided: injected, skipped, or an invalid mutation held back.
 //! - [`sidecar`]: the sidecar container and its token volume.
 //! - [`port_name`]: the app port's new name, a valid and unique IANA service name.
 //! - [`quantity`]: resource quantities, for per-pod overrides and the worker count.
@@ -36,7 +39,11 @@ pub mod config;
 #[cfg(test)]
 #[path = "../../tests/fixtures/inject/expected.rs"]
 mod expected;
+pub mod mutate;
+pub mod outcome;
+mod overrides;
 pub mod pod;
+mod port_choice;
 pub mod port_name;
 pub mod quantity;
 pub mod review;
@@ -45,7 +52,8 @@ pub mod webhook;
 pub mod workload;
 
 pub use config::InjectConfig;
-pub use pod::{Injection, Outcome, Skip, SkipReason, Summary, mutate};
+pub use mutate::mutate;
+pub use outcome::{Injection, InvalidMutation, Outcome, Skip, SkipReason, Summary};
 
 /// Pod label (and namespace label) that opts in (`enabled`) or out (`disabled`).
 pub const INJECT_LABEL: &str = "portcullis.dev/inject";
@@ -63,7 +71,7 @@ pub const SIDECAR_NAME: &str = "portcullis-proxy";
 pub const TOKEN_VOLUME: &str = "portcullis-token";
 pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/portcullis";
 pub const TOKEN_AUDIENCE: &str = "portcullis";
-pub const ADMIN_PORT_NAME: &str = "portcullis-admin";
+pub const ADMIN_PORT_NAME: &str = "portcullis-adm";
 /// The sidecar's serving port name when the app port it takes over had none.
 pub const UNNAMED_PORT_NAME: &str = "portcullis";
 /// The env var that carries the controller's CA bundle to the sidecar.

@@ -14,107 +14,24 @@
 //! annotation).
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, LifecycleHandler, Pod, PodSpec, Probe, ResourceRequirements,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodSpec, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::config::InjectConfig;
+use super::outcome::{Injection, Skip, SkipReason, Summary, skip};
+use super::overrides::settings;
+use super::port_choice::{all_containers, choose_port, ports_free};
 use super::port_name::app_port_name;
-use super::quantity::{Amount, workers_for_cpu};
 use super::sidecar::{Sidecar, token_volume};
 use super::{
-    ADMIN_PORT_NAME, CPU_LIMIT_ANNOTATION, CPU_REQUEST_ANNOTATION, IMAGE_ANNOTATION, INJECT_LABEL,
-    INJECTED_ANNOTATION, MEMORY_LIMIT_ANNOTATION, MEMORY_REQUEST_ANNOTATION, PORT_ANNOTATION,
-    SIDECAR_NAME, TOKEN_VOLUME, UNNAMED_PORT_NAME,
+    ADMIN_PORT_NAME, INJECT_LABEL, INJECTED_ANNOTATION, SIDECAR_NAME, TOKEN_VOLUME,
+    UNNAMED_PORT_NAME,
 };
-
-/// Why a pod was left alone; `as_str` is the `reason` label of
-/// `portcullis_injections_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SkipReason {
-    OptedOut,
-    ExcludedNamespace,
-    HostNetwork,
-    AlreadyInjected,
-    NoNamedPort,
-    PortNotFound,
-    AmbiguousPort,
-    PortInUse,
-    InvalidAnnotation,
-    NotTcp,
-}
-
-impl SkipReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::OptedOut => "opted_out",
-            SkipReason::ExcludedNamespace => "excluded_namespace",
-            SkipReason::HostNetwork => "host_network",
-            SkipReason::AlreadyInjected => "already_injected",
-            SkipReason::NoNamedPort => "no_named_port",
-            SkipReason::PortNotFound => "port_not_found",
-            SkipReason::AmbiguousPort => "ambiguous_port",
-            SkipReason::PortInUse => "port_in_use",
-            SkipReason::InvalidAnnotation => "invalid_annotation",
-            SkipReason::NotTcp => "not_tcp",
-        }
-    }
-}
-
-/// A pod left alone, and the sentence that tells its owner why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Skip {
-    pub reason: SkipReason,
-    pub message: String,
-}
-
-fn skip<T>(reason: SkipReason, message: impl Into<String>) -> Result<T, Skip> {
-    Err(Skip { reason, message: message.into() })
-}
-
-/// What was injected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Summary {
-    /// The app container whose port the sidecar took over.
-    pub container: String,
-    pub app_port: i32,
-    /// The name of the sidecar's serving port (the app port's original name).
-    pub port: Option<String>,
-    pub proxy_port: u16,
-    /// The app port's new name; None when it had no name.
-    pub renamed_to: Option<String>,
-    pub image: String,
-    pub workers: Option<u32>,
-    /// Probes and hooks moved from the port's name to its number, e.g. `livenessProbe`.
-    pub rewritten: Vec<String>,
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let port = self.port.as_deref().unwrap_or("(unnamed)");
-        write!(
-            f,
-            "sidecar port {port} ({}) in front of container {} port {}",
-            self.proxy_port, self.container, self.app_port
-        )?;
-        if let Some(renamed) = &self.renamed_to {
-            write!(f, ", app port renamed {renamed}")?;
-        }
-        if !self.rewritten.is_empty() {
-            let verb = if self.rewritten.len() == 1 { "reaches" } else { "reach" };
-            write!(f, ", {} now {verb} the app port by number", self.rewritten.join(", "))?;
-        }
-        Ok(())
-    }
-}
 
 /// The `portcullis.dev/injected` annotation's JSON.
 #[derive(Serialize)]
@@ -129,28 +46,9 @@ struct InjectedAnnotation<'a> {
     renamed_to: Option<&'a str>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Injection {
-    pub patch: Patch,
-    pub summary: Summary,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    Injected(Injection),
-    Skipped(Skip),
-}
-
-/// Decides what to do with `pod`, created in `namespace`; `ca_pem` is the controller's CA
-/// bundle handed to the sidecar.
-pub fn mutate(pod: &Pod, namespace: &str, config: &InjectConfig, ca_pem: &str) -> Outcome {
-    match inject(pod, namespace, config, ca_pem) {
-        Ok(injection) => Outcome::Injected(injection),
-        Err(skip) => Outcome::Skipped(skip),
-    }
-}
-
-fn inject(
+/// The patch that adds the sidecar to `pod`, created in `namespace`, or why it is left
+/// alone. Not yet checked against the API server's rules: [`super::mutate`] does that.
+pub(super) fn plan(
     pod: &Pod,
     namespace: &str,
     config: &InjectConfig,
@@ -314,171 +212,6 @@ fn already_injected(spec: &PodSpec, annotations: &BTreeMap<String, String>) -> R
     Ok(())
 }
 
-/// The app port to take over, as (container index, port index).
-fn choose_port(
-    spec: &PodSpec,
-    annotations: &BTreeMap<String, String>,
-) -> Result<(usize, usize), Skip> {
-    let ports = || {
-        spec.containers.iter().enumerate().flat_map(|(ci, c)| {
-            c.ports.iter().flatten().enumerate().map(move |(pi, p)| (ci, pi, p))
-        })
-    };
-    let found = |(ci, pi, _): (usize, usize, &ContainerPort)| (ci, pi);
-    let named = |p: &ContainerPort| p.name.as_deref().is_some_and(|n| !n.is_empty());
-    let tcp = |p: &ContainerPort| p.protocol.as_deref().unwrap_or("TCP") == "TCP";
-    let Some(wanted) = annotations.get(PORT_ANNOTATION).map(|v| v.trim()) else {
-        return ports()
-            .find(|(_, _, p)| named(p) && tcp(p))
-            // Only UDP names: taken, to be refused as not TCP with the port named.
-            .or_else(|| ports().find(|(_, _, p)| named(p)))
-            .map(found)
-            .map_or_else(
-                || {
-                    skip(
-                        SkipReason::NoNamedPort,
-                        format!(
-                            "no container port has a name; name the app's serving port or \
-                             set the {PORT_ANNOTATION} annotation"
-                        ),
-                    )
-                },
-                Ok,
-            );
-    };
-    if !wanted.is_empty() && wanted.bytes().all(|b| b.is_ascii_digit()) {
-        let Some(number) = wanted.parse::<i32>().ok().filter(|n| (1..=65535).contains(n)) else {
-            return skip(
-                SkipReason::InvalidAnnotation,
-                format!("{PORT_ANNOTATION}: {wanted:?} is not a port number (1-65535)"),
-            );
-        };
-        // A number may be declared twice, for TCP and UDP (DNS): take the TCP one.
-        return ports()
-            .find(|(_, _, p)| p.container_port == number && tcp(p))
-            .or_else(|| ports().find(|(_, _, p)| p.container_port == number))
-            .map(found)
-            .map_or_else(
-                || {
-                    skip(
-                        SkipReason::PortNotFound,
-                        format!(
-                            "no container declares port {number} ({PORT_ANNOTATION}); the \
-                             sidecar takes over a declared containerPort only"
-                        ),
-                    )
-                },
-                Ok,
-            );
-    }
-    if wanted.is_empty() {
-        return skip(
-            SkipReason::InvalidAnnotation,
-            format!("{PORT_ANNOTATION} is empty; set a port name or number"),
-        );
-    }
-    ports().find(|(_, _, p)| p.name.as_deref() == Some(wanted)).map(found).map_or_else(
-        || {
-            skip(
-                SkipReason::PortNotFound,
-                format!("no container has a port named {wanted} ({PORT_ANNOTATION})"),
-            )
-        },
-        Ok,
-    )
-}
-
-/// The sidecar's two ports must be free in the pod's network namespace.
-fn ports_free(spec: &PodSpec, config: &InjectConfig) -> Result<(), Skip> {
-    for container in all_containers(spec) {
-        for port in container.ports.iter().flatten() {
-            let role = if port.container_port == i32::from(config.proxy_port) {
-                "proxyPort"
-            } else if port.container_port == i32::from(config.admin_port) {
-                "adminPort"
-            } else {
-                continue;
-            };
-            return skip(
-                SkipReason::PortInUse,
-                format!(
-                    "container {} already uses port {}, the sidecar's {role}",
-                    container.name, port.container_port
-                ),
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The sidecar's image, resources and workers, after the pod's annotations.
-struct Settings {
-    image: String,
-    resources: ResourceRequirements,
-    workers: Option<u32>,
-}
-
-fn settings(
-    annotations: &BTreeMap<String, String>,
-    config: &InjectConfig,
-) -> Result<Settings, Skip> {
-    let image = match annotations.get(IMAGE_ANNOTATION).map(|v| v.trim()) {
-        None => config.image.clone(),
-        Some(image) if !image.is_empty() && !image.contains(char::is_whitespace) => {
-            image.to_owned()
-        }
-        Some(image) => {
-            return skip(
-                SkipReason::InvalidAnnotation,
-                format!("{IMAGE_ANNOTATION}: {image:?} is not an image reference"),
-            );
-        }
-    };
-    let mut resources = config.resources.clone();
-    let overrides = [
-        (CPU_REQUEST_ANNOTATION, false, "cpu"),
-        (CPU_LIMIT_ANNOTATION, true, "cpu"),
-        (MEMORY_REQUEST_ANNOTATION, false, "memory"),
-        (MEMORY_LIMIT_ANNOTATION, true, "memory"),
-    ];
-    for (annotation, limit, resource) in overrides {
-        let Some(value) = annotations.get(annotation).map(|v| v.trim()) else { continue };
-        if let Err(error) = Amount::parse(value) {
-            return skip(SkipReason::InvalidAnnotation, format!("{annotation}: {error}"));
-        }
-        let map = if limit { &mut resources.limits } else { &mut resources.requests };
-        map.get_or_insert_default().insert(resource.to_owned(), Quantity(value.to_owned()));
-    }
-    let amount = |map: &Option<BTreeMap<String, Quantity>>, resource: &str| {
-        map.as_ref()?.get(resource).and_then(|q| Amount::parse(&q.0).ok())
-    };
-    for (resource, request_annotation, limit_annotation) in [
-        ("cpu", CPU_REQUEST_ANNOTATION, CPU_LIMIT_ANNOTATION),
-        ("memory", MEMORY_REQUEST_ANNOTATION, MEMORY_LIMIT_ANNOTATION),
-    ] {
-        let request = amount(&resources.requests, resource);
-        let limit = amount(&resources.limits, resource);
-        if let (Some(request), Some(limit)) = (request, limit)
-            && request > limit
-        {
-            let shown = |map: &Option<BTreeMap<String, Quantity>>| {
-                map.as_ref().map_or(String::new(), |m| m[resource].0.clone())
-            };
-            return skip(
-                SkipReason::InvalidAnnotation,
-                format!(
-                    "the sidecar's {resource} request {} exceeds its limit {} ({request_annotation}, \
-                     {limit_annotation})",
-                    shown(&resources.requests),
-                    shown(&resources.limits)
-                ),
-            );
-        }
-    }
-    let cpu = amount(&resources.limits, "cpu").or_else(|| amount(&resources.requests, "cpu"));
-    Ok(Settings { image, resources, workers: cpu.map(workers_for_cpu) })
-}
-
 /// Probes and lifecycle hooks of `container` that reach the port by `name`, as (what,
 /// path of the `port` field within the container).
 fn named_port_uses(container: &Container, name: &str) -> Vec<(String, Vec<String>)> {
@@ -519,10 +252,6 @@ fn named_port_uses(container: &Container, name: &str) -> Vec<(String, Vec<String
         }
     }
     uses
-}
-
-fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
-    spec.init_containers.iter().flatten().chain(&spec.containers)
 }
 
 fn pointer<S: AsRef<str>>(tokens: &[S]) -> PointerBuf {

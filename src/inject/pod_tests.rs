@@ -2,7 +2,11 @@ use serde_json::json;
 
 use super::*;
 
+use k8s_openapi::api::core::v1::ResourceRequirements;
+
+use crate::apiserver::validate_pod;
 use crate::inject::expected;
+use crate::inject::{Outcome, mutate};
 
 use expected::{CA, VERSION, annotation, sidecar, token_volume};
 
@@ -26,16 +30,27 @@ fn outcome_with(pod: &Value, config: &InjectConfig) -> Outcome {
 }
 
 fn injected(pod: &Value) -> Injection {
-    match outcome_with(pod, &InjectConfig::default()) {
-        Outcome::Injected(injection) => injection,
-        Outcome::Skipped(skip) => panic!("skipped: {skip:?}"),
+    injected_with(pod, &InjectConfig::default())
+}
+
+/// The injection, once its pod has passed the API server's validation.
+fn injected_with(pod: &Value, config: &InjectConfig) -> Injection {
+    match outcome_with(pod, config) {
+        Outcome::Injected(injection) => {
+            let patched: Pod = serde_json::from_value(apply(pod, &injection.patch)).unwrap();
+            let errors: Vec<String> =
+                validate_pod(&patched).iter().map(|e| e.to_string()).collect();
+            assert_eq!(errors, Vec::<String>::new(), "the API server would refuse the pod");
+            injection
+        }
+        other => panic!("not injected: {other:?}"),
     }
 }
 
 fn skipped(pod: &Value) -> Skip {
     match outcome_with(pod, &InjectConfig::default()) {
         Outcome::Skipped(skip) => skip,
-        Outcome::Injected(injection) => panic!("injected: {:?}", injection.summary),
+        other => panic!("not skipped: {other:?}"),
     }
 }
 
@@ -294,12 +309,12 @@ fn workers_follow_the_cpu_limit_then_the_request() {
     pod["metadata"]["annotations"] = json!({"portcullis.dev/proxy-cpu-request": "3"});
     let mut config = InjectConfig::default();
     config.resources.limits = None;
-    let Outcome::Injected(injection) = outcome_with(&pod, &config) else { panic!() };
+    let injection = injected_with(&pod, &config);
     assert_eq!(injection.summary.workers, Some(3));
 
     // No CPU at all: no --workers, the sidecar's own default applies.
     config.resources = ResourceRequirements::default();
-    let Outcome::Injected(injection) = outcome_with(&plain_pod(), &config) else { panic!() };
+    let injection = injected_with(&plain_pod(), &config);
     assert_eq!(injection.summary.workers, None);
     let sidecar = &serde_json::to_value(&injection.patch).unwrap()[2]["value"][0];
     assert!(!sidecar["args"].as_array().unwrap().contains(&json!("--workers")));
@@ -333,7 +348,7 @@ fn config_shapes_the_sidecar() {
          startupProbe: {periodSeconds: 2, failureThreshold: 30}\n",
     )
     .unwrap();
-    let Outcome::Injected(injection) = outcome_with(&plain_pod(), &config) else { panic!() };
+    let injection = injected_with(&plain_pod(), &config);
     let sidecar = &serde_json::to_value(&injection.patch).unwrap()[2]["value"][0];
     assert_eq!(sidecar["image"], "img:1");
     assert_eq!(sidecar["imagePullPolicy"], "Always");
@@ -358,7 +373,7 @@ fn config_shapes_the_sidecar() {
     assert_eq!(
         sidecar["ports"],
         json!([{"name": "http", "containerPort": 15001, "protocol": "TCP"},
-               {"name": "portcullis-admin", "containerPort": 15000}])
+               {"name": "portcullis-adm", "containerPort": 15000}])
     );
     assert_eq!(
         sidecar["startupProbe"],
@@ -490,12 +505,12 @@ fn the_first_named_tcp_port_is_taken_over_a_udp_one() {
 fn an_app_port_named_like_the_sidecars_admin_port_is_left_alone() {
     let mut pod = plain_pod();
     pod["spec"]["containers"][0]["ports"] =
-        json!([{"name": "portcullis-admin", "containerPort": 8080}]);
+        json!([{"name": "portcullis-adm", "containerPort": 8080}]);
     let skip = skipped(&pod);
     assert_eq!(skip.reason, SkipReason::PortInUse);
     assert_eq!(
         skip.message,
-        "the app's port is named portcullis-admin, the name of the sidecar's admin port"
+        "the app's port is named portcullis-adm, the name of the sidecar's admin port"
     );
 }
 

@@ -11,7 +11,8 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use serde_json::Value;
 
 use super::config::InjectConfig;
-use super::pod::{Outcome, mutate};
+use super::mutate::mutate;
+use super::outcome::{InvalidMutation, Outcome};
 
 /// The `result` label of `portcullis_injections_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +135,9 @@ fn decide(
             (Verdict::Injected, "injected", message, Some(injection.patch))
         }
         Outcome::Skipped(skip) => (Verdict::Skipped, skip.reason.as_str(), skip.message, None),
+        Outcome::Invalid(invalid) => {
+            (Verdict::Failed, InvalidMutation::REASON, invalid.message(), None)
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::inject::pod::Injection;
+use crate::inject::outcome::Injection;
 
 use crate::inject::expected;
 
@@ -66,8 +66,16 @@ fn answer(body: &Value) -> (Value, Decision) {
 fn expected_injection(pod: &Value) -> Injection {
     let pod: Pod = serde_json::from_value(pod.clone()).unwrap();
     match mutate(&pod, "shop", &InjectConfig::default(), CA) {
-        Outcome::Injected(injection) => injection,
-        Outcome::Skipped(skip) => panic!("{skip:?}"),
+        Outcome::Injected(injection) => {
+            let mut patched = serde_json::to_value(&pod).unwrap();
+            json_patch::patch(&mut patched, &injection.patch).unwrap();
+            let patched: Pod = serde_json::from_value(patched).unwrap();
+            let errors: Vec<String> =
+                crate::apiserver::validate_pod(&patched).iter().map(|e| e.to_string()).collect();
+            assert_eq!(errors, Vec::<String>::new(), "the API server would refuse the pod");
+            injection
+        }
+        other => panic!("{other:?}"),
     }
 }
 

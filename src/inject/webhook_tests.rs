@@ -55,6 +55,16 @@ async fn answers_a_review_with_json_and_counts_it() {
     assert_eq!(answer["response"]["allowed"], true);
     assert_eq!(answer["response"]["patchType"], "JSONPatch");
     assert_eq!(count(&webhook, "injected", "injected"), 1);
+    // The pod it makes passes the API server's validation.
+    let k8s_openapi::ByteString(patch) =
+        serde_json::from_value(answer["response"]["patch"].clone()).unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let mut patched = pod(Some("http"));
+    json_patch::patch(&mut patched, &patch).unwrap();
+    let patched: k8s_openapi::api::core::v1::Pod = serde_json::from_value(patched).unwrap();
+    let errors: Vec<String> =
+        crate::apiserver::validate_pod(&patched).iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors, Vec::<String>::new());
 
     let response = webhook.handle(post(review_of(pod(None)))).await;
     let answer: Value = serde_json::from_str(&body_of(response).await).unwrap();

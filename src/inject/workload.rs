@@ -1,5 +1,6 @@
-//! Manifests that carry pods, for `portcullis inject`: where each kind keeps its pod, and
-//! the webhook's mutation applied there. Anything else passes through untouched.
+//! Manifests that carry pods, for `portcullis inject` and `portcullis validate`: where
+//! each kind keeps its pod, the webhook's mutation applied there, and what the API server
+//! would refuse in it. Anything else passes through untouched.
 //!
 //! | kind | apiVersion | pod |
 //! |---|---|---|
@@ -16,14 +17,24 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Map, Value};
 
 use super::config::InjectConfig;
-use super::pod::{Outcome, Skip, Summary, mutate};
+use super::mutate::mutate;
+use super::outcome::{InvalidMutation, Outcome, Summary};
+use crate::apiserver::validate_pod;
 
 /// What happened to the pod of one workload.
 #[derive(Debug)]
 pub struct Report {
     /// `Deployment shop/web`.
     pub workload: String,
-    pub outcome: Result<Summary, Skip>,
+    pub outcome: Result<Summary, LeftAlone>,
+}
+
+/// Why a workload's pod came out unchanged: a skip, or a mutation held back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LeftAlone {
+    /// `host_network`, `invalid_mutation`...: the webhook's `reason` label.
+    pub reason: &'static str,
+    pub message: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +47,32 @@ pub enum WorkloadError {
     Patch { workload: String, source: json_patch::PatchError },
 }
 
+/// Where a document of `apiVersion` and `kind` keeps its pod, as a JSON pointer ("" for a
+/// Pod itself); None for kinds that carry none (a List is walked by its callers).
+pub fn pod_pointer(api_version: &str, kind: &str) -> Option<&'static str> {
+    match (api_version, kind) {
+        ("v1", "Pod") => Some(""),
+        ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch/v1", "Job") => Some("/spec/template"),
+        ("batch/v1", "CronJob") => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+/// `apiVersion` and `kind` of a document.
+pub fn type_of(doc: &Value) -> (&str, &str) {
+    let text = |key: &str| doc.get(key).and_then(Value::as_str).unwrap_or_default();
+    (text("apiVersion"), text("kind"))
+}
+
+/// `Deployment shop/web`: how messages name a workload (namespace `default` when unset).
+pub fn workload_name(doc: &Value) -> String {
+    let metadata = doc.get("metadata");
+    let field = |name: &str| metadata.and_then(|m| m.get(name)).and_then(Value::as_str);
+    let namespace = field("namespace").unwrap_or("default");
+    format!("{} {namespace}/{}", type_of(doc).1, field("name").unwrap_or_default())
+}
+
 /// Injects the pod of `doc` in place, when it is a workload; returns what happened to each
 /// pod (none for a document that carries no pod).
 pub fn inject_document(
@@ -43,26 +80,18 @@ pub fn inject_document(
     config: &InjectConfig,
     ca_pem: &str,
 ) -> Result<Vec<Report>, WorkloadError> {
-    let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let template: &str = match (api_version, kind) {
-        ("v1", "Pod") => "",
-        ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
-        | ("batch/v1", "Job") => "/spec/template",
-        ("batch/v1", "CronJob") => "/spec/jobTemplate/spec/template",
-        ("v1", "List") => {
-            let mut reports = Vec::new();
-            for item in doc.get_mut("items").and_then(Value::as_array_mut).into_iter().flatten() {
-                reports.extend(inject_document(item, config, ca_pem)?);
-            }
-            return Ok(reports);
+    if type_of(doc) == ("v1", "List") {
+        let mut reports = Vec::new();
+        for item in doc.get_mut("items").and_then(Value::as_array_mut).into_iter().flatten() {
+            reports.extend(inject_document(item, config, ca_pem)?);
         }
-        _ => return Ok(Vec::new()),
-    };
-    let metadata = doc.get("metadata");
-    let field = |name: &str| metadata.and_then(|m| m.get(name)).and_then(Value::as_str);
-    let namespace = field("namespace").unwrap_or("default").to_owned();
-    let workload = format!("{kind} {namespace}/{}", field("name").unwrap_or_default());
+        return Ok(reports);
+    }
+    let (api_version, kind) = type_of(doc);
+    let Some(template) = pod_pointer(api_version, kind) else { return Ok(Vec::new()) };
+    let namespace =
+        doc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned();
+    let workload = workload_name(doc);
     let Some(pod_value) = doc.pointer_mut(template).filter(|t| t.is_object()) else {
         let path = template.trim_start_matches('/').replace('/', ".");
         return Err(WorkloadError::NoTemplate { workload, path });
@@ -85,9 +114,46 @@ pub fn inject_document(
             }
             Ok(injection.summary)
         }
-        Outcome::Skipped(skip) => Err(skip),
+        Outcome::Skipped(skip) => {
+            Err(LeftAlone { reason: skip.reason.as_str(), message: skip.message })
+        }
+        Outcome::Invalid(invalid) => {
+            Err(LeftAlone { reason: InvalidMutation::REASON, message: invalid.message() })
+        }
     };
     Ok(vec![Report { workload, outcome }])
+}
+
+/// Each pod of `doc` (a List's items too) with what the API server would say of it when
+/// it is created, the fields named from the document's root.
+pub fn refusals(doc: &Value) -> Result<Vec<(String, Vec<String>)>, String> {
+    if type_of(doc) == ("v1", "List") {
+        let mut all = Vec::new();
+        for item in doc.get("items").and_then(Value::as_array).into_iter().flatten() {
+            all.extend(refusals(item)?);
+        }
+        return Ok(all);
+    }
+    let (api_version, kind) = type_of(doc);
+    let Some(pointer) = pod_pointer(api_version, kind) else { return Ok(Vec::new()) };
+    let workload = workload_name(doc);
+    let value = doc.pointer(pointer).filter(|v| v.is_object());
+    let mut pod: Pod = value
+        .map(|v| serde_json::from_value(v.clone()))
+        .ok_or_else(|| format!("{workload}: no pod at {pointer}"))?
+        .map_err(|e| format!("{workload}: cannot read its pod: {e}"))?;
+    let prefix = pointer.trim_start_matches('/').replace('/', ".");
+    // A template is checked as the pod its controller creates from it, which is where an
+    // injected template fails: named from the workload's name, in its namespace.
+    if !prefix.is_empty() && pod.metadata.name.is_none() && pod.metadata.generate_name.is_none() {
+        let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("pod");
+        pod.metadata.generate_name = Some(format!("{name}-"));
+    }
+    let errors = validate_pod(&pod)
+        .into_iter()
+        .map(|e| if prefix.is_empty() { e.to_string() } else { format!("{prefix}.{e}") })
+        .collect();
+    Ok(vec![(workload, errors)])
 }
 
 #[cfg(test)]
@@ -95,7 +161,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::inject::SkipReason;
 
     const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
@@ -190,7 +255,7 @@ mod tests {
         let reports = run(&mut doc);
         assert_eq!(reports.len(), 2);
         assert!(reports[0].outcome.is_ok());
-        assert_eq!(reports[1].outcome.as_ref().unwrap_err().reason, SkipReason::HostNetwork);
+        assert_eq!(reports[1].outcome.as_ref().unwrap_err().reason, "host_network");
         assert_eq!(doc["items"][1], skipped);
         assert_eq!(doc["items"][2], service);
     }
@@ -205,5 +270,31 @@ mod tests {
             "spec": {"containers": "none"}});
         let error = inject_document(&mut doc, &InjectConfig::default(), CA).unwrap_err();
         assert!(error.to_string().starts_with("Pod default/p: cannot read its pod:"), "{error}");
+    }
+
+    #[test]
+    fn names_the_field_from_the_documents_root() {
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"template": {"spec": {
+                "containers": [{"name": "web", "image": "web:1",
+                    "ports": [{"name": "portcullis-admin", "containerPort": 9901}]}]
+            }}}
+        });
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": [deployment]});
+        assert_eq!(
+            refusals(&list).unwrap(),
+            vec![(
+                "Deployment shop/web".to_owned(),
+                vec![
+                    "spec.template.spec.containers[0].ports[0].name: Invalid value: \
+                     \"portcullis-admin\": must be no more than 15 characters"
+                        .to_owned()
+                ]
+            )]
+        );
+        let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}});
+        assert_eq!(refusals(&service).unwrap(), vec![]);
     }
 }

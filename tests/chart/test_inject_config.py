@@ -1,6 +1,9 @@
 """The chart's `inject.yaml` read by the real injector: `portcullis inject --config` gets
 the file the ConfigMap holds and injects a Pod as the webhook would, so a key the code does
-not know (it refuses unknown fields) or a value it cannot use fails here, not in a cluster."""
+not know (it refuses unknown fields) or a value it cannot use fails here, not in a cluster.
+The injected pod must pass the OpenAPI schema (kubernetes-validate) and the API server's
+own Pod validation, which the schema leaves out (`portcullis validate`: port name lengths,
+uniqueness across containers, probe handlers...)."""
 
 from __future__ import annotations
 
@@ -50,6 +53,16 @@ def inject(tmp_path: Path, config_text: str, pod: dict) -> tuple[dict, str]:
     return yaml.safe_load(done.stdout), done.stderr
 
 
+def api_server_accepts(tmp_path: Path, manifest: dict) -> None:
+    """`portcullis validate`: exit 0, and the pod named valid."""
+    path = tmp_path / "injected.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    done = subprocess.run([binary(), "validate", "-f", path], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, ""), done.stdout + done.stderr
+    name = manifest["metadata"]["name"]
+    assert done.stderr == f"{manifest['kind']} {manifest['metadata']['namespace']}/{name}: valid\n"
+
+
 def sidecar(pod: dict) -> dict:
     (found,) = [c for c in pod["spec"].get("initContainers", []) if c["name"] == "portcullis-proxy"]
     return found
@@ -70,10 +83,11 @@ def test_the_injector_reads_the_chart_config(render, tmp_path, scenario):
     assert args[args.index("--listen") + 1] == f"0.0.0.0:{config['proxyPort']}"
     assert args[args.index("--admin") + 1] == f"0.0.0.0:{config['adminPort']}"
     assert args[args.index("--log-format") + 1] == config["logFormat"]
-    assert {"name": "portcullis-admin", "containerPort": config["adminPort"]} in proxy["ports"]
+    assert {"name": "portcullis-adm", "containerPort": config["adminPort"]} in proxy["ports"]
     assert {"name": "http", "containerPort": config["proxyPort"], "protocol": "TCP"} in proxy["ports"]
     for version in ("1.33.0", "1.35.0"):
         kubernetes_validate.validate(injected, version, strict=True)
+    api_server_accepts(tmp_path, injected)
 
 
 def test_the_injector_honours_the_excluded_namespaces(render, tmp_path):
@@ -85,3 +99,19 @@ def test_the_injector_honours_the_excluded_namespaces(render, tmp_path):
         assert "excluded" in log
     injected, _ = inject(tmp_path, config_text, POD)
     assert sidecar(injected)["name"] == "portcullis-proxy"
+
+
+def test_the_api_servers_rules_catch_what_the_schema_does_not(tmp_path):
+    """What every earlier release injected: the schema passes it, the API server does not."""
+    pod = yaml.safe_load(yaml.safe_dump(POD))
+    pod["spec"]["containers"][0]["ports"].append({"name": "portcullis-admin", "containerPort": 9901})
+    for version in ("1.33.0", "1.35.0"):
+        kubernetes_validate.validate(pod, version, strict=True)
+    path = tmp_path / "pod.yaml"
+    path.write_text(yaml.safe_dump(pod))
+    done = subprocess.run([binary(), "validate", "-f", path], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == (
+        'Pod shop/web: spec.containers[0].ports[1].name: Invalid value: "portcullis-admin": '
+        "must be no more than 15 characters\n"
+    )

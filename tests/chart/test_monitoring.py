@@ -52,7 +52,7 @@ def test_pod_monitor_scrapes_every_sidecar(render):
     assert monitor["spec"] == {
         "namespaceSelector": {"any": True},
         "selector": {},
-        "podMetricsEndpoints": [{"port": "portcullis-admin", "path": "/metrics", "interval": "15s"}],
+        "podMetricsEndpoints": [{"port": "portcullis-adm", "path": "/metrics", "interval": "15s"}],
     }
 
 

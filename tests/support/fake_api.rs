@@ -1,8 +1,10 @@
 //! A small stand-in for the Kubernetes API server over HTTP: list and watch of any
 //! collection (replayed from a resourceVersion), GET of one object, PUT with
-//! resourceVersion preconditions, JSON patches applied to stored objects, TokenReview, and a
-//! record of PATCHes, PUTs and POSTs. It speaks the real JSON, so the code
-//! under test uses the real kube-rs client against it.
+//! resourceVersion preconditions, JSON patches applied to stored objects, TokenReview, pod
+//! creation checked by the API server's own Pod validation (`portcullis::apiserver`: a pod
+//! the real one refuses is refused here, with the same 422 Status), and a record of
+//! PATCHes, PUTs and POSTs. It speaks the real JSON, so the code under test uses the real
+//! kube-rs client against it.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -162,6 +164,10 @@ impl FakeApi {
                 review["status"] = token_review(review["spec"]["token"].as_str().unwrap_or(""));
                 json_response(201, &review)
             }
+            Method::POST if pod_collection(&path) => {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                self.create_pod(&path, &body)
+            }
             Method::POST => {
                 let body = req.into_body().collect().await.unwrap().to_bytes();
                 let object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -313,6 +319,38 @@ impl FakeApi {
 }
 
 impl FakeApi {
+    /// A pod CREATE, as the API server takes it after admission: named from its
+    /// generateName, then validated; stored (201) or refused (422 Invalid).
+    fn create_pod(&self, path: &str, body: &[u8]) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let mut object: Value = match serde_json::from_slice(body) {
+            Ok(object) => object,
+            Err(e) => return json_response(400, &status(400, "BadRequest", &e.to_string(), None)),
+        };
+        let namespace = path.split('/').nth(4).unwrap_or_default().to_owned();
+        object["metadata"]["namespace"] = json!(namespace);
+        let named = object["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty());
+        if !named && let Some(prefix) = object["metadata"]["generateName"].as_str() {
+            // The API server appends five random characters; any five will do here.
+            object["metadata"]["name"] = json!(format!("{prefix}x2m9q"));
+        }
+        self.store.lock().unwrap().posts.push((path.to_owned(), object.clone()));
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let pod: k8s_openapi::api::core::v1::Pod = match serde_json::from_value(object.clone()) {
+            Ok(pod) => pod,
+            Err(e) => return json_response(400, &status(400, "BadRequest", &e.to_string(), None)),
+        };
+        let errors = portcullis::apiserver::validate_pod(&pod);
+        if !errors.is_empty() {
+            return json_response(
+                422,
+                &portcullis::apiserver::invalid_status("", "Pod", &name, &errors),
+            );
+        }
+        self.apply("/api/v1/pods", object);
+        let stored = self.object("/api/v1/pods", &namespace, &name).unwrap();
+        json_response(201, &stored)
+    }
+
     /// Replaces the object at `path` with what `change` makes of it, as a watch would
     /// see it: a new resourceVersion and a MODIFIED event.
     fn update(
@@ -367,6 +405,12 @@ fn object_key(path: &str) -> Option<(String, String)> {
         }
         _ => None,
     }
+}
+
+/// `/api/v1/namespaces/{ns}/pods`: where pods are created.
+fn pod_collection(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(segments.as_slice(), ["api", "v1", "namespaces", _, "pods"])
 }
 
 fn plural_and_name(path: &str) -> (String, String) {

@@ -1,0 +1,425 @@
+//! Property test for the injector against the API server's own Pod validation.
+//!
+//! Random pods that the API server accepts (`portcullis::apiserver` says so first, so a
+//! generator that strays is caught too): DNS-1123 container names up to 63 characters,
+//! several containers and init containers, native sidecars already there, named and
+//! unnamed ports (port names up to the 15 characters the API server allows, unique in the
+//! pod), TCP, UDP and SCTP, probes and lifecycle hooks of every handler kind reaching ports
+//! by name and by number, volumes, env vars, annotations (sometimes `portcullis.dev/port`).
+//! Each goes through the injector; a pod it injects must pass the API server's validation
+//! as patched, and injecting that pod again must add nothing. A mutation the injector
+//! holds back as invalid is a failure here: it means the injector planned a bad pod.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Pod;
+use portcullis::apiserver::validate_pod;
+use portcullis::inject::{InjectConfig, Outcome, SkipReason, mutate};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use serde_json::{Value, json};
+
+const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+/// A DNS-1123 label of 1..=max characters: a-z0-9 and '-', alphanumeric at both ends.
+fn label(max: usize) -> impl Strategy<Value = String> {
+    let max = max.max(1);
+    (1..=max).prop_flat_map(|len| {
+        proptest::collection::vec(
+            prop_oneof![
+                8 => proptest::char::range('a', 'z'),
+                2 => proptest::char::range('0', '9'),
+                1 => Just('-')
+            ],
+            len,
+        )
+        .prop_map(|chars| {
+            let mut name: String = chars.into_iter().collect();
+            let fix = |c: char| if c == '-' { 'x' } else { c };
+            let first = fix(name.remove(0));
+            name.insert(0, first);
+            if let Some(last) = name.pop() {
+                name.push(fix(last));
+            }
+            name
+        })
+    })
+}
+
+/// An IANA service name: at most 15 characters, at least one letter, no "--".
+fn port_name() -> impl Strategy<Value = String> {
+    label(15).prop_map(|name| {
+        let mut name = name.replace("--", "-x");
+        name.truncate(15);
+        let name = name.trim_end_matches('-').to_owned();
+        if name.bytes().any(|b| b.is_ascii_lowercase()) { name } else { format!("p{}", &name[1..]) }
+    })
+}
+
+#[derive(Clone, Debug)]
+struct PortDraft {
+    named: bool,
+    number: u16,
+    protocol: &'static str,
+}
+
+fn port_draft() -> impl Strategy<Value = PortDraft> {
+    (
+        prop::bool::weighted(0.7),
+        // Now and then the sidecar's own ports, which the injector must leave alone.
+        prop_oneof![4 => Just(80u16), 4 => Just(8080), 1 => Just(4180), 1 => Just(9901), 30 => 1u16..=65535],
+        prop_oneof![8 => Just("TCP"), 1 => Just("UDP"), 1 => Just("SCTP")],
+    )
+        .prop_map(|(named, number, protocol)| PortDraft { named, number, protocol })
+}
+
+#[derive(Clone, Debug)]
+enum HandlerKind {
+    HttpGet,
+    TcpSocket,
+    Grpc,
+    Exec,
+    Sleep,
+}
+
+#[derive(Clone, Debug)]
+struct ProbeDraft {
+    kind: HandlerKind,
+    /// Which of the container's ports it reaches, and whether by name.
+    port: usize,
+    by_name: bool,
+}
+
+fn probe_draft() -> impl Strategy<Value = Option<ProbeDraft>> {
+    let kind = prop_oneof![
+        4 => Just(HandlerKind::HttpGet),
+        2 => Just(HandlerKind::TcpSocket),
+        1 => Just(HandlerKind::Grpc),
+        1 => Just(HandlerKind::Exec),
+        1 => Just(HandlerKind::Sleep)
+    ];
+    prop::option::weighted(
+        0.5,
+        (kind, 0usize..4, any::<bool>()).prop_map(|(kind, port, by_name)| ProbeDraft {
+            kind,
+            port,
+            by_name,
+        }),
+    )
+}
+
+#[derive(Clone, Debug)]
+struct ContainerDraft {
+    name: String,
+    ports: Vec<(PortDraft, String)>,
+    probes: [Option<ProbeDraft>; 3],
+    hooks: [Option<ProbeDraft>; 2],
+    env: Vec<String>,
+    mounts: usize,
+}
+
+fn container_draft() -> impl Strategy<Value = ContainerDraft> {
+    (
+        label(63),
+        proptest::collection::vec((port_draft(), port_name()), 0..4),
+        [probe_draft(), probe_draft(), probe_draft()],
+        [probe_draft(), probe_draft()],
+        proptest::collection::vec("[A-Za-z_][A-Za-z0-9_.-]{0,20}", 0..3),
+        0usize..3,
+    )
+        .prop_map(|(name, ports, probes, hooks, env, mounts)| ContainerDraft {
+            name,
+            ports,
+            probes,
+            hooks,
+            env,
+            mounts,
+        })
+}
+
+/// How a container may be built: regular, a plain init container (no probes, no hooks,
+/// as the API server requires), or a native sidecar (restartPolicy Always).
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    App,
+    Init,
+    NativeSidecar,
+}
+
+/// Turns drafts into a pod the API server accepts: names made unique, port names unique in
+/// the pod, port numbers unique per protocol, probes only where allowed.
+struct Builder {
+    names: BTreeSet<String>,
+    port_names: BTreeSet<String>,
+    numbers: BTreeSet<(u16, &'static str)>,
+    volumes: Vec<String>,
+}
+
+impl Builder {
+    fn unique(set: &mut BTreeSet<String>, name: &str, max: usize) -> String {
+        let mut candidate = name.to_owned();
+        let mut n = 0;
+        while set.contains(&candidate) {
+            n += 1;
+            let suffix = format!("{n}");
+            let keep = name.len().min(max - suffix.len());
+            candidate = format!("{}{suffix}", name[..keep].trim_end_matches('-'));
+        }
+        set.insert(candidate.clone());
+        candidate
+    }
+
+    fn container(&mut self, draft: &ContainerDraft, role: Role) -> Value {
+        let name = Self::unique(&mut self.names, &draft.name, 63);
+        let mut ports = Vec::new();
+        let mut declared = Vec::new();
+        for (port, wanted) in &draft.ports {
+            if !self.numbers.insert((port.number, port.protocol)) {
+                continue;
+            }
+            let mut value = json!({"containerPort": port.number, "protocol": port.protocol});
+            let mut port_name = None;
+            if port.named && !self.port_names.contains(wanted) {
+                self.port_names.insert(wanted.clone());
+                value["name"] = json!(wanted);
+                port_name = Some(wanted.clone());
+            }
+            ports.push(value);
+            declared.push((port.number, port_name, port.protocol));
+        }
+        let mut container = json!({"name": name, "image": format!("registry.example/{name}:1")});
+        if !ports.is_empty() {
+            container["ports"] = json!(ports);
+        }
+        if role == Role::NativeSidecar {
+            container["restartPolicy"] = json!("Always");
+        }
+        if role != Role::Init {
+            let fields = ["livenessProbe", "readinessProbe", "startupProbe"];
+            for (field, probe) in fields.iter().zip(&draft.probes) {
+                if let Some(handler) = probe.as_ref().and_then(|p| handler(p, &declared, false)) {
+                    container[*field] = handler;
+                }
+            }
+            for (hook, draft) in ["postStart", "preStop"].iter().zip(&draft.hooks) {
+                if let Some(handler) = draft.as_ref().and_then(|p| handler(p, &declared, true)) {
+                    container["lifecycle"][*hook] = handler;
+                }
+            }
+        }
+        let mut env_names = BTreeSet::new();
+        let env: Vec<Value> = draft
+            .env
+            .iter()
+            .filter(|n| env_names.insert(n.to_string()))
+            .map(|n| json!({"name": n, "value": "v"}))
+            .collect();
+        if !env.is_empty() {
+            container["env"] = json!(env);
+        }
+        let mounts: Vec<Value> = self
+            .volumes
+            .iter()
+            .take(draft.mounts)
+            .enumerate()
+            .map(|(i, v)| json!({"name": v, "mountPath": format!("/data/{i}")}))
+            .collect();
+        if !mounts.is_empty() {
+            container["volumeMounts"] = json!(mounts);
+        }
+        container
+    }
+}
+
+/// A probe or hook handler for a container with `ports` (number, name, protocol); None
+/// when the drafted one cannot exist there (no TCP port to reach).
+fn handler(draft: &ProbeDraft, ports: &[(u16, Option<String>, &str)], hook: bool) -> Option<Value> {
+    let tcp: Vec<_> = ports.iter().filter(|(_, _, p)| *p == "TCP").collect();
+    let target = |by_name: bool| -> Option<Value> {
+        let (number, name, _) = tcp.get(draft.port % tcp.len().max(1))?;
+        Some(match (by_name, name) {
+            (true, Some(name)) => json!(name),
+            _ => json!(number),
+        })
+    };
+    let handler = match draft.kind {
+        HandlerKind::HttpGet => {
+            json!({"httpGet": {"path": "/healthz", "port": target(draft.by_name)?}})
+        }
+        HandlerKind::TcpSocket => json!({"tcpSocket": {"port": target(draft.by_name)?}}),
+        HandlerKind::Grpc if !hook => json!({"grpc": {"port": target(false)?}}),
+        HandlerKind::Sleep if hook => json!({"sleep": {"seconds": 1}}),
+        _ => json!({"exec": {"command": ["true"]}}),
+    };
+    Some(handler)
+}
+
+#[derive(Clone, Debug)]
+struct PodDraft {
+    apps: Vec<ContainerDraft>,
+    inits: Vec<(ContainerDraft, bool)>,
+    volumes: Vec<String>,
+    annotations: Vec<(String, String)>,
+    port_annotation: Option<(usize, bool)>,
+}
+
+fn pod_draft() -> impl Strategy<Value = PodDraft> {
+    (
+        proptest::collection::vec(container_draft(), 1..4),
+        proptest::collection::vec((container_draft(), any::<bool>()), 0..3),
+        proptest::collection::vec(label(63), 0..3),
+        proptest::collection::vec(
+            ("[a-z]{1,10}\\.example/[a-z][a-z0-9-]{0,20}[a-z]", ".{0,40}"),
+            0..4,
+        ),
+        prop::option::weighted(0.3, (0usize..8, any::<bool>())),
+    )
+        .prop_map(|(apps, inits, volumes, annotations, port_annotation)| PodDraft {
+            apps,
+            inits,
+            volumes,
+            annotations,
+            port_annotation,
+        })
+}
+
+fn build(draft: &PodDraft) -> Value {
+    let mut builder = Builder {
+        names: BTreeSet::new(),
+        port_names: BTreeSet::new(),
+        numbers: BTreeSet::new(),
+        volumes: Vec::new(),
+    };
+    let mut volume_names = BTreeSet::new();
+    for volume in &draft.volumes {
+        builder.volumes.push(Builder::unique(&mut volume_names, volume, 63));
+    }
+    let inits: Vec<Value> = draft
+        .inits
+        .iter()
+        .map(|(c, native)| {
+            builder.container(c, if *native { Role::NativeSidecar } else { Role::Init })
+        })
+        .collect();
+    let apps: Vec<Value> = draft.apps.iter().map(|c| builder.container(c, Role::App)).collect();
+    let mut annotations: serde_json::Map<String, Value> =
+        draft.annotations.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    if let Some((index, by_name)) = draft.port_annotation {
+        let ports: Vec<&Value> =
+            apps.iter().flat_map(|c| c["ports"].as_array()).flatten().collect();
+        if let Some(port) = ports.get(index % ports.len().max(1)) {
+            let value = match (by_name, port.get("name")) {
+                (true, Some(name)) => name.clone(),
+                _ => json!(port["containerPort"].to_string()),
+            };
+            annotations.insert("portcullis.dev/port".into(), value);
+        }
+    }
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "web-7d9c5b8f4-",
+            "namespace": "shop",
+            "labels": {"app": "web", "pod-template-hash": "7d9c5b8f4"},
+        },
+        "spec": {"containers": apps}
+    });
+    if !annotations.is_empty() {
+        pod["metadata"]["annotations"] = Value::Object(annotations);
+    }
+    if !inits.is_empty() {
+        pod["spec"]["initContainers"] = json!(inits);
+    }
+    if !builder.volumes.is_empty() {
+        let volumes: Vec<Value> =
+            builder.volumes.iter().map(|v| json!({"name": v, "emptyDir": {}})).collect();
+        pod["spec"]["volumes"] = json!(volumes);
+    }
+    pod
+}
+
+/// Every port name of every container and init container.
+fn port_names(pod: &Value) -> Vec<String> {
+    let containers = ["containers", "initContainers"]
+        .into_iter()
+        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten());
+    containers
+        .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn errors(pod: &Value) -> Vec<String> {
+    let pod: Pod = serde_json::from_value(pod.clone()).unwrap();
+    validate_pod(&pod).iter().map(ToString::to_string).collect()
+}
+
+#[derive(Default)]
+struct Tally {
+    injected: u32,
+    skipped: std::collections::BTreeMap<&'static str, u32>,
+}
+
+/// One pod through the injector, and its patched pod through the API server's rules.
+fn check(pod: &Value, tally: &mut Tally) -> Result<(), TestCaseError> {
+    prop_assert_eq!(errors(pod), Vec::<String>::new(), "the generator made an invalid pod");
+    let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+    let config = InjectConfig::default();
+    match mutate(&typed, "shop", &config, CA) {
+        Outcome::Injected(injection) => {
+            tally.injected += 1;
+            let mut patched = pod.clone();
+            json_patch::patch(&mut patched, &injection.patch).unwrap();
+            prop_assert_eq!(errors(&patched), Vec::<String>::new(), "{:#}", patched);
+            // The API server refuses a port name twice in one container only; in two
+            // containers it would let Services and probes reach either. The generator
+            // makes names unique in the pod, and so must the injector keep them.
+            let names = port_names(&patched);
+            let unique: BTreeSet<&String> = names.iter().collect();
+            prop_assert_eq!(unique.len(), names.len(), "port names: {:?}", names);
+            let again: Pod = serde_json::from_value(patched).unwrap();
+            match mutate(&again, "shop", &config, CA) {
+                Outcome::Skipped(skip) => prop_assert_eq!(skip.reason, SkipReason::AlreadyInjected),
+                other => prop_assert!(false, "injected twice: {:?}", other),
+            }
+        }
+        Outcome::Skipped(skip) => *tally.skipped.entry(skip.reason.as_str()).or_default() += 1,
+        Outcome::Invalid(invalid) => {
+            prop_assert!(false, "the injector planned an invalid pod: {}", invalid.message())
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_injected_pod_passes_the_api_servers_validation() {
+    let config = ProptestConfig {
+        cases: 512,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/inject_props.proptest-regressions"
+        )))),
+        ..ProptestConfig::default()
+    };
+    let tally = std::cell::RefCell::new(Tally::default());
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+        config,
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
+    let result = runner.run(&pod_draft(), |draft| check(&build(&draft), &mut tally.borrow_mut()));
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+    // Most drafts have a named TCP port: a generator that got every pod skipped would
+    // prove nothing about injected pods.
+    let tally = tally.into_inner();
+    assert!(
+        tally.injected >= 200,
+        "only {} pods injected; skipped: {:?}",
+        tally.injected,
+        tally.skipped
+    );
+}
