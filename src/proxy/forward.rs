@@ -122,7 +122,7 @@ impl Proxy {
             Verdict::Refused(why) => return Err(why.into()),
         }
         check_host(&req)?;
-        let offer = upgrade::offer(req.version(), req.headers(), &client.upgrades)?;
+        let offer = upgrade::offer(&req, &client.upgrades)?;
         let config = &snapshot.config;
         if !config.windows.is_empty()
             && let Some(closed) = self.gate.check(

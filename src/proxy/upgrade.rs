@@ -5,14 +5,16 @@
 //! After a switch the sidecar sees only bytes: no maintenance window, timeout, limit or
 //! validation applies to what follows. So only protocols named in the allowed set switch;
 //! `h2c` never does (it would carry HTTP requests past every rule), and any other token is
-//! refused rather than tunnelled.
+//! refused rather than tunnelled, as is CONNECT (a tunnel to anywhere, in either HTTP
+//! version) and HTTP/2's extended CONNECT, which the sidecar does not offer (hyper's
+//! default: a `:protocol` stream is reset).
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -82,13 +84,19 @@ impl fmt::Display for AllowedUpgrades {
 
 /// What a request's Upgrade field becomes on its way to the app: `None` when it does not
 /// switch protocols (it never asked, or asked only for h2c, which is declined), else the
-/// Upgrade value to forward. A token that is neither allowed nor h2c refuses the request.
-pub fn offer(
-    version: Version,
-    headers: &HeaderMap,
+/// Upgrade value to forward. A token that is neither allowed nor h2c refuses the request,
+/// as does CONNECT.
+pub fn offer<B>(
+    req: &Request<B>,
     allowed: &AllowedUpgrades,
 ) -> Result<Option<HeaderValue>, ProxyError> {
-    if !headers::wants_upgrade(version, headers) {
+    // Envoy too refuses CONNECT (403) unless configured for it; behind the sidecar is one
+    // app, not a network to reach.
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::UpgradeNotAllowed { protocol: "CONNECT".into() });
+    }
+    let headers = req.headers();
+    if !headers::wants_upgrade(req.version(), headers) {
         return Ok(None);
     }
     let mut offered: Vec<&str> = Vec::new();
@@ -192,17 +200,22 @@ pub fn tunnel(client: OnUpgrade, app: OnUpgrade, conn: Option<Conn>) {
 mod tests {
     use super::*;
 
-    fn request(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
+    use http::Version;
+
+    fn request(version: Version, pairs: &[(&str, &str)]) -> Request<()> {
+        let mut req = Request::builder().version(version);
         for (k, v) in pairs {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            req = req.header(*k, *v);
         }
-        h
+        req.body(()).unwrap()
     }
 
     fn offered(upgrade: &str, allowed: &AllowedUpgrades) -> Result<Option<String>, String> {
-        let h = request(&[("connection", "keep-alive, Upgrade"), ("upgrade", upgrade)]);
-        offer(Version::HTTP_11, &h, allowed)
+        let req = request(
+            Version::HTTP_11,
+            &[("connection", "keep-alive, Upgrade"), ("upgrade", upgrade)],
+        );
+        offer(&req, allowed)
             .map(|o| o.map(|v| v.to_str().unwrap().to_owned()))
             .map_err(|e| e.to_string())
     }
@@ -230,10 +243,20 @@ mod tests {
     #[test]
     fn only_http_11_with_connection_upgrade_asks_to_switch() {
         let ws = AllowedUpgrades::default();
-        let bare = request(&[("upgrade", "foo")]);
-        assert_eq!(offer(Version::HTTP_11, &bare, &ws).unwrap(), None);
-        let old = request(&[("connection", "upgrade"), ("upgrade", "foo")]);
-        assert_eq!(offer(Version::HTTP_10, &old, &ws).unwrap(), None);
+        let bare = request(Version::HTTP_11, &[("upgrade", "foo")]);
+        assert_eq!(offer(&bare, &ws).unwrap(), None);
+        let old = request(Version::HTTP_10, &[("connection", "upgrade"), ("upgrade", "foo")]);
+        assert_eq!(offer(&old, &ws).unwrap(), None);
+    }
+
+    #[test]
+    fn connect_is_refused_in_either_version() {
+        for version in [Version::HTTP_11, Version::HTTP_2] {
+            let mut req = request(version, &[]);
+            *req.method_mut() = Method::CONNECT;
+            let err = offer(&req, &AllowedUpgrades::default()).unwrap_err();
+            assert_eq!(err.reason(), "upgrade_not_allowed");
+        }
     }
 
     #[test]
