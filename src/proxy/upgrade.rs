@@ -125,7 +125,7 @@ pub fn offer<B>(
 /// Whether a 101 switches to a protocol the request offered (RFC 9110 §15.2.2: its Upgrade
 /// names the protocol switched to). Anything else is not tunnelled: the client never asked
 /// for that protocol, and the sidecar may not allow it.
-pub fn switched_as_offered<B>(response: &Response<B>, offered: &HeaderValue) -> bool {
+fn switched_as_offered<B>(response: &Response<B>, offered: &HeaderValue) -> bool {
     let Ok(offered) = offered.to_str() else { return false };
     let mut named = false;
     for token in tokens(response.headers()) {
