@@ -1,5 +1,6 @@
 //! Hostile HTTP/2 clients against `portcullis proxy` as a process, with default flags:
-//! rapid reset, CONTINUATION flood, SETTINGS and PING floods, more streams than allowed.
+//! rapid reset, CONTINUATION flood, SETTINGS and PING floods, more streams than allowed,
+//! and attempts to switch protocols (extended CONNECT, Upgrade fields, CONNECT).
 //! Frames are built by hand on raw sockets; each test asserts what comes back, what reached
 //! the app, the sidecar's memory, and that a well-behaved client is still served.
 
@@ -129,6 +130,7 @@ const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+const ENABLE_CONNECT_PROTOCOL: u16 = 0x8;
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
@@ -481,5 +483,68 @@ async fn more_streams_than_allowed() {
     assert_eq!(answered as u32, max);
     assert!(requests.get() <= max as usize, "{} reached the app", requests.get());
     let _ = PROTOCOL_ERROR;
+    assert_served(proxy.addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_protocol_switch_over_http2() {
+    let (app, requests) = counting_app().await;
+    let proxy = Proc::start(app).await;
+    let (mut rd, mut wr, settings) = handshake(proxy.addr, true).await;
+    // Extended CONNECT (RFC 8441), a WebSocket over a stream, is not offered...
+    assert_eq!(settings.settings().get(&ENABLE_CONNECT_PROTOCOL), None, "{settings:?}");
+    let mut extended = Vec::new();
+    for (name, value) in [
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "http"),
+        (":authority", "test"),
+        (":path", "/chat"),
+    ] {
+        hpack_literal(&mut extended, name, value.as_bytes());
+    }
+    // ...so a stream that uses it is reset; left open, as a tunnel would be.
+    let mut all = frame(HEADERS, END_HEADERS, 1, &extended);
+    // Upgrade and Connection are connection-specific, malformed in HTTP/2 (RFC 9113 §8.2.2).
+    let mut h2c = get_block("/h2c");
+    hpack_literal(&mut h2c, "upgrade", b"h2c");
+    hpack_literal(&mut h2c, "http2-settings", b"AAMAAABkAARAAAAAAAIAAAAA");
+    all.extend(frame(HEADERS, END_HEADERS | END_STREAM, 3, &h2c));
+    let mut connection = get_block("/connection");
+    hpack_literal(&mut connection, "connection", b"upgrade");
+    all.extend(frame(HEADERS, END_HEADERS | END_STREAM, 5, &connection));
+    all.extend(get(7, "/"));
+    wr.write_all(&all).await.unwrap();
+    let mut frames = Vec::new();
+    let mut ended = std::collections::HashSet::new();
+    while ended.len() < 4 {
+        let f = read_frame(&mut rd, Duration::from_secs(10)).await.unwrap();
+        if f.stream != 0 && (f.kind == RST_STREAM || f.flags & END_STREAM != 0) {
+            ended.insert(f.stream);
+        }
+        frames.push(f);
+    }
+    let resets: Vec<_> =
+        frames.iter().filter(|f| f.kind == RST_STREAM).map(|f| (f.stream, f.code())).collect();
+    let expected = [(1, PROTOCOL_ERROR), (3, PROTOCOL_ERROR), (5, PROTOCOL_ERROR)];
+    assert_eq!(resets, expected, "{}", summary(&frames));
+    let answered = frames.iter().filter(|f| f.kind == DATA && f.flags & END_STREAM != 0);
+    assert_eq!(answered.map(|f| f.stream).collect::<Vec<_>>(), [7], "{}", summary(&frames));
+    assert_eq!(requests.get(), 1, "only the plain GET reached the app");
+
+    // A plain CONNECT is refused by the sidecar itself, and never reaches the app.
+    let mut conn = client::Http2::connect(proxy.addr).await;
+    let connect = Request::connect("test:80").body(Full::default()).unwrap();
+    let reply = conn.send(connect).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(
+        reply.header("proxy-status"),
+        "portcullis; error=http_request_denied; details=\"upgrade_not_allowed\""
+    );
+    assert_eq!(
+        reply.body,
+        "403 Forbidden: the request asks to switch to \"CONNECT\", a protocol the sidecar does not tunnel\n"
+    );
+    assert_eq!(requests.get(), 1);
     assert_served(proxy.addr).await;
 }

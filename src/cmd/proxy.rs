@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::api::Duration;
 use crate::config::follow::ControllerSource;
-use crate::proxy::{AppProtocol, ClientLimits, ClientTimeouts};
+use crate::proxy::{AllowedUpgrades, AppProtocol, ClientLimits, ClientTimeouts};
 use crate::sidecar::Sidecar;
 use crate::telemetry::{LogFormat, init_logs};
 
@@ -89,6 +89,13 @@ pub struct ProxyArgs {
     #[arg(long)]
     max_client_connections: Option<usize>,
 
+    /// Protocols a client may switch to with Upgrade, comma-separated ('' for none). After
+    /// the app's 101 the sidecar only copies bytes, so no rule of its own applies to them.
+    /// `h2c` is never switched to: the request goes on without its Upgrade. A request
+    /// offering any other protocol not listed is answered 403.
+    #[arg(long, default_value = "websocket")]
+    allowed_upgrades: AllowedUpgrades,
+
     /// Longest wait for in-flight requests on SIGTERM or SIGINT.
     #[arg(long, default_value = "30s")]
     drain_timeout: Duration,
@@ -162,6 +169,7 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
                 .max_client_connections
                 .unwrap_or_else(crate::proxy::default_max_connections)
                 .max(1),
+            allowed_upgrades: args.allowed_upgrades,
         },
     };
     sidecar.run(super::shutdown_signal()).await.map_err(|e| e.to_string())

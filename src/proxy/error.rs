@@ -80,6 +80,9 @@ pub enum ProxyError {
 
     #[error("the sidecar is at its limit of {limit} client connections")]
     ClientConnectionLimit { limit: usize, retry_after: u64 },
+
+    #[error("the request asks to switch to {protocol:?}, a protocol the sidecar does not tunnel")]
+    UpgradeNotAllowed { protocol: String },
 }
 
 impl From<Refusal> for ProxyError {
@@ -120,6 +123,7 @@ impl ProxyError {
             ClientHeaderTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ClientConnectionLimit { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpgradeNotAllowed { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -150,6 +154,8 @@ impl ProxyError {
             Overloaded { .. } | QueueTimeout { .. } | ClientConnectionLimit { .. } => {
                 "connection_limit_reached"
             }
+            // RFC 9209 §2.3.4: refused by the proxy's configuration, never forwarded.
+            UpgradeNotAllowed { .. } => "http_request_denied",
         }
     }
 
@@ -180,6 +186,7 @@ impl ProxyError {
             ClientHeaderTimeout(_) => "client_header_timeout",
             UnsupportedTransferCoding => "unsupported_transfer_coding",
             ClientConnectionLimit { .. } => "client_connection_limit",
+            UpgradeNotAllowed { .. } => "upgrade_not_allowed",
         }
     }
 
@@ -219,6 +226,9 @@ impl ProxyError {
                 | UnsupportedTransferCoding
                 | ClientHeaderTimeout(_)
                 | ClientConnectionLimit { .. }
+                // What the client sent after the head may already be the refused protocol
+                // (Envoy closes too, against smuggling in upgrade payloads).
+                | UpgradeNotAllowed { .. }
         )
     }
 
@@ -285,6 +295,7 @@ mod tests {
                 503,
                 "connection_limit_reached",
             ),
+            (ProxyError::UpgradeNotAllowed { protocol: "foo".into() }, 403, "http_request_denied"),
         ];
         for (err, status, ps) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

@@ -21,7 +21,7 @@ use super::framing::{Framing, Verdict};
 use super::headers;
 use super::pool::{Conn, ConnectOptions, Pool};
 use super::respond::{self, Asked, Audience, Local};
-use super::upgrade;
+use super::upgrade::{self, AllowedUpgrades};
 use crate::config::{Config, ConfigRx, Snapshot};
 use crate::maintenance::{self, Gate};
 use crate::overload::{Limiter, Permit, Shed, jittered_retry_after};
@@ -35,13 +35,15 @@ pub struct Client {
     /// The client's address as a header value, made once per connection.
     pub forwarded_for: HeaderValue,
     pub framing: Arc<Framing>,
+    /// The protocols this client may switch to.
+    pub upgrades: AllowedUpgrades,
 }
 
 impl Client {
-    pub fn new(addr: SocketAddr, framing: Arc<Framing>) -> Self {
+    pub fn new(addr: SocketAddr, framing: Arc<Framing>, upgrades: AllowedUpgrades) -> Self {
         let forwarded_for =
             HeaderValue::from_str(&addr.ip().to_string()).expect("an IP address is a valid value");
-        Client { addr, forwarded_for, framing }
+        Client { addr, forwarded_for, framing, upgrades }
     }
 }
 
@@ -103,7 +105,8 @@ impl Proxy {
         response
     }
 
-    /// The checks before a request may go to the app: framing, maintenance, overload.
+    /// The checks before a request may go to the app: framing, Host, protocol switch,
+    /// maintenance, overload.
     async fn admit(
         &self,
         client: &Client,
@@ -119,6 +122,7 @@ impl Proxy {
             Verdict::Refused(why) => return Err(why.into()),
         }
         check_host(&req)?;
+        let offer = upgrade::offer(&req, &client.upgrades)?;
         let config = &snapshot.config;
         if !config.windows.is_empty()
             && let Some(closed) = self.gate.check(
@@ -145,7 +149,7 @@ impl Proxy {
             err
         })?;
         let held = Held { _in_flight: in_flight, _permit: permit };
-        self.forward(client, req, config, started, held).await
+        self.forward(client, req, offer, config, started, held).await
     }
 
     /// State for the admin server and metrics.
@@ -171,10 +175,12 @@ impl Proxy {
         }
     }
 
+    /// `offer`: the Upgrade value to forward, when the request switches protocols.
     async fn forward(
         &self,
         client: &Client,
         mut req: Request<Incoming>,
+        offer: Option<HeaderValue>,
         config: &Config,
         started: Instant,
         held: Held,
@@ -188,12 +194,12 @@ impl Proxy {
             max_header_bytes: policy.max_response_header_bytes(),
             max_idle: policy.upstream_idle,
         };
-        let wants_upgrade = headers::wants_upgrade(req.version(), req.headers());
+        let wants_upgrade = offer.is_some();
         let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
         let method = parts.method.clone();
-        prepare_request(&mut parts, client, wants_upgrade);
+        prepare_request(&mut parts, client, offer.as_ref());
         maintenance::strip_bypass_headers(&config.windows, &mut parts.headers);
         let body = RequestBody::new(body, timeouts.idle, deadline);
         // A request without a body, over HTTP/1.1, is sent and answered on this task.
@@ -226,7 +232,7 @@ impl Proxy {
         };
         self.pool.mark_answered();
         self.metrics.app_latency.observe(sent_at.elapsed().as_secs_f64());
-        validate(&response, &method, wants_upgrade, route)?;
+        validate(&response, &method, offer.as_ref(), route)?;
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let app_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
@@ -435,9 +441,14 @@ fn check_host(req: &Request<Incoming>) -> Result<(), ProxyError> {
     }
 }
 
-fn prepare_request(parts: &mut Parts, client: &Client, upgrade: bool) {
+/// `offer`: the Upgrade value that goes on, the allowed protocols only; without it, a
+/// request that asked to switch goes on as an ordinary request.
+fn prepare_request(parts: &mut Parts, client: &Client, offer: Option<&HeaderValue>) {
     let received = parts.version;
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::strip_hop_by_hop(&mut parts.headers, offer.is_some());
+    if let Some(offer) = offer {
+        parts.headers.insert(header::UPGRADE, offer.clone());
+    }
     headers::append_via(&mut parts.headers, received);
     headers::append_forwarded(&mut parts.headers, &client.forwarded_for);
     headers::to_origin_form(&mut parts.uri, &mut parts.headers);
@@ -448,13 +459,10 @@ fn prepare_request(parts: &mut Parts, client: &Client, upgrade: bool) {
 fn validate(
     response: &Response<AppBody>,
     method: &Method,
-    asked_upgrade: bool,
+    offer: Option<&HeaderValue>,
     route: &RouteSettings,
 ) -> Result<(), ProxyError> {
-    // A switch nobody asked for (RFC 9110 §7.8): the client could not speak the protocol.
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS && !asked_upgrade {
-        return Err(ProxyError::MalformedResponse);
-    }
+    upgrade::check_switch(response, offer)?;
     // hyper checks Content-Length only where it frames a body; a HEAD, 204 or 304 response
     // with conflicting lengths is just as malformed (RFC 9112 §6.3) and is not passed on.
     if headers::content_length(response.headers()).is_err() {

@@ -213,11 +213,18 @@ enum Scan {
 pub struct FramingScanner {
     scan: Scan,
     max_head: usize,
+    /// The request whose body is being followed asked to switch protocols: what follows
+    /// its body waits for the answer.
+    switch_after_body: bool,
 }
 
 impl FramingScanner {
     pub fn new(max_head: usize) -> Self {
-        FramingScanner { scan: Scan::Head { buf: Vec::new(), index: 0 }, max_head }
+        FramingScanner {
+            scan: Scan::Head { buf: Vec::new(), index: 0 },
+            max_head,
+            switch_after_body: false,
+        }
     }
 
     pub fn is_refused(&self) -> bool {
@@ -298,7 +305,7 @@ impl FramingScanner {
                     let used = remaining.min(rest.len() as u64);
                     let left = remaining - used;
                     let scan = if left == 0 {
-                        Scan::Head { buf: Vec::new(), index: next }
+                        self.body_ended(next)
                     } else {
                         Scan::Fixed { remaining: left, next }
                     };
@@ -347,7 +354,7 @@ impl FramingScanner {
                     match done {
                         Some(end) => {
                             let used = rest.len() - (buf.len() - end);
-                            (Scan::Head { buf: Vec::new(), index: next }, used)
+                            (self.body_ended(next), used)
                         }
                         None if buf.len() > self.max_head => (Scan::Off, rest.len()),
                         None => (Scan::Trailers { buf, next }, rest.len()),
@@ -358,6 +365,16 @@ impl FramingScanner {
             rest = &rest[used..];
         }
         Fed::Passed
+    }
+
+    /// What comes after a request body: the next head or, after a request that asked to
+    /// switch protocols, the wait for its answer.
+    fn body_ended(&mut self, next: u64) -> Scan {
+        if std::mem::take(&mut self.switch_after_body) {
+            Scan::AwaitSwitch { next }
+        } else {
+            Scan::Head { buf: Vec::new(), index: next }
+        }
     }
 
     fn refused(&mut self, shared: &Framing, index: u64, why: Refusal, before: usize) -> Fed {
@@ -413,7 +430,7 @@ impl FramingScanner {
     }
 
     /// Decides how the body after a complete head is framed, or refuses the head.
-    fn after_head(&self, shared: &Framing, head: &[u8], index: u64) -> Result<Scan, Refusal> {
+    fn after_head(&mut self, shared: &Framing, head: &[u8], index: u64) -> Result<Scan, Refusal> {
         if index == 0 && head == H2_PREFACE_HEAD {
             return Ok(Scan::Off);
         }
@@ -458,16 +475,18 @@ impl FramingScanner {
             );
         }
         let next = index + 1;
+        // What follows a request that asks to switch, after its body if it has one, waits
+        // for the answer (see `AwaitSwitch`): a request whose switch is declined or refused
+        // is followed by the next request, scanned as any other.
+        let has_body = chunked_last.is_some() || length.is_some_and(|n| n > 0);
+        if upgrade {
+            shared.await_upgrade(index);
+        }
+        self.switch_after_body = upgrade && has_body;
         Ok(match (chunked_last, length) {
-            // Without a body, the next bytes wait for the answer (see `AwaitSwitch`); an
-            // upgrade with a body is not followed further.
-            (None, None | Some(0)) if upgrade => {
-                shared.await_upgrade(index);
-                Scan::AwaitSwitch { next }
-            }
-            _ if upgrade => Scan::Off,
             (Some(_), _) => Scan::ChunkSize { buf: Vec::new(), next },
             (None, Some(n)) if n > 0 => Scan::Fixed { remaining: n, next },
+            (None, _) if upgrade => Scan::AwaitSwitch { next },
             (None, _) => Scan::Head { buf: Vec::new(), index: next },
         })
     }
@@ -585,13 +604,20 @@ mod tests {
     }
 
     #[test]
-    fn stops_at_http2_and_upgrades() {
+    fn stops_at_http2_and_holds_what_follows_an_upgrade_body() {
         let h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0";
         assert_eq!(scan(h2, 4), (None, None, h2.len()));
-        // An upgrade with a body is not followed.
-        let up = b"POST /up HTTP/1.1\r\nUpgrade: x\r\nContent-Length: 1\r\n\r\na\
-            POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(scan(up, 9), (None, None, up.len()));
+        // An upgrade with a body is followed through its body; what comes after it waits.
+        let sized = &b"POST /up HTTP/1.1\r\nUpgrade: x\r\nContent-Length: 1\r\n\r\na"[..];
+        let chunked =
+            &b"POST /up HTTP/1.1\r\nUpgrade: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"[..];
+        let next = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for up in [sized, chunked] {
+            for step in STEPS {
+                let input = [up, next].concat();
+                assert_eq!(scan(&input, step), (None, None, up.len()), "step {step}");
+            }
+        }
     }
 
     /// Feeds a bodiless upgrade request and what follows it, then answers it.

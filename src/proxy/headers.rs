@@ -7,12 +7,14 @@ use http::{Uri, Version};
 use super::respond::proxy_name;
 
 /// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1, plus the
-/// non-standard Keep-Alive and Proxy-Connection that old clients still send).
+/// non-standard Keep-Alive and Proxy-Connection that old clients still send, and the h2c
+/// upgrade's HTTP2-Settings, which RFC 7540 §3.2.1 makes hop-by-hop).
 const HOP_BY_HOP: [HeaderName; 4] =
     [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE, header::TE];
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -48,6 +50,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);
+    headers.remove(&HTTP2_SETTINGS);
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -58,7 +61,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name == KEEP_ALIVE || name == PROXY_CONNECTION
+    HOP_BY_HOP.contains(name)
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == HTTP2_SETTINGS
 }
 
 /// Appends this hop to Via, naming the protocol version it was received with.
@@ -185,6 +191,10 @@ mod tests {
 
     #[test]
     fn hop_by_hop_and_connection_listed_fields_are_removed() {
+        // HTTP2-Settings goes even when Connection does not name it.
+        let mut h = map(&[("http2-settings", "AAMAAABkAAQAAP__"), ("x-end-to-end", "kept")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, map(&[("x-end-to-end", "kept")]));
         let mut h = map(&[
             ("connection", "keep-alive, x-secret-hop"),
             ("keep-alive", "timeout=5"),

@@ -23,3 +23,4 @@ pub use forward::{Client, Observed, Proxy};
 pub use framing::DEFAULT_MAX_HEAD_BYTES;
 pub use pool::{AppProtocol, Pool};
 pub use server::{ClientLimits, default_max_connections, raise_open_file_limit, serve};
+pub use upgrade::AllowedUpgrades;

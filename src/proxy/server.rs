@@ -20,14 +20,17 @@ use super::client_timer::{ClientTimeouts, HeadTimer};
 use super::error::ProxyError;
 use super::forward::{Client, Proxy};
 use super::framing::{DEFAULT_MAX_HEAD_BYTES, Framing};
+use super::upgrade::AllowedUpgrades;
 
 /// What one client may send and how many may connect at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientLimits {
     /// A request head larger than this is refused with 431.
     pub max_head_bytes: usize,
     /// Client connections open at once; past it, new ones are answered 503 and closed.
     pub max_connections: usize,
+    /// The protocols a client may switch to (Upgrade); others are declined or refused.
+    pub allowed_upgrades: AllowedUpgrades,
 }
 
 impl Default for ClientLimits {
@@ -35,6 +38,7 @@ impl Default for ClientLimits {
         ClientLimits {
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             max_connections: default_max_connections(),
+            allowed_upgrades: AllowedUpgrades::default(),
         }
     }
 }
@@ -125,7 +129,8 @@ pub async fn serve(
         builder.http1().timer(HeadTimer::new(timeouts, framing.clone()));
         let io = ClientIo::new(stream, framing.clone(), limits.max_head_bytes, timeouts.header);
         // Shared, not cloned, by each request: one reference count instead of three.
-        let client = Arc::new(Client::new(addr, framing.clone()));
+        let upgrades = limits.allowed_upgrades.clone();
+        let client = Arc::new(Client::new(addr, framing.clone(), upgrades));
         let proxy = proxy.clone();
         let service = service_fn(move |req| {
             let proxy = proxy.clone();

@@ -208,3 +208,80 @@ impl Counter {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// The heads an app received, in order.
+#[derive(Clone, Default)]
+pub struct Heads(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Heads {
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// An HTTP/2 connection preface from a server: an empty SETTINGS frame.
+pub const H2_SETTINGS: &[u8] = b"\0\0\0\x04\0\0\0\0\0";
+
+/// An app that switches protocols whenever it can: to h2c when asked (101, then an HTTP/2
+/// SETTINGS frame), to WebSocket when asked (101), and on `/h2c-anyway` to h2c and on
+/// `/bare-101` without naming a protocol, whatever the request asked. After a 101 it echoes
+/// what it reads, upper-cased; any other request gets 200 `plain`. Request bodies with a
+/// Content-Length are read, so that keep-alive works.
+pub async fn switcher() -> (SocketAddr, Heads) {
+    let heads = Heads::default();
+    let seen = heads.clone();
+    let addr = raw(move |mut s| {
+        let seen = seen.clone();
+        async move {
+            while let Some(head) = read_head(&mut s).await {
+                seen.0.lock().unwrap().push(head.clone());
+                let lower = head.to_ascii_lowercase();
+                let length = lower
+                    .split("\r\n")
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                if s.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                let to = if head.starts_with("GET /h2c-anyway ") {
+                    Some("Upgrade: h2c\r\n")
+                } else if head.starts_with("GET /bare-101 ") {
+                    Some("")
+                } else if lower.contains("\r\nupgrade: h2c\r\n") {
+                    Some("Upgrade: h2c\r\n")
+                } else if lower.contains("\r\nupgrade: websocket\r\n") {
+                    Some("Upgrade: websocket\r\n")
+                } else {
+                    None
+                };
+                let Some(to) = to else {
+                    let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain";
+                    if s.write_all(plain).await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
+                let switch =
+                    format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n{to}\r\n");
+                let mut out = switch.into_bytes();
+                if to.contains("h2c") {
+                    out.extend_from_slice(H2_SETTINGS);
+                }
+                if s.write_all(&out).await.is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 256];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n].to_ascii_uppercase()).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+        }
+    })
+    .await;
+    (addr, heads)
+}
