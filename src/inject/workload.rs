@@ -172,8 +172,13 @@ mod tests {
         })
     }
 
+    /// Injects `doc`; every pod it holds then passes the API server's validation.
     fn run(doc: &mut Value) -> Vec<Report> {
-        inject_document(doc, &InjectConfig::default(), CA).unwrap()
+        let reports = inject_document(doc, &InjectConfig::default(), CA).unwrap();
+        for (workload, errors) in refusals(doc).unwrap() {
+            assert_eq!(errors, Vec::<String>::new(), "the API server would refuse {workload}");
+        }
+        reports
     }
 
     #[test]
