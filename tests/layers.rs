@@ -37,7 +37,6 @@ fn no_file_in_src_imports_a_file_that_imports_it_back() {
 /// The cycles not yet untied, each as its sorted files; emptied as issue #16 is worked
 /// through, so that a cycle can neither come back nor go away unnoticed.
 const KNOWN_CYCLES: &[&[&str]] = &[
-    &["src/config/load.rs", "src/config/mod.rs", "src/config/reload.rs"],
     &[
         "src/inject/mod.rs",
         "src/inject/mutate.rs",
