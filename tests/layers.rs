@@ -45,7 +45,6 @@ const KNOWN_CYCLES: &[&[&str]] = &[
         "src/inject/port_choice.rs",
         "src/inject/sidecar.rs",
     ],
-    &["src/policy/mod.rs", "src/policy/route.rs"],
     &[
         "src/proxy/app_h1/body.rs",
         "src/proxy/app_h1/head.rs",
