@@ -57,7 +57,6 @@ const KNOWN_CYCLES: &[&[&str]] = &[
         "src/proxy/respond.rs",
         "src/proxy/upgrade.rs",
     ],
-    &["src/tls/client.rs", "src/tls/mod.rs", "src/tls/store.rs"],
 ];
 
 /// The `.rs` files under `dir`.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::CertStore;
+use super::store::CertStore;
 use crate::controller::metrics::ControllerMetrics;
 use crate::telemetry::metrics::ResultLabels;
 
