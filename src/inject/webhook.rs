@@ -17,7 +17,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use super::config::InjectConfig;
 use super::outcome::SkipReason;
 use super::review::{Decision, Verdict, review};
-use crate::controller::metrics::{ControllerMetrics, InjectionLabels};
+use crate::telemetry::controller_metrics::{ControllerMetrics, InjectionLabels};
 
 /// The path the webhook configuration names.
 pub const PATH: &str = "/inject";

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::store::CertStore;
-use crate::controller::metrics::ControllerMetrics;
+use crate::telemetry::controller_metrics::ControllerMetrics;
 use crate::telemetry::metrics::ResultLabels;
 
 pub struct FromDir {

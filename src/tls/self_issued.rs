@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::issue::{CA_VALIDITY, IssueError, Pair, facts, new_ca, serving, signed_by};
 use super::store::CertStore;
-use crate::controller::metrics::ControllerMetrics;
+use crate::telemetry::controller_metrics::ControllerMetrics;
 use crate::telemetry::metrics::ResultLabels;
 
 pub const CA_CERT: &str = "ca.crt";
