@@ -43,7 +43,6 @@ const KNOWN_CYCLES: &[&[&str]] = &[&[
     "src/proxy/body.rs",
     "src/proxy/error.rs",
     "src/proxy/forward.rs",
-    "src/proxy/headers.rs",
     "src/proxy/pool.rs",
     "src/proxy/respond.rs",
     "src/proxy/upgrade.rs",
