@@ -1,0 +1,25 @@
+//! How an exchange with the app fails.
+
+use std::io;
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    #[error("the response head is larger than allowed")]
+    HeadTooLarge,
+    #[error("malformed response: {0}")]
+    Malformed(&'static str),
+    #[error("the connection closed before the response was complete")]
+    Closed,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A failed exchange.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: H1Error,
+    /// Whether the app had sent any byte: if not, a request on a reused connection may be
+    /// sent again on a fresh one.
+    pub answered: bool,
+}
