@@ -40,7 +40,6 @@ const KNOWN_CYCLES: &[&[&str]] = &[&[
     "src/proxy/app_h1/body.rs",
     "src/proxy/app_h1/mod.rs",
     "src/proxy/body.rs",
-    "src/proxy/error.rs",
     "src/proxy/forward.rs",
     "src/proxy/pool.rs",
     "src/proxy/respond.rs",

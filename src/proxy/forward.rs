@@ -19,7 +19,7 @@ use super::deadline::with_deadline;
 use super::error::ProxyError;
 use super::framing::{Framing, Verdict};
 use super::headers;
-use super::pool::{Conn, ConnectOptions, Pool};
+use super::pool::{Conn, ConnectOptions, Pool, exchange_error};
 use super::respond::{self, Asked, Audience, Local};
 use super::upgrade::{self, AllowedUpgrades};
 use crate::config::{Config, ConfigRx, Snapshot};
@@ -277,7 +277,7 @@ impl Proxy {
             Err(failed) => failed,
         };
         if !reused || failed.answered || !parts.method.is_idempotent() {
-            return Err(ProxyError::from_h1(&failed.error, limit));
+            return Err(failed.error.to_proxy_error(limit));
         }
         tracing::debug!(error = %failed.error, "reused connection failed before any response byte; retrying");
         self.metrics.retries.inc();
@@ -286,7 +286,7 @@ impl Proxy {
             let fresh = self.pool.connect_h1(opts).await?;
             match within(headers_by, wait, fresh.send(&parts, max_head)).await? {
                 Ok(response) => Ok(response),
-                Err(failed) => Err(ProxyError::from_h1(&failed.error, limit)),
+                Err(failed) => Err(failed.error.to_proxy_error(limit)),
             }
         });
         Ok((retry.await?, sent_at))
@@ -328,7 +328,7 @@ impl Proxy {
         }
         let untouched = conn.reused && conn.bytes_read() == before;
         let Some(parts) = replay.filter(|_| untouched) else {
-            return Err(ProxyError::from_exchange(&err, limit));
+            return Err(exchange_error(&err, limit));
         };
         tracing::debug!(error = %err, "reused connection failed before any response byte; retrying");
         self.metrics.retries.inc();
@@ -349,7 +349,7 @@ impl Proxy {
         let retry = self.for_connection(Request::from_parts(parts, RequestBody::empty()), &fresh);
         match within(headers_by, wait, fresh.send(retry)).await? {
             Ok(response) => Ok((response, fresh)),
-            Err(err) => Err(ProxyError::from_exchange(&err, limit)),
+            Err(err) => Err(exchange_error(&err, limit)),
         }
     }
 

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use futures::task::AtomicWaker;
 
+use super::error::ProxyError;
+
 const NONE: u64 = u64::MAX;
 
 /// Header fields a request head may carry (Envoy's and hyper's default).
@@ -45,6 +47,19 @@ pub enum Refusal {
     UnsupportedCoding,
     /// The head did not arrive whole within the header timeout.
     HeaderTimeout(Duration),
+}
+
+/// A refused head is answered as the failure kind it is.
+impl From<Refusal> for ProxyError {
+    fn from(why: Refusal) -> Self {
+        match why {
+            Refusal::HeadTooLarge { limit } => ProxyError::RequestHeadTooLarge { limit },
+            Refusal::TooManyHeaders => ProxyError::TooManyRequestHeaders { limit: MAX_HEADERS },
+            Refusal::Malformed(what) => ProxyError::MalformedRequest(what),
+            Refusal::UnsupportedCoding => ProxyError::UnsupportedTransferCoding,
+            Refusal::HeaderTimeout(after) => ProxyError::ClientHeaderTimeout(after),
+        }
+    }
 }
 
 /// What the request handler must do with the next request hyper hands it.

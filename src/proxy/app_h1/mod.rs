@@ -5,7 +5,7 @@
 //! stay with hyper's client.
 //!
 //! What this client accepts from the app is what hyper's does (see `head`), and it fails
-//! with the same three outcomes that `ProxyError::from_exchange` gives hyper's errors.
+//! with the same three outcomes as hyper's errors (see `error`).
 
 mod body;
 mod conn;
