@@ -12,15 +12,16 @@ mod framing;
 mod headers;
 mod pool;
 mod respond;
+mod response_body;
 mod server;
 mod tap;
 mod upgrade;
 
-pub use body::ProxyBody;
 pub use client_timer::ClientTimeouts;
 pub use error::ProxyError;
 pub use forward::{Client, Observed, Proxy};
 pub use framing::DEFAULT_MAX_HEAD_BYTES;
 pub use pool::{AppProtocol, Pool};
+pub use response_body::ProxyBody;
 pub use server::{ClientLimits, default_max_connections, raise_open_file_limit, serve};
 pub use upgrade::AllowedUpgrades;

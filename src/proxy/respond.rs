@@ -5,8 +5,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::body::ProxyBody;
 use super::headers::PROXY_NAME;
+use super::response_body::ProxyBody;
 use crate::api::ErrorFormat;
 
 /// The body forms the sidecar can answer with.
