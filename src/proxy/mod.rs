@@ -13,6 +13,7 @@ mod headers;
 mod pool;
 mod respond;
 mod response_body;
+mod scanner;
 mod server;
 mod tap;
 mod upgrade;
