@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
-use portcullis::controller::metrics::ControllerMetrics;
 use portcullis::controller::run::{CertSource, Controller, Leadership, WebhookListener};
 use portcullis::inject::InjectConfig;
+use portcullis::telemetry::controller_metrics::ControllerMetrics;
 use portcullis::tls::issue::{self, SERVING_VALIDITY};
 use portcullis::tls::self_issued::{KeepError, Kept, SelfIssued};
 use portcullis::tls::{CertStore, client_config};

@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Duration;
+use super::duration::Duration;
 
 /// A period during which the selected pods answer 503 with a Retry-After that tells clients
 /// when the window ends. One-off (`start`/`end`), recurring (`schedule` + `duration` +

@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Duration;
+use super::duration::Duration;
 
 /// Timeouts, validation and overload protection that the Portcullis sidecar enforces
 /// in front of the selected pods' app container.

@@ -71,6 +71,7 @@ pub mod quantity;
 pub mod resources;
 pub mod security;
 pub mod status;
+pub mod volume_files;
 pub mod volumes;
 
 pub use field::{BadValue, ErrorType, FieldError};

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ProjectedVolumeSource;
 
 use super::field::{BadValue, FieldError, child, forbidden, index, invalid, required, s};
 use super::paths::validate_local_non_reserved_path;
-use super::volumes::{validate_downward_file, validate_key_to_path, validate_mode};
+use super::volume_files::{validate_downward_file, validate_key_to_path, validate_mode};
 
 const DUPLICATE_PATHS: &str = "conflicting duplicate paths";
 

@@ -4,29 +4,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Volume};
+use k8s_openapi::api::core::v1::{KeyToPath, Volume};
 
-use super::env::validate_field_selector;
 use super::field::{
-    BadValue, FieldError, child, duplicate, forbidden, index, invalid, not_supported, required, s,
-    too_long,
+    FieldError, child, duplicate, forbidden, index, invalid, not_supported, required, s, too_long,
 };
 use super::go_quantity::GoQuantity;
 use super::names::{is_dns1123_label, is_dns1123_subdomain};
-use super::paths::{validate_local_non_reserved_path, validate_no_backsteps};
+use super::paths::validate_no_backsteps;
 use super::projected::validate_projected;
-
-pub(crate) const FILE_MODE_ERROR: &str =
-    "must be a number between 0 and 0777 (octal), both inclusive";
-
-/// The fields a downward API volume file may take, sorted as `sets.List` prints them.
-pub(crate) const VOLUME_FIELD_PATHS: &[&str] = &[
-    "metadata.annotations",
-    "metadata.labels",
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-];
+use super::volume_files::{validate_downward_file, validate_key_to_path, validate_mode};
 
 /// Validates the volumes; returns those without errors, by name, which are the volumes
 /// mounts may refer to (as Go's `vols` map).
@@ -223,56 +210,11 @@ fn validate_csi(v: &Volume, path: &str, out: &mut Vec<FieldError>) {
     }
 }
 
-/// A file mode: `defaultMode` after defaulting (0644), or an item's `mode`.
-pub(crate) fn validate_mode(mode: Option<i32>, path: &str, out: &mut Vec<FieldError>) {
-    if let Some(mode) = mode.filter(|m| !(0..=0o777).contains(m)) {
-        out.push(invalid(path, BadValue::Int(i64::from(mode)), FILE_MODE_ERROR));
-    }
-}
-
 fn validate_items(items: &[KeyToPath], path: &str, out: &mut Vec<FieldError>) {
     let items_path = child(path, "items");
     for (i, item) in items.iter().enumerate() {
         validate_key_to_path(item, &index(&items_path, i), out);
     }
-}
-
-/// `validateKeyToPath`.
-pub(crate) fn validate_key_to_path(item: &KeyToPath, path: &str, out: &mut Vec<FieldError>) {
-    if item.key.is_empty() {
-        out.push(required(&child(path, "key"), ""));
-    }
-    if item.path.is_empty() {
-        out.push(required(&child(path, "path"), ""));
-    }
-    validate_local_non_reserved_path(&item.path, &child(path, "path"), out);
-    validate_mode(item.mode, &child(path, "mode"), out);
-}
-
-/// `validateDownwardAPIVolumeFile`: Go reports on the volume (or source) path, not on
-/// the item's index.
-pub(crate) fn validate_downward_file(
-    file: &DownwardAPIVolumeFile,
-    path: &str,
-    out: &mut Vec<FieldError>,
-) {
-    if file.path.is_empty() {
-        out.push(required(&child(path, "path"), ""));
-    }
-    validate_local_non_reserved_path(&file.path, &child(path, "path"), out);
-    if let Some(field_ref) = &file.field_ref {
-        validate_field_selector(field_ref, VOLUME_FIELD_PATHS, &child(path, "fieldRef"), out);
-        if file.resource_field_ref.is_some() {
-            let detail = "fieldRef and resourceFieldRef can not be specified simultaneously";
-            out.push(invalid(path, s("resource"), detail));
-        }
-    } else if let Some(resource_ref) = &file.resource_field_ref {
-        let at = child(path, "resourceFieldRef");
-        super::env::validate_resource_selector(resource_ref, true, &at, out);
-    } else {
-        out.push(required(path, "one of fieldRef and resourceFieldRef is required"));
-    }
-    validate_mode(file.mode, &child(path, "mode"), out);
 }
 
 #[cfg(test)]

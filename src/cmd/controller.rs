@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
+use super::shared;
 use crate::api::Duration;
 use crate::controller::run::{CertSource, Controller, Leadership, WebhookListener};
 use crate::inject::InjectConfig;
@@ -73,20 +74,20 @@ pub struct ControllerArgs {
 
 pub fn run(args: ControllerArgs) -> ExitCode {
     init_logs(args.log_format);
-    super::block_on(None, controller(args))
+    shared::block_on(None, controller(args))
 }
 
 async fn controller(args: ControllerArgs) -> Result<(), String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
-    let streams = super::bind(args.listen, "config streams").await?;
-    let admin = super::bind(args.admin, "admin").await?;
+    let streams = shared::bind(args.listen, "config streams").await?;
+    let admin = shared::bind(args.admin, "admin").await?;
     let certs = cert_source(&args, &client)?;
     let webhook = match args.webhook_listen {
         None => None,
         Some(addr) => Some(WebhookListener {
-            listener: super::bind(addr, "the injection webhook").await?,
+            listener: shared::bind(addr, "the injection webhook").await?,
             config: Arc::new(inject_config(args.inject_config.as_deref())?),
         }),
     };
@@ -101,7 +102,7 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         certs: Some(certs),
         webhook,
     };
-    controller.run(super::shutdown_signal()).await;
+    controller.run(shared::shutdown_signal()).await;
     Ok(())
 }
 

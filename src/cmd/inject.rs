@@ -15,6 +15,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 
+use super::shared;
 use crate::inject::InjectConfig;
 use crate::inject::workload::inject_document;
 
@@ -64,15 +65,15 @@ pub fn run(args: InjectArgs) -> ExitCode {
 /// injected.
 fn inject(args: &InjectArgs) -> Result<String, String> {
     let config = match &args.config {
-        Some(path) => InjectConfig::from_yaml(&super::read(path)?)
+        Some(path) => InjectConfig::from_yaml(&shared::read(path)?)
             .map_err(|e| format!("{}: {e}", path.display()))?,
         None => InjectConfig::default(),
     };
     // Required by clap (one of the two), so never None here.
-    let ca_pem = super::ca_pem(args.ca_file.as_deref(), args.ca_pem.clone())?.unwrap_or_default();
+    let ca_pem = shared::ca_pem(args.ca_file.as_deref(), args.ca_pem.clone())?.unwrap_or_default();
     check_ca(&ca_pem)?;
     let source = args.filename.display().to_string();
-    let input = super::read(&args.filename)?;
+    let input = shared::read(&args.filename)?;
     let mut documents = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(&input).enumerate() {
         let mut doc = serde_json::Value::deserialize(document)

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use super::shared;
 use crate::api::Duration;
 use crate::config::follow::ControllerSource;
 use crate::proxy::{AllowedUpgrades, AppProtocol, ClientLimits, ClientTimeouts};
@@ -116,19 +117,19 @@ pub fn run(args: ProxyArgs) -> ExitCode {
     }
     let workers = args.workers.unwrap_or_else(crate::cpus::available).max(1);
     tracing::info!(workers, "worker threads");
-    super::block_on(Some(workers), sidecar(args))
+    shared::block_on(Some(workers), sidecar(args))
 }
 
 async fn sidecar(args: ProxyArgs) -> Result<(), String> {
-    let listener = super::bind(args.listen, "clients").await?;
-    let admin = super::bind(args.admin, "admin").await?;
+    let listener = shared::bind(args.listen, "clients").await?;
+    let admin = shared::bind(args.admin, "admin").await?;
     let controller = match args.controller {
         None => None,
         Some(url) => {
             let (Some(namespace), Some(pod)) = (args.pod_namespace, args.pod_name) else {
                 return Err("--controller needs POD_NAMESPACE and POD_NAME (or --pod-namespace, --pod-name)".into());
             };
-            let ca_pem = super::ca_pem(args.controller_ca.as_deref(), args.controller_ca_pem)?;
+            let ca_pem = shared::ca_pem(args.controller_ca.as_deref(), args.controller_ca_pem)?;
             let tls = ca_pem
                 .map(|pem| crate::tls::client_config(&pem))
                 .transpose()
@@ -172,5 +173,5 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
             allowed_upgrades: args.allowed_upgrades,
         },
     };
-    sidecar.run(super::shutdown_signal()).await.map_err(|e| e.to_string())
+    sidecar.run(shared::shutdown_signal()).await.map_err(|e| e.to_string())
 }

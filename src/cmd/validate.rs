@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::shared;
 use crate::inject::workload::refusals;
 
 #[derive(Args, Debug)]
@@ -34,7 +35,7 @@ pub fn run(args: ValidateArgs) -> ExitCode {
 /// Prints each refusal as the API server words it; returns how many pods would be refused.
 fn validate(args: &ValidateArgs) -> Result<usize, String> {
     let source = args.filename.display().to_string();
-    let input = super::read(&args.filename)?;
+    let input = shared::read(&args.filename)?;
     let mut refused = 0;
     for (index, document) in serde_yaml::Deserializer::from_str(&input).enumerate() {
         let doc = Value::deserialize(document)

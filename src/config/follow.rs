@@ -19,8 +19,8 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::snapshot::{Config, ConfigTx, publish};
 use super::wire::StreamMessage;
-use super::{Config, ConfigTx, publish};
 
 /// Where the sidecar's config comes from when a controller runs.
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::Config;
+use super::snapshot::Config;
 use crate::api::{MaintenanceWindow, MaintenanceWindowSpec, UpstreamPolicy};
 use crate::maintenance::{self, Bypass, Window};
 use crate::policy::{InvalidField, Policy};

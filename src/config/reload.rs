@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ConfigTx, LoadContext, LoadError, parse, publish};
+use super::load::{LoadContext, LoadError, parse};
+use super::snapshot::{ConfigTx, publish};
 
 /// What one look at the file found.
 #[derive(Debug)]

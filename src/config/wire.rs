@@ -5,7 +5,8 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Config, compile_window};
+use super::load::compile_window;
+use super::snapshot::Config;
 use crate::api::{MaintenanceWindowSpec, UpstreamPolicySpec};
 use crate::maintenance::Bypass;
 use crate::policy::{InvalidField, Policy};

@@ -10,7 +10,6 @@
 
 pub mod auth;
 pub mod index;
-pub mod metrics;
 pub mod run;
 pub mod status;
 pub mod stream;

@@ -15,7 +15,6 @@ use tokio::sync::watch;
 
 use super::auth::Authenticator;
 use super::index::Index;
-use super::metrics::ControllerMetrics;
 use super::status::StatusWriter;
 use super::stream::StreamServer;
 use super::watch::feed;
@@ -23,6 +22,7 @@ use crate::admin::{self, Endpoints};
 use crate::api::{MaintenanceWindow, UpstreamPolicy};
 use crate::inject::InjectConfig;
 use crate::inject::webhook::Webhook;
+use crate::telemetry::controller_metrics::ControllerMetrics;
 use crate::tls::CertStore;
 use crate::tls::from_dir::FromDir;
 use crate::tls::self_issued::SelfIssued;

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::index::{Acceptance, Index, ObjectKey};
-use super::metrics::ControllerMetrics;
 use crate::api::{MaintenanceWindow, UpstreamPolicy};
 use crate::schedule::Span;
+use crate::telemetry::controller_metrics::ControllerMetrics;
 use crate::telemetry::metrics::ResultLabels;
 
 /// The field manager of every status write.

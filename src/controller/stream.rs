@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 
 use super::auth::{AuthError, Authenticator};
 use super::index::{Index, ObjectKey};
-use super::metrics::ControllerMetrics;
 use crate::config::wire::StreamMessage;
+use crate::telemetry::controller_metrics::ControllerMetrics;
 
 pub type StreamResponse = Response<UnsyncBoxBody<Bytes, Infallible>>;
 

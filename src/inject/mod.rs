@@ -9,6 +9,7 @@
 //! - [`port_name`]: the app port's new name, a valid and unique IANA service name.
 //! - [`quantity`]: resource quantities, for per-pod overrides and the worker count.
 //! - [`config`]: the injector's YAML config.
+//! - `names`: the labels, annotations and names the injector reads and writes.
 //! - [`review`]: an `admission.k8s.io/v1` AdmissionReview in, the response out.
 //! - [`webhook`]: the HTTP handler, with metrics, logs and Events.
 //! - [`workload`]: the pod templates of Deployments, StatefulSets, DaemonSets, Jobs...
@@ -40,6 +41,7 @@ pub mod config;
 #[path = "../../tests/fixtures/inject/expected.rs"]
 mod expected;
 pub mod mutate;
+mod names;
 pub mod outcome;
 mod overrides;
 pub mod pod;
@@ -53,26 +55,10 @@ pub mod workload;
 
 pub use config::InjectConfig;
 pub use mutate::mutate;
+pub use names::{
+    ADMIN_PORT_NAME, CA_ENV, CPU_LIMIT_ANNOTATION, CPU_REQUEST_ANNOTATION, IMAGE_ANNOTATION,
+    INJECT_LABEL, INJECTED_ANNOTATION, MEMORY_LIMIT_ANNOTATION, MEMORY_REQUEST_ANNOTATION,
+    PORT_ANNOTATION, SIDECAR_NAME, TOKEN_AUDIENCE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
+    UNNAMED_PORT_NAME,
+};
 pub use outcome::{Injection, InvalidMutation, Outcome, Skip, SkipReason, Summary};
-
-/// Pod label (and namespace label) that opts in (`enabled`) or out (`disabled`).
-pub const INJECT_LABEL: &str = "portcullis.dev/inject";
-/// The app port to take over: a port name, or a container port number.
-pub const PORT_ANNOTATION: &str = "portcullis.dev/port";
-pub const IMAGE_ANNOTATION: &str = "portcullis.dev/proxy-image";
-pub const CPU_REQUEST_ANNOTATION: &str = "portcullis.dev/proxy-cpu-request";
-pub const CPU_LIMIT_ANNOTATION: &str = "portcullis.dev/proxy-cpu-limit";
-pub const MEMORY_REQUEST_ANNOTATION: &str = "portcullis.dev/proxy-memory-request";
-pub const MEMORY_LIMIT_ANNOTATION: &str = "portcullis.dev/proxy-memory-limit";
-/// Written on injected pods: what was injected, as JSON.
-pub const INJECTED_ANNOTATION: &str = "portcullis.dev/injected";
-
-pub const SIDECAR_NAME: &str = "portcullis-proxy";
-pub const TOKEN_VOLUME: &str = "portcullis-token";
-pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/portcullis";
-pub const TOKEN_AUDIENCE: &str = "portcullis";
-pub const ADMIN_PORT_NAME: &str = "portcullis-adm";
-/// The sidecar's serving port name when the app port it takes over had none.
-pub const UNNAMED_PORT_NAME: &str = "portcullis";
-/// The env var that carries the controller's CA bundle to the sidecar.
-pub const CA_ENV: &str = "PORTCULLIS_CONTROLLER_CA";

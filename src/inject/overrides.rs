@@ -7,12 +7,12 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::config::InjectConfig;
-use super::outcome::{Skip, SkipReason, skip};
-use super::quantity::{Amount, workers_for_cpu};
-use super::{
+use super::names::{
     CPU_LIMIT_ANNOTATION, CPU_REQUEST_ANNOTATION, IMAGE_ANNOTATION, MEMORY_LIMIT_ANNOTATION,
     MEMORY_REQUEST_ANNOTATION,
 };
+use super::outcome::{Skip, SkipReason, skip};
+use super::quantity::{Amount, workers_for_cpu};
 
 /// The sidecar's image, resources and workers, after the pod's annotations.
 pub(super) struct Settings {

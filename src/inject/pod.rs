@@ -23,15 +23,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::config::InjectConfig;
+use super::names::{
+    ADMIN_PORT_NAME, INJECT_LABEL, INJECTED_ANNOTATION, SIDECAR_NAME, TOKEN_VOLUME,
+    UNNAMED_PORT_NAME,
+};
 use super::outcome::{Injection, Skip, SkipReason, Summary, skip};
 use super::overrides::settings;
 use super::port_choice::{all_containers, choose_port, ports_free};
 use super::port_name::app_port_name;
 use super::sidecar::{Sidecar, token_volume};
-use super::{
-    ADMIN_PORT_NAME, INJECT_LABEL, INJECTED_ANNOTATION, SIDECAR_NAME, TOKEN_VOLUME,
-    UNNAMED_PORT_NAME,
-};
 
 /// The `portcullis.dev/injected` annotation's JSON.
 #[derive(Serialize)]

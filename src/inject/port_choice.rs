@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort, PodSpec};
 
-use super::PORT_ANNOTATION;
 use super::config::InjectConfig;
+use super::names::PORT_ANNOTATION;
 use super::outcome::{Skip, SkipReason, skip};
 
 /// The app port to take over, as (container index, port index).

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::InjectConfig;
-use super::{
+use super::names::{
     ADMIN_PORT_NAME, CA_ENV, SIDECAR_NAME, TOKEN_AUDIENCE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
 };
 

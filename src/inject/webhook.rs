@@ -14,10 +14,10 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use kube::runtime::events::{Event, EventType, Recorder};
 
-use super::SkipReason;
 use super::config::InjectConfig;
+use super::outcome::SkipReason;
 use super::review::{Decision, Verdict, review};
-use crate::controller::metrics::{ControllerMetrics, InjectionLabels};
+use crate::telemetry::controller_metrics::{ControllerMetrics, InjectionLabels};
 
 /// The path the webhook configuration names.
 pub const PATH: &str = "/inject";

@@ -2,6 +2,7 @@
 //! in, checked once, and ready for the per-request route lookup.
 
 mod content_type;
+mod invalid;
 pub mod route;
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use crate::api::{self, ErrorFormat, UpstreamPolicySpec};
 
 pub use content_type::MediaRange;
+pub use invalid::InvalidField;
 pub use route::RouteMatcher;
 
 /// Built-in defaults, documented in `docs/reference.md`.
@@ -23,20 +25,6 @@ pub mod defaults {
     pub const MAX_RESPONSE_HEADER_BYTES: u32 = 65_536;
     pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
     pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
-}
-
-/// A field of a resource that holds a value it may not hold.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{field}: {message}")]
-pub struct InvalidField {
-    pub field: String,
-    pub message: String,
-}
-
-impl InvalidField {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        InvalidField { field: field.into(), message: message.into() }
-    }
 }
 
 /// Timeouts with defaults applied; `None` means off.

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::InvalidField;
+use super::invalid::InvalidField;
 use crate::api::RouteMatch;
 
 /// A checked `RouteMatch`.

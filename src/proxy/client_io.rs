@@ -19,7 +19,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::framing::{Fed, Framing, FramingScanner};
+use super::framing::Framing;
+use super::scanner::{Fed, FramingScanner};
 use super::tap::write_through;
 
 /// What hyper reads in place of a refused head: a request it takes without complaint, and

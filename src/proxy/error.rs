@@ -1,12 +1,14 @@
 //! Every failure the sidecar answers for itself, and the one table that maps each to a
 //! status code and an RFC 9209 Proxy-Status error type.
+//!
+//! The kinds are at the bottom of the proxy: the layers above produce them from their own
+//! failures (`app_h1` and `pool` from the app's, `framing` from the client's), so this
+//! table names none of them.
 
 use std::time::Duration;
 
 use http::StatusCode;
 
-use super::app_h1::H1Error;
-use super::framing::{MAX_HEADERS, Refusal};
 use crate::maintenance::Closed;
 
 /// A failure that the sidecar turns into a response of its own.
@@ -83,18 +85,6 @@ pub enum ProxyError {
 
     #[error("the request asks to switch to {protocol:?}, a protocol the sidecar does not tunnel")]
     UpgradeNotAllowed { protocol: String },
-}
-
-impl From<Refusal> for ProxyError {
-    fn from(why: Refusal) -> Self {
-        match why {
-            Refusal::HeadTooLarge { limit } => ProxyError::RequestHeadTooLarge { limit },
-            Refusal::TooManyHeaders => ProxyError::TooManyRequestHeaders { limit: MAX_HEADERS },
-            Refusal::Malformed(what) => ProxyError::MalformedRequest(what),
-            Refusal::UnsupportedCoding => ProxyError::UnsupportedTransferCoding,
-            Refusal::HeaderTimeout(after) => ProxyError::ClientHeaderTimeout(after),
-        }
-    }
 }
 
 impl ProxyError {
@@ -230,28 +220,6 @@ impl ProxyError {
                 // (Envoy closes too, against smuggling in upgrade payloads).
                 | UpgradeNotAllowed { .. }
         )
-    }
-
-    /// The same three outcomes as [`Self::from_exchange`], for the `app_h1` client.
-    pub fn from_h1(err: &H1Error, limit: u32) -> Self {
-        match err {
-            H1Error::HeadTooLarge => ProxyError::ResponseHeadersTooLarge { limit },
-            H1Error::Malformed(_) => ProxyError::MalformedResponse,
-            H1Error::Closed | H1Error::Io(_) => ProxyError::ConnectionTerminated,
-        }
-    }
-
-    /// Maps an error from sending a request to the app and awaiting its response headers.
-    /// `limit` is the route's header section limit: hyper bounds the head by the
-    /// connection's `max_header_size`, which is the largest limit of any route.
-    pub fn from_exchange(err: &hyper::Error, limit: u32) -> Self {
-        if err.is_parse_too_large() {
-            ProxyError::ResponseHeadersTooLarge { limit }
-        } else if err.is_parse() || err.is_parse_status() {
-            ProxyError::MalformedResponse
-        } else {
-            ProxyError::ConnectionTerminated
-        }
     }
 }
 

@@ -13,18 +13,19 @@ use hyper::body::Incoming;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
-use super::app_h1::{H1Body, H1Conn};
-use super::body::{AppBody, ProxyBody, RequestBody, StreamError, UpstreamBody, stream_error_in};
+use super::app_h1::H1Body;
+use super::body::{RequestBody, StreamError, stream_error_in};
 use super::deadline::with_deadline;
 use super::error::ProxyError;
 use super::framing::{Framing, Verdict};
 use super::headers;
-use super::pool::{Conn, ConnectOptions, Pool};
+use super::pool::{Conn, ConnectOptions, Pool, exchange_error};
 use super::respond::{self, Asked, Audience, Local};
+use super::response_body::{AppBody, Finish, Held, ProxyBody, UpstreamBody};
 use super::upgrade::{self, AllowedUpgrades};
 use crate::config::{Config, ConfigRx, Snapshot};
 use crate::maintenance::{self, Gate};
-use crate::overload::{Limiter, Permit, Shed, jittered_retry_after};
+use crate::overload::{Limiter, Shed, jittered_retry_after};
 use crate::policy::RouteSettings;
 use crate::telemetry::metrics::{InFlight, Metrics, ReasonLabels, Source};
 
@@ -66,12 +67,6 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     gate: Gate,
     limiter: Arc<Limiter>,
-}
-
-/// What a request holds while it is in flight; dropped when its response ends.
-struct Held {
-    _in_flight: InFlight,
-    _permit: Option<Permit>,
 }
 
 impl Proxy {
@@ -148,7 +143,7 @@ impl Proxy {
             self.metrics.shed.get_or_create(&ReasonLabels { reason: err.reason() }).inc();
             err
         })?;
-        let held = Held { _in_flight: in_flight, _permit: permit };
+        let held = Held::new(in_flight, permit);
         self.forward(client, req, offer, config, started, held).await
     }
 
@@ -277,7 +272,7 @@ impl Proxy {
             Err(failed) => failed,
         };
         if !reused || failed.answered || !parts.method.is_idempotent() {
-            return Err(ProxyError::from_h1(&failed.error, limit));
+            return Err(failed.error.to_proxy_error(limit));
         }
         tracing::debug!(error = %failed.error, "reused connection failed before any response byte; retrying");
         self.metrics.retries.inc();
@@ -286,7 +281,7 @@ impl Proxy {
             let fresh = self.pool.connect_h1(opts).await?;
             match within(headers_by, wait, fresh.send(&parts, max_head)).await? {
                 Ok(response) => Ok(response),
-                Err(failed) => Err(ProxyError::from_h1(&failed.error, limit)),
+                Err(failed) => Err(failed.error.to_proxy_error(limit)),
             }
         });
         Ok((retry.await?, sent_at))
@@ -328,7 +323,7 @@ impl Proxy {
         }
         let untouched = conn.reused && conn.bytes_read() == before;
         let Some(parts) = replay.filter(|_| untouched) else {
-            return Err(ProxyError::from_exchange(&err, limit));
+            return Err(exchange_error(&err, limit));
         };
         tracing::debug!(error = %err, "reused connection failed before any response byte; retrying");
         self.metrics.retries.inc();
@@ -349,7 +344,7 @@ impl Proxy {
         let retry = self.for_connection(Request::from_parts(parts, RequestBody::empty()), &fresh);
         match within(headers_by, wait, fresh.send(retry)).await? {
             Ok(response) => Ok((response, fresh)),
-            Err(err) => Err(ProxyError::from_exchange(&err, limit)),
+            Err(err) => Err(exchange_error(&err, limit)),
         }
     }
 
@@ -504,32 +499,4 @@ fn carries_body(response: &Response<AppBody>, method: &Method) -> bool {
         return response.headers().get(header::CONTENT_LENGTH).is_none_or(|v| v != "0");
     }
     response.body().size_hint().exact() != Some(0)
-}
-
-/// Run when the app's response body ends: a clean end puts the connection back in the
-/// pool; a cut-short one is counted and logged.
-pub(super) struct Finish {
-    pool: Option<Pool>,
-    conn: Option<Conn>,
-    max_idle: Option<Duration>,
-    metrics: Arc<Metrics>,
-    _held: Held,
-}
-
-impl Finish {
-    /// `h1`: the `app_h1` connection the body was read from, if it can be reused.
-    pub(super) fn complete(mut self, h1: Option<Box<H1Conn>>) {
-        let Some(pool) = self.pool.take() else { return };
-        if let Some(conn) = self.conn.take() {
-            pool.put(conn, self.max_idle);
-        }
-        if let Some(conn) = h1 {
-            pool.put_h1(conn, self.max_idle);
-        }
-    }
-
-    pub(super) fn abort(self, why: StreamError) {
-        self.metrics.streams_ended.get_or_create(&ReasonLabels { reason: why.reason() }).inc();
-        tracing::warn!(reason = why.reason(), "response stream ended early: {why}");
-    }
 }

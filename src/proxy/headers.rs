@@ -1,10 +1,18 @@
 //! Header rules for a proxy (RFC 9110 §7.6): hop-by-hop fields stay on their hop, Via
-//! records each hop, and X-Forwarded-* tell the app who the client was.
+//! records each hop, and X-Forwarded-* tell the app who the client was; and the name the
+//! sidecar goes by in Via and Proxy-Status.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Uri, Version};
 
-use super::respond::proxy_name;
+/// The name this proxy uses in Proxy-Status and Via (a macro, so that `concat!` can
+/// build static header values from it).
+macro_rules! proxy_name {
+    () => {
+        "portcullis"
+    };
+}
+pub const PROXY_NAME: &str = proxy_name!();
 
 /// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1, plus the
 /// non-standard Keep-Alive and Proxy-Connection that old clients still send, and the h2c

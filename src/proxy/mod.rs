@@ -1,5 +1,21 @@
 //! The sidecar's data plane: it listens on the pod's serving port and forwards to the app
 //! on localhost, answering for itself only when the app cannot (see `error` for the table).
+//!
+//! Read it bottom to top: each file knows only the files below it.
+//!
+//! - What every layer shares: `headers` (header rules, the proxy's name), `error` (the
+//!   failure kinds, which the layers above produce from their own failures), `body` (body
+//!   plumbing: stream errors, the idle and deadline watchdog, the request body),
+//!   `deadline`, `tap`.
+//! - The app side: `app_h1` (the HTTP/1.1 client for requests without a body) and `pool`
+//!   (connections to the app, hyper's client for the rest).
+//! - The client side: `framing` (what a connection's reader, timer and request handler
+//!   share), `scanner` (the first reader of a client's bytes), `client_io` (the reader that
+//!   holds back what the scanner has not passed), `client_timer` (header and idle timeouts).
+//! - Above the app side: `response_body` (the app's body on its way back, and what is done
+//!   when it ends), `respond` (the sidecar's own responses), `upgrade` (tunnels).
+//! - `forward`: one request, from the checks before it to the response's end.
+//! - `server`: connections, from accept to drain.
 
 mod app_h1;
 mod body;
@@ -12,15 +28,17 @@ mod framing;
 mod headers;
 mod pool;
 mod respond;
+mod response_body;
+mod scanner;
 mod server;
 mod tap;
 mod upgrade;
 
-pub use body::ProxyBody;
 pub use client_timer::ClientTimeouts;
 pub use error::ProxyError;
 pub use forward::{Client, Observed, Proxy};
 pub use framing::DEFAULT_MAX_HEAD_BYTES;
 pub use pool::{AppProtocol, Pool};
+pub use response_body::ProxyBody;
 pub use server::{ClientLimits, default_max_connections, raise_open_file_limit, serve};
 pub use upgrade::AllowedUpgrades;

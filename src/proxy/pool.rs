@@ -78,6 +78,20 @@ impl Conn {
     }
 }
 
+/// Maps an error from sending a request to the app over one of hyper's connections and
+/// awaiting its response headers. `limit` is the route's header section limit: hyper
+/// bounds the head by the connection's `max_header_size`, which is the largest limit of
+/// any route.
+pub fn exchange_error(err: &hyper::Error, limit: u32) -> ProxyError {
+    if err.is_parse_too_large() {
+        ProxyError::ResponseHeadersTooLarge { limit }
+    } else if err.is_parse() || err.is_parse_status() {
+        ProxyError::MalformedResponse
+    } else {
+        ProxyError::ConnectionTerminated
+    }
+}
+
 /// A connection waiting in the pool, and since when.
 struct Idle<C> {
     conn: C,

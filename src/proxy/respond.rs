@@ -5,7 +5,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::body::ProxyBody;
+use super::headers::PROXY_NAME;
+use super::response_body::ProxyBody;
 use crate::api::ErrorFormat;
 
 /// The body forms the sidecar can answer with.
@@ -101,16 +102,6 @@ pub struct Local<'a> {
     /// Tell clients and meshes that retrying at once will not help.
     pub retry_now_futile: bool,
 }
-
-/// The name this proxy uses in Proxy-Status and Via (a macro, so that `concat!` can
-/// build static header values from it).
-macro_rules! proxy_name {
-    () => {
-        "portcullis"
-    };
-}
-pub(crate) use proxy_name;
-pub const PROXY_NAME: &str = proxy_name!();
 
 pub fn render(local: &Local<'_>, audience: Audience) -> Response<ProxyBody> {
     let proxy_status =

@@ -1,5 +1,8 @@
-//! Logs and metrics.
+//! Logs and metrics: the sidecar's (`metrics`) and the controller's (`controller_metrics`),
+//! here rather than beside their users so that the injection webhook and the certificate
+//! sources can count into the controller's without importing the controller.
 
+pub mod controller_metrics;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;

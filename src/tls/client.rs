@@ -6,7 +6,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use super::TlsError;
+use super::error::TlsError;
 
 /// A client config that trusts only the certificates in `ca_pem`.
 pub fn client_config(ca_pem: &str) -> Result<Arc<ClientConfig>, TlsError> {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::CertStore;
-use crate::controller::metrics::ControllerMetrics;
+use super::store::CertStore;
+use crate::telemetry::controller_metrics::ControllerMetrics;
 use crate::telemetry::metrics::ResultLabels;
 
 pub struct FromDir {

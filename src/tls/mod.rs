@@ -11,6 +11,7 @@
 //! - [`serve`]: one accept loop, TLS or not, for the controller's HTTP listeners.
 
 pub mod client;
+mod error;
 pub mod from_dir;
 pub mod issue;
 pub mod self_issued;
@@ -18,10 +19,5 @@ pub mod serve;
 pub mod store;
 
 pub use client::client_config;
+pub use error::TlsError;
 pub use store::CertStore;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("unreadable PEM: {0}")]
-    Pem(String),
-}

@@ -20,9 +20,9 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::CertStore;
 use super::issue::{CA_VALIDITY, IssueError, Pair, facts, new_ca, serving, signed_by};
-use crate::controller::metrics::ControllerMetrics;
+use super::store::CertStore;
+use crate::telemetry::controller_metrics::ControllerMetrics;
 use crate::telemetry::metrics::ResultLabels;
 
 pub const CA_CERT: &str = "ca.crt";
@@ -58,7 +58,7 @@ pub enum KeepError {
     #[error(transparent)]
     Issue(#[from] IssueError),
     #[error(transparent)]
-    Tls(#[from] super::TlsError),
+    Tls(#[from] super::error::TlsError),
 }
 
 /// What one check did.

@@ -7,7 +7,7 @@ import re
 
 from conftest import NAMESPACE, REPO, SCENARIOS
 
-METRIC_SOURCES = ["src/telemetry/metrics.rs", "src/controller/metrics.rs"]
+METRIC_SOURCES = ["src/telemetry/metrics.rs", "src/telemetry/controller_metrics.rs"]
 
 
 def exported_metrics() -> set[str]:

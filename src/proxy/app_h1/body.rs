@@ -10,8 +10,9 @@ use http::Response;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 
+use super::conn::H1Conn;
+use super::error::H1Error;
 use super::head::{Framing, Head, MAX_FIELDS};
-use super::{H1Conn, H1Error};
 use crate::proxy::body::BoxError;
 
 /// hyper's limits: chunk extensions over the whole body, and the trailer section.
@@ -362,6 +363,6 @@ mod tests {
         assert_eq!(read_all(&mut response).await.unwrap().0, body);
         let mut conn = response.take_reusable().expect("reusable");
         conn.shrink_for_idle();
-        assert!(conn.buf.capacity() <= super::super::MAX_IDLE_BUFFER);
+        assert!(conn.buf.capacity() <= super::super::conn::MAX_IDLE_BUFFER);
     }
 }

@@ -8,7 +8,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode, Version};
 
-use super::H1Error;
+use super::error::H1Error;
 use crate::proxy::headers;
 
 /// The most fields a response head may carry, as hyper's client allows.

@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 
 use prometheus_client::encoding::EncodeLabelSet;
 
-use crate::telemetry::metrics::ResultLabels;
+use super::metrics::ResultLabels;
 
 /// An admission of a pod by the injection webhook: `result` is `injected`, `skipped` or
 /// `failed`; `reason` says why (`injected` for a success).
@@ -94,6 +94,6 @@ impl Default for ControllerMetrics {
 
 impl ControllerMetrics {
     pub fn encode(&self) -> String {
-        crate::telemetry::metrics::encode(&self.registry)
+        super::metrics::encode(&self.registry)
     }
 }
