@@ -83,8 +83,10 @@ async fn h1_load(
 /// left down for 400 ms (requests sent meanwhile are refused, and say so).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_killed_mid_load_fails_only_the_requests_in_flight_as_labelled_502s() {
+    // 40 to 120 ms, drawn per request: with one fixed time the workers fall into step,
+    // and a kill that lands between two of their rounds finds nothing in flight.
     let slow = faults::handler(|_, _| async {
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        tokio::time::sleep(Duration::from_millis(40 + fastrand::u64(0..80))).await;
         faults::ok("done")
     });
     let first = KillableApp::start(None, slow).await;
