@@ -73,6 +73,34 @@ pub fn workload_name(doc: &Value) -> String {
     format!("{} {namespace}/{}", type_of(doc).1, field("name").unwrap_or_default())
 }
 
+/// The pod of a workload document, read: who it belongs to and where it sits.
+struct PodAt {
+    /// `Deployment shop/web`.
+    workload: String,
+    /// The namespace its pods are created in.
+    namespace: String,
+    /// Where in the document the pod is, as a JSON pointer ("" for a Pod).
+    pointer: &'static str,
+    pod: Pod,
+}
+
+/// The pod of `doc`; None for a kind that carries none (Lists are walked by the callers).
+fn pod_at(doc: &Value) -> Result<Option<PodAt>, WorkloadError> {
+    let (api_version, kind) = type_of(doc);
+    let Some(pointer) = pod_pointer(api_version, kind) else { return Ok(None) };
+    let namespace =
+        doc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned();
+    let workload = workload_name(doc);
+    let Some(value) = doc.pointer(pointer).filter(|t| t.is_object()) else {
+        let path = pointer.trim_start_matches('/').replace('/', ".");
+        return Err(WorkloadError::NoTemplate { workload, path });
+    };
+    match serde_json::from_value(value.clone()) {
+        Ok(pod) => Ok(Some(PodAt { workload, namespace, pointer, pod })),
+        Err(source) => Err(WorkloadError::NotAPod { workload, source }),
+    }
+}
+
 /// Injects the pod of `doc` in place, when it is a workload; returns what happened to each
 /// pod (none for a document that carries no pod).
 pub fn inject_document(
@@ -87,21 +115,12 @@ pub fn inject_document(
         }
         return Ok(reports);
     }
-    let (api_version, kind) = type_of(doc);
-    let Some(template) = pod_pointer(api_version, kind) else { return Ok(Vec::new()) };
-    let namespace =
-        doc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned();
-    let workload = workload_name(doc);
-    let Some(pod_value) = doc.pointer_mut(template).filter(|t| t.is_object()) else {
-        let path = template.trim_start_matches('/').replace('/', ".");
-        return Err(WorkloadError::NoTemplate { workload, path });
-    };
-    let pod: Pod = match serde_json::from_value(pod_value.clone()) {
-        Ok(pod) => pod,
-        Err(source) => return Err(WorkloadError::NotAPod { workload, source }),
+    let Some(PodAt { workload, namespace, pointer, pod }) = pod_at(doc)? else {
+        return Ok(Vec::new());
     };
     let outcome = match mutate(&pod, &namespace, config, ca_pem) {
         Outcome::Injected(injection) => {
+            let pod_value = doc.pointer_mut(pointer).expect("pod_at found an object there");
             // The patch adds annotations under metadata, which a template may lack.
             if let Some(object) = pod_value.as_object_mut() {
                 let metadata = object.entry("metadata").or_insert_with(|| Map::new().into());
@@ -126,7 +145,7 @@ pub fn inject_document(
 
 /// Each pod of `doc` (a List's items too) with what the API server would say of it when
 /// it is created, the fields named from the document's root.
-pub fn refusals(doc: &Value) -> Result<Vec<(String, Vec<String>)>, String> {
+pub fn refusals(doc: &Value) -> Result<Vec<(String, Vec<String>)>, WorkloadError> {
     if type_of(doc) == ("v1", "List") {
         let mut all = Vec::new();
         for item in doc.get("items").and_then(Value::as_array).into_iter().flatten() {
@@ -134,17 +153,12 @@ pub fn refusals(doc: &Value) -> Result<Vec<(String, Vec<String>)>, String> {
         }
         return Ok(all);
     }
-    let (api_version, kind) = type_of(doc);
-    let Some(pointer) = pod_pointer(api_version, kind) else { return Ok(Vec::new()) };
-    let workload = workload_name(doc);
-    let value = doc.pointer(pointer).filter(|v| v.is_object());
-    let mut pod: Pod = value
-        .map(|v| serde_json::from_value(v.clone()))
-        .ok_or_else(|| format!("{workload}: no pod at {pointer}"))?
-        .map_err(|e| format!("{workload}: cannot read its pod: {e}"))?;
+    let Some(PodAt { workload, pointer, mut pod, .. }) = pod_at(doc)? else {
+        return Ok(Vec::new());
+    };
     let prefix = pointer.trim_start_matches('/').replace('/', ".");
     // A template is checked as the pod its controller creates from it, which is where an
-    // injected template fails: named from the workload's name, in its namespace.
+    // injected template fails: named after the workload, as the controllers name them.
     if !prefix.is_empty() && pod.metadata.name.is_none() && pod.metadata.generate_name.is_none() {
         let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("pod");
         pod.metadata.generate_name = Some(format!("{name}-"));
