@@ -1,7 +1,7 @@
 //! Quantities as the API server reads and prints them (`resource/quantity.go`:
 //! `parseQuantityString`, `ParseQuantity`, `CanonicalizeBytes`; `suffix.go`), after the
 //! Pod defaulting that rounds every container request and limit up to milli-units
-//! (`SetDefaults_ResourceList`). [`super::quantity::Amount`] is the injector's strict
+//! (`SetDefaults_ResourceList`). `crate::inject::quantity::Amount` is the injector's strict
 //! reader; this one follows Go where Go is lax (`"m"` and `"."` are zero, a value is
 //! trimmed of surrounding white space by `UnmarshalJSON`) so that messages match.
 //!

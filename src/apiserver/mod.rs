@@ -16,8 +16,7 @@
 //! - [`meta`]: name, labels, annotations.
 //! - [`pod`], [`containers`], [`ports`], [`probes`], [`env`], [`volumes`], [`projected`],
 //!   [`mounts`], [`paths`], [`resources`], [`security`]: the spec, part by part.
-//! - [`quantity`] (the injector's strict reader) and [`go_quantity`] (Go's reader and
-//!   printer).
+//! - [`go_quantity`]: quantities as Go reads and prints them.
 //!
 //! # Where Go is followed to the letter, oddities included
 //!
@@ -67,7 +66,6 @@ mod pod_tests;
 pub mod ports;
 pub mod probes;
 pub mod projected;
-pub mod quantity;
 pub mod resources;
 pub mod security;
 pub mod status;
