@@ -4,8 +4,8 @@ use super::*;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 
-use crate::apiserver::validate_pod;
 use crate::inject::expected;
+use crate::inject::mutate::refusals_after;
 use crate::inject::{Outcome, mutate};
 
 use expected::{CA, VERSION, annotation, sidecar, token_volume};
@@ -37,9 +37,8 @@ fn injected(pod: &Value) -> Injection {
 fn injected_with(pod: &Value, config: &InjectConfig) -> Injection {
     match outcome_with(pod, config) {
         Outcome::Injected(injection) => {
-            let patched: Pod = serde_json::from_value(apply(pod, &injection.patch)).unwrap();
-            let errors: Vec<String> =
-                validate_pod(&patched).iter().map(|e| e.to_string()).collect();
+            let pod: Pod = serde_json::from_value(pod.clone()).unwrap();
+            let errors = refusals_after(&pod, &injection.patch);
             assert_eq!(errors, Vec::<String>::new(), "the API server would refuse the pod");
             injection
         }

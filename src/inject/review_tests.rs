@@ -67,11 +67,7 @@ fn expected_injection(pod: &Value) -> Injection {
     let pod: Pod = serde_json::from_value(pod.clone()).unwrap();
     match mutate(&pod, "shop", &InjectConfig::default(), CA) {
         Outcome::Injected(injection) => {
-            let mut patched = serde_json::to_value(&pod).unwrap();
-            json_patch::patch(&mut patched, &injection.patch).unwrap();
-            let patched: Pod = serde_json::from_value(patched).unwrap();
-            let errors: Vec<String> =
-                crate::apiserver::validate_pod(&patched).iter().map(|e| e.to_string()).collect();
+            let errors = crate::inject::mutate::refusals_after(&pod, &injection.patch);
             assert_eq!(errors, Vec::<String>::new(), "the API server would refuse the pod");
             injection
         }
