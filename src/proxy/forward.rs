@@ -92,9 +92,8 @@ impl Proxy {
             }
         };
         if verdict == (Verdict::Serve { answer_switch: true }) {
-            let status = response.status();
-            let switched = status == StatusCode::SWITCHING_PROTOCOLS
-                || (method == Method::CONNECT && status.is_success());
+            // CONNECT never switches: `upgrade::offer` refuses it.
+            let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             client.framing.answered_upgrade(switched);
         }
         response
@@ -198,8 +197,7 @@ impl Proxy {
         maintenance::strip_bypass_headers(&config.windows, &mut parts.headers);
         let body = RequestBody::new(body, timeouts.idle, deadline);
         // A request without a body, over HTTP/1.1, is sent and answered on this task.
-        let plain =
-            !wants_upgrade && body.is_empty() && self.pool.speaks_h1() && method != Method::CONNECT;
+        let plain = !wants_upgrade && body.is_empty() && self.pool.speaks_h1();
         let exchange = async {
             if plain {
                 let (response, sent_at) = self.exchange_h1(parts, route, &opts).await?;
