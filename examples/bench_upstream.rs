@@ -1,4 +1,6 @@
-//! The benchmark's upstream: answers every request with a short 200, on one thread.
+//! The benchmark's upstream: answers every request with a short 200, on one thread, after
+//! reading and discarding its body (of any size, frame by frame, nothing held), so that a
+//! POST leaves the keep-alive connection ready for the next request.
 //! Usage: `bench_upstream ADDR [SERVICE_MS [CONCURRENCY]]`. With SERVICE_MS, each request
 //! takes that long; with CONCURRENCY, at most that many are served at once and the rest
 //! wait their turn, which gives the app a fixed capacity of CONCURRENCY / SERVICE_MS.
@@ -8,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Response;
-use http_body_util::Full;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -29,9 +32,13 @@ async fn main() -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
         let workers = workers.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |_req| {
+            let service = service_fn(move |req: Request<Incoming>| {
                 let workers = workers.clone();
                 async move {
+                    // Answering before the whole body is read would make hyper close the
+                    // connection rather than drain a large body.
+                    let mut body = req.into_body();
+                    while let Some(Ok(_)) = body.frame().await {}
                     if service_ms > 0 {
                         let _turn = workers.acquire().await;
                         tokio::time::sleep(Duration::from_millis(service_ms)).await;
