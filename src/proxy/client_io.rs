@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, ReadBuf};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::framing::Framing;
 use super::scanner::{Fed, FramingScanner};
-use super::tap::write_through;
 
 /// What hyper reads in place of a refused head: a request it takes without complaint, and
 /// whose `Connection: close` closes the connection once the refusal is answered.
@@ -65,6 +65,33 @@ impl ClientIo {
             opened: Instant::now(),
             stand_in: 0,
         }
+    }
+
+    /// Gives back bytes that hyper had read and not used when its connection was put away:
+    /// they were scanned already, and are the first that the next connection reads.
+    pub fn unread(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.held.splice(0..0, bytes.iter().copied());
+        self.cleared += bytes.len();
+    }
+
+    /// Whether there is something to read: bytes given back, or the client's.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.cleared > 0 {
+            return Poll::Ready(Ok(()));
+        }
+        self.stream.poll_read_ready(cx)
+    }
+
+    /// The client's first bytes, left in the socket for hyper to read.
+    pub fn poll_peek(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<usize>> {
+        self.stream.poll_peek(cx, buf)
     }
 
     /// After bytes were fed: starts the clock of the head under way, if any. Returns how
@@ -119,6 +146,7 @@ impl ClientIo {
             self.held.clear();
             return Poll::Ready(Ok(false));
         }
+        self.framing.activity.read_something();
         self.framing.count_read(n);
         self.absorb(from);
         Poll::Ready(Ok(true))
@@ -169,11 +197,17 @@ impl AsyncRead for ClientIo {
             }
             // The usual case: read straight into hyper's buffer and scan it there.
             let before = buf.filled().len();
-            ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+            if Pin::new(&mut this.stream).poll_read(cx, buf)?.is_pending() {
+                if this.scanner.at_boundary() {
+                    this.framing.activity.read_nothing_between_requests();
+                }
+                return Poll::Pending;
+            }
             let filled = buf.filled().len();
             if filled == before {
                 return Poll::Ready(Ok(()));
             }
+            this.framing.activity.read_something();
             this.framing.count_read(filled - before);
             let keep = match this.scanner.feed(&this.framing, &buf.filled()[before..]) {
                 Fed::Refused { before: good } => before + good,
@@ -191,4 +225,42 @@ impl AsyncRead for ClientIo {
     }
 }
 
-write_through!(impl[] ClientIo, stream);
+/// Writes go straight to the client; the connection's activity notes each one.
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.framing.activity.wrote(polled.is_pending());
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.framing.activity.wrote(polled.is_pending());
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    /// hyper closes a connection that it was asked to put away (see `client_conn`) as it
+    /// closes any other; that close leaves the socket open for the next request.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.framing.activity.is_parking() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

@@ -1,15 +1,16 @@
 //! What the scanner of a client's bytes (`scanner`), the connection's reader and timer, and
 //! the request handler share about one HTTP/1.1 connection: which request is ambiguous or
-//! refused and why, how many have been served, how many bytes have been read, and the
-//! answer to a request that asked to switch protocols.
+//! refused and why, how many have been served, how many bytes have been read, the answer
+//! to a request that asked to switch protocols, and whether the connection is idle.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
 
+use super::activity::Activity;
 use super::error::ProxyError;
 
 const NONE: u64 = u64::MAX;
@@ -78,6 +79,18 @@ pub struct Framing {
     upgrade_at: AtomicU64,
     upgrade: AtomicU8,
     upgrade_waker: AtomicWaker,
+    /// Whether the connection waits for its next request with nothing under way.
+    pub activity: Activity,
+}
+
+/// A request in flight; see [`Framing::enter`].
+#[derive(Debug)]
+pub struct InFlight(Arc<Framing>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.activity.leave();
+    }
 }
 
 const UNANSWERED: u8 = 0;
@@ -96,6 +109,7 @@ impl Default for Framing {
             upgrade_at: AtomicU64::new(NONE),
             upgrade: AtomicU8::new(UNANSWERED),
             upgrade_waker: AtomicWaker::new(),
+            activity: Activity::default(),
         }
     }
 }
@@ -126,6 +140,13 @@ impl Framing {
             return Verdict::Ambiguous;
         }
         Verdict::Serve { answer_switch: self.upgrade_at.load(Ordering::Acquire) == index }
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped (with its
+    /// response's body, once hyper has written it or given up on it).
+    pub fn enter(self: &Arc<Self>) -> InFlight {
+        self.activity.enter();
+        InFlight(self.clone())
     }
 
     /// Records that request `index`'s head is refused (the first refusal only: nothing after

@@ -9,16 +9,21 @@
 //!   `deadline`, `tap`.
 //! - The app side: `app_h1` (the HTTP/1.1 client for requests without a body) and `pool`
 //!   (connections to the app, hyper's client for the rest).
-//! - The client side: `framing` (what a connection's reader, timer and request handler
-//!   share), `scanner` (the first reader of a client's bytes), `client_io` (the reader that
-//!   holds back what the scanner has not passed), `client_timer` (header and idle timeouts).
+//! - The client side: `activity` (whether a connection is idle), `framing` (what a
+//!   connection's reader, timer and request handler share), `scanner` (the first reader of
+//!   a client's bytes), `client_io` (the reader that holds back what the scanner has not
+//!   passed), `client_timer` (header and idle timeouts).
 //! - Above the app side: `response_body` (the app's body on its way back, and what is done
 //!   when it ends), `respond` (the sidecar's own responses), `upgrade` (tunnels).
 //! - `forward`: one request, from the checks before it to the response's end.
+//! - `client_conn`: one client connection, served by hyper in bursts, holding no buffer
+//!   while it waits for its next request.
 //! - `server`: connections, from accept to drain.
 
+mod activity;
 mod app_h1;
 mod body;
+mod client_conn;
 mod client_io;
 mod client_timer;
 mod deadline;

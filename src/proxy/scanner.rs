@@ -89,6 +89,11 @@ impl FramingScanner {
         matches!(self.scan, Scan::Refused)
     }
 
+    /// Between requests: no head, body or trailers under way, nothing held or refused.
+    pub fn at_boundary(&self) -> bool {
+        matches!(&self.scan, Scan::Head { buf, .. } if buf.is_empty())
+    }
+
     /// The index of a head that has begun but not ended, and how many of its bytes were
     /// fed: all of them the last bytes fed.
     pub fn head_under_way(&self) -> Option<(u64, usize)> {

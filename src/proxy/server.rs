@@ -5,18 +5,17 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
+use super::client_conn::{self, ConnSettings};
 use super::client_io::ClientIo;
-use super::client_timer::{ClientTimeouts, HeadTimer};
+use super::client_timer::ClientTimeouts;
 use super::error::ProxyError;
 use super::forward::{Client, Proxy};
 use super::framing::{DEFAULT_MAX_HEAD_BYTES, Framing};
@@ -91,10 +90,8 @@ pub async fn serve(
     timeouts: ClientTimeouts,
     limits: ClientLimits,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().header_read_timeout(timeouts.header);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    let settings = Arc::new(ConnSettings::new(timeouts));
+    let (stop, stopped) = watch::channel(false);
     let open = Arc::new(AtomicUsize::new(0));
     let turning_away = Arc::new(Semaphore::new(TURNED_AWAY_AT_ONCE));
     tokio::pin!(shutdown);
@@ -124,51 +121,30 @@ pub async fn serve(
             continue;
         };
         let framing = Arc::new(Framing::default());
-        // Each connection's timer reads that connection's bytes (see client_timer).
-        let mut builder = builder.clone();
-        builder.http1().timer(HeadTimer::new(timeouts, framing.clone()));
-        let io = ClientIo::new(stream, framing.clone(), limits.max_head_bytes, timeouts.header);
-        // Shared, not cloned, by each request: one reference count instead of three.
+        // Boxed: the connection's future passes it down by pointer, not by copy.
+        let io = Box::new(ClientIo::new(
+            stream,
+            framing.clone(),
+            limits.max_head_bytes,
+            timeouts.header,
+        ));
         let upgrades = limits.allowed_upgrades.clone();
-        let client = Arc::new(Client::new(addr, framing.clone(), upgrades));
-        let proxy = proxy.clone();
-        let service = service_fn(move |req| {
-            let proxy = proxy.clone();
-            let client = client.clone();
-            // Boxed: the request future is large, and hyper moves it into place.
-            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(&client, req).await) })
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-        let conn = graceful.watch(conn);
-        // Telling HTTP/1.1 from HTTP/2 waits for the first bytes with no timer of hyper's
-        // running: a client that sends nothing gets the header timeout here.
-        // Once a byte has come it never fires, and is not even polled on: it would otherwise
-        // re-register its timer on every wake-up of a busy connection.
-        let silent = async move {
-            let mut sleep = std::pin::pin!(tokio::time::sleep(timeouts.header));
-            std::future::poll_fn(|cx| {
-                if framing.bytes_read() > 0 {
-                    return Poll::Pending;
-                }
-                sleep.as_mut().poll(cx)
-            })
-            .await;
-        };
+        let client = Arc::new(Client::new(addr, framing, upgrades));
+        let (proxy, settings, stopped) = (proxy.clone(), settings.clone(), stopped.clone());
+        // The connection's future is made inside the task's: made outside and moved in, it
+        // would be held twice, once as the task's capture and once as what it awaits.
         tokio::spawn(async move {
             let _counted = counted;
-            tokio::select! {
-                biased;
-                result = conn => if let Err(e) = result {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                },
-                () = silent => tracing::debug!("client sent nothing within the header timeout"),
-            }
+            client_conn::serve(io, proxy, client, settings, stopped).await;
         });
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests for up to {drain:?}");
+    let _ = stop.send(true);
+    drop(stopped);
+    // Every connection holds a receiver until it ends.
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = stop.closed() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(drain) => tracing::warn!("drain deadline passed; closing the rest"),
     }
 }

@@ -1,5 +1,5 @@
 //! A stream that shows every byte it reads to a [`Tap`], and passes writes straight on.
-//! Used to count what the app sent (`pool`); `client_io` passes writes on the same way.
+//! Used to count what the app sent (`pool`).
 
 use std::io;
 use std::pin::Pin;
@@ -39,47 +39,33 @@ impl<S: AsyncRead + Unpin, T: Tap + Unpin> AsyncRead for ReadTap<S, T> {
     }
 }
 
-/// `AsyncWrite` for a stream wrapper that only watches reads: every write goes straight to
-/// the wrapped stream in `$field`.
-macro_rules! write_through {
-    (impl[$($generics:tt)*] $ty:ty, $field:ident) => {
-        impl<$($generics)*> tokio::io::AsyncWrite for $ty {
-            fn poll_write(
-                mut self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.$field).poll_write(cx, buf)
-            }
+/// Writes go straight to the wrapped stream.
+impl<S: AsyncWrite + Unpin, T: Unpin> AsyncWrite for ReadTap<S, T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
 
-            fn poll_write_vectored(
-                mut self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                bufs: &[std::io::IoSlice<'_>],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.$field).poll_write_vectored(cx, bufs)
-            }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
 
-            fn is_write_vectored(&self) -> bool {
-                self.$field.is_write_vectored()
-            }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 
-            fn poll_flush(
-                mut self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.$field).poll_flush(cx)
-            }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
 
-            fn poll_shutdown(
-                mut self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.$field).poll_shutdown(cx)
-            }
-        }
-    };
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
-pub(crate) use write_through;
-
-write_through!(impl[S: AsyncWrite + Unpin, T: Unpin] ReadTap<S, T>, inner);

@@ -1,0 +1,442 @@
+//! One client connection, from its first byte to its close.
+//!
+//! HTTP/2, told by its connection preface, is served by hyper's HTTP/2 connection.
+//! HTTP/1.1 is served in bursts: hyper's connection, with its read and write buffers, lives
+//! while requests are under way. Once it waits for the next request with nothing in flight
+//! and nothing left to write (`activity`), it is asked to close, the close leaves the socket
+//! open (`client_io`), and the connection waits for its next bytes holding no buffer, as
+//! nginx frees its buffers on an idle keep-alive connection. The next bytes start a new
+//! hyper connection on the same socket, with the same reader and request count.
+
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::ReadBuf;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::body::BoxError;
+use super::client_io::ClientIo;
+use super::client_timer::{ClientTimeouts, HeadTimer};
+use super::forward::{Client, Proxy};
+use super::framing::InFlight;
+use super::response_body::ProxyBody;
+
+/// The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How often a connection whose first bytes are part of the preface looks for the rest.
+const PREFACE_POLL: Duration = Duration::from_millis(5);
+
+/// What every client connection is served with.
+pub struct ConnSettings {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    timeouts: ClientTimeouts,
+}
+
+impl ConnSettings {
+    pub fn new(timeouts: ClientTimeouts) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.header_read_timeout(timeouts.header);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new());
+        ConnSettings { h1, h2, timeouts }
+    }
+}
+
+/// Serves one client connection until it closes, or until `shutdown` turns true and its
+/// requests in flight are answered.
+pub async fn serve(
+    io: Box<ClientIo>,
+    proxy: Arc<Proxy>,
+    client: Arc<Client>,
+    settings: Arc<ConnSettings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let service = ClientService { proxy, client };
+    let by = Instant::now() + settings.timeouts.header;
+    let mut first = [0; H2_PREFACE.len()];
+    // A client that sends nothing gets the header timeout, with no hyper connection yet.
+    let Some(peeked) = until(&io, &mut shutdown, by, |io, cx| peek(io, cx, &mut first)).await
+    else {
+        tracing::debug!("client sent nothing within the header timeout");
+        return;
+    };
+    match speaks_http2(&io, peeked, &mut first, by).await {
+        Ok(true) => serve_h2(io, service, &settings, &mut shutdown).await,
+        Ok(false) => serve_h1(io, service, &settings, &mut shutdown).await,
+        Err(e) => tracing::debug!(error = %e, "client connection failed before its first request"),
+    }
+}
+
+fn peek(io: &ClientIo, cx: &mut Context<'_>, first: &mut [u8]) -> Poll<std::io::Result<usize>> {
+    io.poll_peek(cx, &mut ReadBuf::new(first))
+}
+
+/// Waits for `ready` on the connection, unless `shutdown` turns true or `by` passes first
+/// (`None`). Written by hand, with no future per wait, as it is what an idle connection
+/// holds.
+async fn until<T>(
+    io: &ClientIo,
+    shutdown: &mut watch::Receiver<bool>,
+    by: Instant,
+    mut ready: impl FnMut(&ClientIo, &mut Context<'_>) -> Poll<T>,
+) -> Option<T> {
+    let mut stop = pin!(shutdown.wait_for(|stop| *stop));
+    let mut sleep = pin!(tokio::time::sleep_until(by));
+    poll_fn(|cx| {
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(value) = ready(io, cx) {
+            return Poll::Ready(Some(value));
+        }
+        sleep.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
+/// Whether the client's first bytes (`peeked` of them in `first`) are the HTTP/2 preface.
+/// They are looked at, not read: hyper's connection reads them.
+async fn speaks_http2(
+    io: &ClientIo,
+    mut peeked: std::io::Result<usize>,
+    first: &mut [u8; H2_PREFACE.len()],
+    by: Instant,
+) -> std::io::Result<bool> {
+    loop {
+        let n = peeked?;
+        if n == 0 || first[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        // Only part of the preface so far (it is sent in one piece, so this is rare). Past
+        // the header timeout, HTTP/1.1's reader refuses it as the head it begins.
+        if Instant::now() >= by {
+            return Ok(false);
+        }
+        tokio::time::sleep(PREFACE_POLL).await;
+        peeked = poll_fn(|cx| peek(io, cx, first)).await;
+    }
+}
+
+async fn serve_h2(
+    io: Box<ClientIo>,
+    service: ClientService,
+    settings: &ConnSettings,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    // Boxed, as HTTP/1.1's: the connection's task stays the size of its idle state.
+    let conn = Box::pin(settings.h2.serve_connection(TokioIo::new(io), service));
+    if let Err(e) = until_shutdown(conn, shutdown, |conn| conn.graceful_shutdown()).await {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+/// Polls `conn` to its end; once `shutdown` turns true, calls `graceful` on it once.
+async fn until_shutdown<C: Future>(
+    mut conn: Pin<Box<C>>,
+    shutdown: &mut watch::Receiver<bool>,
+    graceful: impl FnOnce(Pin<&mut C>),
+) -> C::Output {
+    let mut graceful = Some(graceful);
+    let mut stop = pin!(shutdown.wait_for(|stop| *stop));
+    poll_fn(|cx| {
+        if graceful.is_some() && stop.as_mut().poll(cx).is_ready() {
+            (graceful.take().expect("checked"))(conn.as_mut());
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await
+}
+
+async fn serve_h1(
+    mut io: Box<ClientIo>,
+    service: ClientService,
+    settings: &ConnSettings,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let framing = service.client.framing.clone();
+    loop {
+        io = match burst(io, &service, settings, shutdown).await {
+            Some(io) => io,
+            None => return,
+        };
+        // Put away between requests: only the socket and the reader's state are held.
+        let idle = settings.timeouts.idle;
+        let wait = if framing.served() == 0 { settings.timeouts.header } else { idle };
+        framing.activity.set_parked(true);
+        let woken =
+            until(&io, shutdown, Instant::now() + wait, |io, cx| io.poll_readable(cx)).await;
+        framing.activity.set_parked(false);
+        if woken.is_none_or(|readable| readable.is_err()) {
+            return;
+        }
+    }
+}
+
+/// Serves requests on one hyper connection until it closes, or until it waits for the next
+/// request with nothing under way: then the socket comes back, to wait without hyper's
+/// buffers.
+async fn burst(
+    io: Box<ClientIo>,
+    service: &ClientService,
+    settings: &ConnSettings,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Box<ClientIo>> {
+    let framing = &service.client.framing;
+    // Boxed: its size is not carried by the connection's task while it is put away.
+    let mut conn = {
+        let mut h1 = settings.h1.clone();
+        h1.timer(HeadTimer::new(settings.timeouts, framing.clone()));
+        Box::new(h1.serve_connection(TokioIo::new(io), service.clone()).with_upgrades())
+    };
+    let mut stop = pin!(shutdown.wait_for(|stop| *stop));
+    let (mut stopping, mut parking) = (false, false);
+    let ended = poll_fn(|cx| {
+        loop {
+            if !stopping && stop.as_mut().poll(cx).is_ready() {
+                stopping = true;
+                // Past this, an idle connection is closed for good, not put away.
+                framing.activity.end_parking();
+                Pin::new(&mut *conn).graceful_shutdown();
+            }
+            if let Poll::Ready(ended) = Pin::new(&mut *conn).poll(cx) {
+                return Poll::Ready(ended);
+            }
+            if stopping || parking || !framing.activity.is_idle() {
+                return Poll::Pending;
+            }
+            // hyper waits for a head with nothing under way: a graceful shutdown closes it
+            // at once, with no byte written.
+            parking = true;
+            framing.activity.begin_parking();
+            Pin::new(&mut *conn).graceful_shutdown();
+        }
+    })
+    .await;
+    // Quiet only if nothing was written after it was asked for: otherwise hyper was still
+    // answering, and closed the connection as that answer said.
+    let parked = framing.activity.end_parking();
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "client connection ended with an error");
+        return None;
+    }
+    if !parked {
+        return None;
+    }
+    // `None`: the connection switched protocols, and its socket went with the upgrade.
+    let parts = conn.into_parts()?;
+    let mut io = parts.io.into_inner();
+    io.unread(parts.read_buf);
+    Some(io)
+}
+
+/// What every request of a connection is handed to.
+#[derive(Clone)]
+struct ClientService {
+    proxy: Arc<Proxy>,
+    client: Arc<Client>,
+}
+
+impl Service<Request<Incoming>> for ClientService {
+    type Response = Response<Answer>;
+    type Error = Infallible;
+    // Boxed: the request future is large, and hyper moves it into place.
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Answer>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let in_flight = self.client.framing.enter();
+        let (proxy, client) = (self.proxy.clone(), self.client.clone());
+        Box::pin(async move {
+            let response = proxy.handle(&client, req).await;
+            Ok(response.map(|body| Answer { body, _in_flight: in_flight }))
+        })
+    }
+}
+
+/// A response body that keeps its request counted as in flight until hyper drops it.
+pub struct Answer {
+    body: ProxyBody,
+    _in_flight: InFlight,
+}
+
+impl Body for Answer {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
+
+    use super::*;
+    use crate::proxy::framing::Framing;
+    use crate::proxy::pool::{AppProtocol, Pool};
+    use crate::proxy::upgrade::AllowedUpgrades;
+    use crate::telemetry::metrics::Metrics;
+
+    /// A sidecar whose app is away, and a client connection to it, served by `serve`.
+    async fn connection() -> (TcpStream, Arc<Framing>, watch::Sender<bool>, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app_addr = app.local_addr().unwrap();
+        drop(app);
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let framing = Arc::new(Framing::default());
+        let io = Box::new(ClientIo::new(stream, framing.clone(), 1024, Duration::from_secs(5)));
+        let about = Arc::new(Client::new(peer, framing.clone(), AllowedUpgrades::default()));
+        let settings = Arc::new(ConnSettings::new(ClientTimeouts::default()));
+        let (stop, stopped) = watch::channel(false);
+        let pool = Pool::new(app_addr.to_string(), AppProtocol::Http1);
+        let (_config, rx) = crate::config::channel();
+        let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));
+        let task = tokio::spawn(serve(io, proxy, about, settings, stopped));
+        (client, framing, stop, task)
+    }
+
+    async fn parked(framing: &Framing) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !framing.activity.is_parked() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("put away within 10 s");
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// Reads one response with a Content-Length body, and returns it.
+    async fn response(stream: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |n| n.parse::<usize>().unwrap());
+                if got.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before a whole response: {text:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_is_put_away_and_served_again() {
+        let (mut client, framing, _stop, _task) = connection().await;
+        assert!(!framing.activity.is_parked(), "no request yet");
+        for round in 0..3 {
+            client.write_all(GET).await.unwrap();
+            let answer = response(&mut client).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+                "{round}: {answer}"
+            );
+            assert!(!answer.contains("connection: close"), "{round}: kept alive: {answer}");
+            parked(&framing).await;
+        }
+        // Two requests at once, after the connection was put away: both answered, in order.
+        client.write_all(&[GET, GET].concat()).await.unwrap();
+        for _ in 0..2 {
+            assert!(response(&mut client).await.starts_with("HTTP/1.1 503"));
+        }
+        assert_eq!(framing.served(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_head_split_across_the_wait_is_read_whole() {
+        let (mut client, framing, _stop, _task) = connection().await;
+        client.write_all(GET).await.unwrap();
+        response(&mut client).await;
+        parked(&framing).await;
+        client.write_all(b"GET / HT").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client.write_all(b"TP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert!(response(&mut client).await.starts_with("HTTP/1.1 503"));
+    }
+
+    #[tokio::test]
+    async fn a_put_away_connection_is_closed_at_shutdown() {
+        let (mut client, framing, stop, task) = connection().await;
+        client.write_all(GET).await.unwrap();
+        response(&mut client).await;
+        parked(&framing).await;
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task).await.expect("ended").unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "closed without a byte: {rest:?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_a_put_away_connection_ends_it() {
+        let (mut client, framing, _stop, task) = connection().await;
+        client.write_all(GET).await.unwrap();
+        response(&mut client).await;
+        parked(&framing).await;
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(10), task).await.expect("ended").unwrap();
+    }
+
+    /// An idle connection costs its task, its socket and its reader: the task must not
+    /// carry hyper's connection inline.
+    #[tokio::test]
+    async fn a_connection_task_is_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _peer = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let framing = Arc::new(Framing::default());
+        let io = Box::new(ClientIo::new(stream, framing.clone(), 1024, Duration::from_secs(1)));
+        let client = Arc::new(Client::new(peer, framing, AllowedUpgrades::default()));
+        let settings = Arc::new(ConnSettings::new(ClientTimeouts::default()));
+        let (_stop, stopped) = watch::channel(false);
+        let pool = Pool::new(addr.to_string(), AppProtocol::Http1);
+        let (_config, rx) = crate::config::channel();
+        let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));
+        let task = serve(io, proxy, client, settings, stopped);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 768, "{size} bytes");
+    }
+}
