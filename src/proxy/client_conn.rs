@@ -23,12 +23,12 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::ReadBuf;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::body::BoxError;
 use super::client_io::ClientIo;
 use super::client_timer::{ClientTimeouts, HeadTimer};
+use super::drain::Drain;
 use super::forward::{Client, Proxy};
 use super::framing::InFlight;
 use super::response_body::ProxyBody;
@@ -55,27 +55,39 @@ impl ConnSettings {
     }
 }
 
-/// Serves one client connection until it closes, or until `shutdown` turns true and its
-/// requests in flight are answered.
-pub async fn serve(
+impl ConnSettings {
+    /// How long a connection that has served `served` requests waits for its next one:
+    /// before the first, the header timeout; then the idle timeout.
+    fn wait_for(&self, served: u64) -> Duration {
+        if served == 0 { self.timeouts.header } else { self.timeouts.idle }
+    }
+}
+
+/// Serves one client connection until it closes, or until the drain starts and its
+/// requests in flight are answered; `_held` is dropped then.
+pub async fn serve<Guard: Send>(
     io: Box<ClientIo>,
     proxy: Arc<Proxy>,
     client: Arc<Client>,
     settings: Arc<ConnSettings>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Arc<Drain>,
+    _held: Guard,
 ) {
     let service = ClientService { proxy, client };
-    let by = Instant::now() + settings.timeouts.header;
-    let mut first = [0; H2_PREFACE.len()];
-    // A client that sends nothing gets the header timeout, with no hyper connection yet.
-    let Some(peeked) = until(&io, &mut shutdown, by, |io, cx| peek(io, cx, &mut first)).await
-    else {
-        tracing::debug!("client sent nothing within the header timeout");
-        return;
+    let http2 = {
+        let by = Instant::now() + settings.timeouts.header;
+        let mut first = [0; H2_PREFACE.len()];
+        // A client that sends nothing gets the header timeout, with no hyper connection yet.
+        let peeked = until(&io, &shutdown, by, |io, cx| peek(io, cx, &mut first)).await;
+        let Some(peeked) = peeked else {
+            tracing::debug!("client sent nothing within the header timeout");
+            return;
+        };
+        speaks_http2(&io, peeked, &mut first, by).await
     };
-    match speaks_http2(&io, peeked, &mut first, by).await {
-        Ok(true) => serve_h2(io, service, &settings, &mut shutdown).await,
-        Ok(false) => serve_h1(io, service, &settings, &mut shutdown).await,
+    match http2 {
+        Ok(true) => serve_h2(io, service, &settings, &shutdown).await,
+        Ok(false) => serve_h1(io, service, &settings, &shutdown).await,
         Err(e) => tracing::debug!(error = %e, "client connection failed before its first request"),
     }
 }
@@ -84,16 +96,16 @@ fn peek(io: &ClientIo, cx: &mut Context<'_>, first: &mut [u8]) -> Poll<std::io::
     io.poll_peek(cx, &mut ReadBuf::new(first))
 }
 
-/// Waits for `ready` on the connection, unless `shutdown` turns true or `by` passes first
+/// Waits for `ready` on the connection, unless the drain starts or `by` passes first
 /// (`None`). Written by hand, with no future per wait, as it is what an idle connection
 /// holds.
 async fn until<T>(
     io: &ClientIo,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &Drain,
     by: Instant,
     mut ready: impl FnMut(&ClientIo, &mut Context<'_>) -> Poll<T>,
 ) -> Option<T> {
-    let mut stop = pin!(shutdown.wait_for(|stop| *stop));
+    let mut stop = pin!(shutdown.started());
     let mut sleep = pin!(tokio::time::sleep_until(by));
     poll_fn(|cx| {
         if stop.as_mut().poll(cx).is_ready() {
@@ -137,7 +149,7 @@ async fn serve_h2(
     io: Box<ClientIo>,
     service: ClientService,
     settings: &ConnSettings,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &Drain,
 ) {
     // Boxed, as HTTP/1.1's: the connection's task stays the size of its idle state.
     let conn = Box::pin(settings.h2.serve_connection(TokioIo::new(io), service));
@@ -146,14 +158,14 @@ async fn serve_h2(
     }
 }
 
-/// Polls `conn` to its end; once `shutdown` turns true, calls `graceful` on it once.
+/// Polls `conn` to its end; once the drain starts, calls `graceful` on it once.
 async fn until_shutdown<C: Future>(
     mut conn: Pin<Box<C>>,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &Drain,
     graceful: impl FnOnce(Pin<&mut C>),
 ) -> C::Output {
     let mut graceful = Some(graceful);
-    let mut stop = pin!(shutdown.wait_for(|stop| *stop));
+    let mut stop = pin!(shutdown.started());
     poll_fn(|cx| {
         if graceful.is_some() && stop.as_mut().poll(cx).is_ready() {
             (graceful.take().expect("checked"))(conn.as_mut());
@@ -167,21 +179,19 @@ async fn serve_h1(
     mut io: Box<ClientIo>,
     service: ClientService,
     settings: &ConnSettings,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &Drain,
 ) {
-    let framing = service.client.framing.clone();
     loop {
         io = match burst(io, &service, settings, shutdown).await {
             Some(io) => io,
             None => return,
         };
         // Put away between requests: only the socket and the reader's state are held.
-        let idle = settings.timeouts.idle;
-        let wait = if framing.served() == 0 { settings.timeouts.header } else { idle };
-        framing.activity.set_parked(true);
-        let woken =
-            until(&io, shutdown, Instant::now() + wait, |io, cx| io.poll_readable(cx)).await;
-        framing.activity.set_parked(false);
+        let activity = &service.client.framing.activity;
+        activity.set_parked(true);
+        let by = Instant::now() + settings.wait_for(service.client.framing.served());
+        let woken = until(&io, shutdown, by, |io, cx| io.poll_readable(cx)).await;
+        activity.set_parked(false);
         if woken.is_none_or(|readable| readable.is_err()) {
             return;
         }
@@ -195,7 +205,7 @@ async fn burst(
     io: Box<ClientIo>,
     service: &ClientService,
     settings: &ConnSettings,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &Drain,
 ) -> Option<Box<ClientIo>> {
     let framing = &service.client.framing;
     // Boxed: its size is not carried by the connection's task while it is put away.
@@ -204,7 +214,7 @@ async fn burst(
         h1.timer(HeadTimer::new(settings.timeouts, framing.clone()));
         Box::new(h1.serve_connection(TokioIo::new(io), service.clone()).with_upgrades())
     };
-    let mut stop = pin!(shutdown.wait_for(|stop| *stop));
+    let mut stop = pin!(shutdown.started());
     let (mut stopping, mut parking) = (false, false);
     let ended = poll_fn(|cx| {
         loop {
@@ -309,7 +319,7 @@ mod tests {
     use crate::telemetry::metrics::Metrics;
 
     /// A sidecar whose app is away, and a client connection to it, served by `serve`.
-    async fn connection() -> (TcpStream, Arc<Framing>, watch::Sender<bool>, JoinHandle<()>) {
+    async fn connection() -> (TcpStream, Arc<Framing>, Arc<Drain>, JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -321,11 +331,11 @@ mod tests {
         let io = Box::new(ClientIo::new(stream, framing.clone(), 1024, Duration::from_secs(5)));
         let about = Arc::new(Client::new(peer, framing.clone(), AllowedUpgrades::default()));
         let settings = Arc::new(ConnSettings::new(ClientTimeouts::default()));
-        let (stop, stopped) = watch::channel(false);
+        let stop = Arc::new(Drain::default());
         let pool = Pool::new(app_addr.to_string(), AppProtocol::Http1);
         let (_config, rx) = crate::config::channel();
         let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));
-        let task = tokio::spawn(serve(io, proxy, about, settings, stopped));
+        let task = tokio::spawn(serve(io, proxy, about, settings, stop.clone(), ()));
         (client, framing, stop, task)
     }
 
@@ -402,7 +412,7 @@ mod tests {
         client.write_all(GET).await.unwrap();
         response(&mut client).await;
         parked(&framing).await;
-        stop.send(true).unwrap();
+        stop.start();
         tokio::time::timeout(Duration::from_secs(10), task).await.expect("ended").unwrap();
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.unwrap();
@@ -431,12 +441,12 @@ mod tests {
         let io = Box::new(ClientIo::new(stream, framing.clone(), 1024, Duration::from_secs(1)));
         let client = Arc::new(Client::new(peer, framing, AllowedUpgrades::default()));
         let settings = Arc::new(ConnSettings::new(ClientTimeouts::default()));
-        let (_stop, stopped) = watch::channel(false);
+        let stopped = Arc::new(Drain::default());
         let pool = Pool::new(addr.to_string(), AppProtocol::Http1);
         let (_config, rx) = crate::config::channel();
         let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));
-        let task = serve(io, proxy, client, settings, stopped);
+        let task = serve(io, proxy, client, settings, stopped, ());
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 768, "{size} bytes");
+        assert!(size <= 600, "{size} bytes");
     }
 }

@@ -6,7 +6,7 @@
 //! - What every layer shares: `headers` (header rules, the proxy's name), `error` (the
 //!   failure kinds, which the layers above produce from their own failures), `body` (body
 //!   plumbing: stream errors, the idle and deadline watchdog, the request body),
-//!   `deadline`, `tap`.
+//!   `deadline`, `drain` (the word to shut down), `tap`.
 //! - The app side: `app_h1` (the HTTP/1.1 client for requests without a body) and `pool`
 //!   (connections to the app, hyper's client for the rest).
 //! - The client side: `activity` (whether a connection is idle), `framing` (what a
@@ -27,6 +27,7 @@ mod client_conn;
 mod client_io;
 mod client_timer;
 mod deadline;
+mod drain;
 mod error;
 mod forward;
 mod framing;

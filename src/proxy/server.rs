@@ -11,11 +11,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
 use super::client_conn::{self, ConnSettings};
 use super::client_io::ClientIo;
 use super::client_timer::ClientTimeouts;
+use super::drain::Drain;
 use super::error::ProxyError;
 use super::forward::{Client, Proxy};
 use super::framing::{DEFAULT_MAX_HEAD_BYTES, Framing};
@@ -54,6 +55,8 @@ const RESERVED_FDS: u64 = 128;
 const TURNED_AWAY_AT_ONCE: usize = 64;
 /// How long a connection over the limit is given to send its request and read the answer.
 const TURN_AWAY_TIME: Duration = Duration::from_secs(5);
+/// How often the end of a drain looks for connections still open.
+const DRAIN_CHECK: Duration = Duration::from_millis(10);
 /// The Retry-After of that answer, in seconds.
 const TURN_AWAY_RETRY_AFTER: u64 = 1;
 
@@ -86,12 +89,12 @@ pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    drain_for: Duration,
     timeouts: ClientTimeouts,
     limits: ClientLimits,
 ) {
     let settings = Arc::new(ConnSettings::new(timeouts));
-    let (stop, stopped) = watch::channel(false);
+    let drain = Arc::new(Drain::default());
     let open = Arc::new(AtomicUsize::new(0));
     let turning_away = Arc::new(Semaphore::new(TURNED_AWAY_AT_ONCE));
     tokio::pin!(shutdown);
@@ -130,22 +133,22 @@ pub async fn serve(
         ));
         let upgrades = limits.allowed_upgrades.clone();
         let client = Arc::new(Client::new(addr, framing, upgrades));
-        let (proxy, settings, stopped) = (proxy.clone(), settings.clone(), stopped.clone());
-        // The connection's future is made inside the task's: made outside and moved in, it
-        // would be held twice, once as the task's capture and once as what it awaits.
-        tokio::spawn(async move {
-            let _counted = counted;
-            client_conn::serve(io, proxy, client, settings, stopped).await;
-        });
+        let (proxy, settings, drain) = (proxy.clone(), settings.clone(), drain.clone());
+        // Spawned as it is: wrapped in another future, it would be held twice, once as that
+        // future's capture and once as what it awaits.
+        tokio::spawn(client_conn::serve(io, proxy, client, settings, drain, counted));
     }
     drop(listener);
-    tracing::info!("shutting down: draining in-flight requests for up to {drain:?}");
-    let _ = stop.send(true);
-    drop(stopped);
-    // Every connection holds a receiver until it ends.
+    tracing::info!("shutting down: draining in-flight requests for up to {drain_for:?}");
+    drain.start();
+    let drained = async {
+        while open.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(DRAIN_CHECK).await;
+        }
+    };
     tokio::select! {
-        () = stop.closed() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(drain) => tracing::warn!("drain deadline passed; closing the rest"),
+        () = drained => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(drain_for) => tracing::warn!("drain deadline passed; closing the rest"),
     }
 }
 
