@@ -19,6 +19,9 @@ pub struct Activity {
     parking: AtomicBool,
     /// hyper's connection is put away: the connection waits for bytes with no buffer.
     parked: AtomicBool,
+    /// The connection has waited long enough for its next request to be put away
+    /// (`client_timer`).
+    put_away_due: AtomicBool,
 }
 
 impl Activity {
@@ -30,12 +33,26 @@ impl Activity {
             && self.in_flight.load(Ordering::Relaxed) == 0
     }
 
+    /// Whether hyper's connection is idle and has been silent long enough to be put away.
+    pub fn should_put_away(&self) -> bool {
+        self.is_put_away_due() && self.is_idle()
+    }
+
+    pub(crate) fn put_away_due(&self) {
+        self.put_away_due.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_put_away_due(&self) -> bool {
+        self.put_away_due.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn read_nothing_between_requests(&self) {
         self.waiting.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn read_something(&self) {
         self.waiting.store(false, Ordering::Relaxed);
+        self.put_away_due.store(false, Ordering::Relaxed);
     }
 
     /// A write was tried: a connection that writes is not idle, and is not closed quietly
@@ -57,6 +74,7 @@ impl Activity {
 
     pub fn begin_parking(&self) {
         self.parking.store(true, Ordering::Relaxed);
+        self.put_away_due.store(false, Ordering::Relaxed);
     }
 
     pub(crate) fn is_parking(&self) -> bool {
@@ -104,6 +122,24 @@ mod tests {
         assert!(!activity.is_idle(), "bytes left to write");
         activity.read_something();
         assert!(!activity.is_idle());
+    }
+
+    #[test]
+    fn put_away_when_idle_and_due() {
+        let activity = Activity::default();
+        activity.read_nothing_between_requests();
+        assert!(!activity.should_put_away(), "not due yet");
+        activity.put_away_due();
+        assert!(activity.should_put_away());
+        activity.enter();
+        assert!(!activity.should_put_away(), "a request in flight");
+        activity.leave();
+        activity.read_something();
+        assert!(!activity.should_put_away(), "a read makes it due again only after a wait");
+        activity.read_nothing_between_requests();
+        activity.put_away_due();
+        activity.begin_parking();
+        assert!(!activity.is_put_away_due(), "taken by the parking");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! HTTP/2, told by its connection preface, is served by hyper's HTTP/2 connection.
 //! HTTP/1.1 is served in bursts: hyper's connection, with its read and write buffers, lives
-//! while requests are under way. Once it waits for the next request with nothing in flight
-//! and nothing left to write (`activity`), it is asked to close, the close leaves the socket
+//! while requests are under way. Once it has waited `PUT_AWAY_AFTER` for the next request
+//! with nothing in flight and nothing left to write (`activity`), it is asked to close, the close leaves the socket
 //! open (`client_io`), and the connection waits for its next bytes holding no buffer, as
 //! nginx frees its buffers on an idle keep-alive connection. The next bytes start a new
 //! hyper connection on the same socket, with the same reader and request count.
@@ -227,7 +227,7 @@ async fn burst(
             if let Poll::Ready(ended) = Pin::new(&mut *conn).poll(cx) {
                 return Poll::Ready(ended);
             }
-            if stopping || parking || !framing.activity.is_idle() {
+            if stopping || parking || !framing.activity.should_put_away() {
                 return Poll::Pending;
             }
             // hyper waits for a head with nothing under way: a graceful shutdown closes it

@@ -1,12 +1,16 @@
-//! The two clocks of a client connection while it waits for a request head, on the one
-//! timer that hyper runs there (its `header_read_timeout`):
+//! The clocks of a client connection while it waits for a request head, on the one timer
+//! that hyper runs there (its `header_read_timeout`):
 //!
 //! - the **header timeout**: a head must arrive whole within it of its first byte (and the
 //!   first request within it of the connection's start), so that a client trickling a head
 //!   (slowloris) is cut off;
 //! - the **idle timeout**: a keep-alive connection may then wait this long, without a byte,
 //!   for its next request, as Envoy's and nginx's idle timeouts let it; longer than the
-//!   idle timeouts of the load balancers in front, so that they close first.
+//!   idle timeouts of the load balancers in front, so that they close first;
+//! - **putting away**: a keep-alive connection silent for `PUT_AWAY_AFTER` is marked due to
+//!   give up hyper's connection and its buffers (see `client_conn`). Not at once: a busy
+//!   connection's next request follows within microseconds, and making hyper's connection
+//!   anew for each would cost more than the request itself.
 //!
 //! hyper starts its timer whenever it waits for a head, between keep-alive requests too;
 //! left alone it would close every idle connection at the header timeout. This timer tells
@@ -23,6 +27,9 @@ use hyper::rt::{Sleep, Timer};
 use pin_project_lite::pin_project;
 
 use super::framing::Framing;
+
+/// How long a keep-alive connection waits for its next request before it is put away.
+pub const PUT_AWAY_AFTER: Duration = Duration::from_millis(100);
 
 /// How long a client connection may take, in two cases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +70,13 @@ impl Timer for HeadTimer {
         // Before its first request a connection has no idle time to spend.
         let first = self.framing.served() == 0;
         let wait = if first { self.timeouts.header } else { self.timeouts.idle };
+        let deadline = tokio::time::Instant::from(since + wait);
+        let put_away = (!first).then(|| tokio::time::Instant::from(since + PUT_AWAY_AFTER));
+        let put_away = put_away.filter(|at| *at < deadline);
         Box::pin(HeadSleep {
-            sleep: tokio::time::sleep_until((since + wait).into()),
+            sleep: tokio::time::sleep_until(put_away.unwrap_or(deadline)),
+            deadline,
+            put_away,
             framing: self.framing.clone(),
             baseline: self.framing.bytes_read(),
             header: self.timeouts.header,
@@ -83,6 +95,11 @@ pin_project! {
     struct HeadSleep {
         #[pin]
         sleep: tokio::time::Sleep,
+        // When the wait ends: the idle timeout, or the header timeout once a head began.
+        deadline: tokio::time::Instant,
+        // When the connection is due to be put away, until then; the timer fires there
+        // first.
+        put_away: Option<tokio::time::Instant>,
         framing: Arc<Framing>,
         // Bytes the connection had read when the wait began.
         baseline: u64,
@@ -100,12 +117,16 @@ impl Future for HeadSleep {
         // a head is seen as it arrives.
         if !*this.head_started && this.framing.bytes_read() != *this.baseline {
             *this.head_started = true;
-            let by = tokio::time::Instant::now() + *this.header;
-            if by < this.sleep.deadline() {
-                this.sleep.as_mut().reset(by);
-            }
+            *this.deadline = (*this.deadline).min(tokio::time::Instant::now() + *this.header);
+            *this.put_away = None;
+            this.sleep.as_mut().reset(*this.deadline);
         }
         ready!(this.sleep.as_mut().poll(cx));
+        if this.put_away.take().is_some() {
+            this.framing.activity.put_away_due();
+            this.sleep.as_mut().reset(*this.deadline);
+            ready!(this.sleep.as_mut().poll(cx));
+        }
         // A head under way is held back from hyper and timed by the connection's reader,
         // which answers 408 (see client_io); hyper must not close the connection first.
         if this.framing.partial_head() {
@@ -167,6 +188,38 @@ mod tests {
         assert!(!fired(&mut sleep).await, "more bytes do not extend it");
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(fired(&mut sleep).await, "30 s after the first byte");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_keep_alive_connection_is_due_to_be_put_away_and_waits_on() {
+        let framing = after_a_request();
+        let timer = HeadTimer::new(TIMEOUTS, framing.clone());
+        let mut sleep = timer.sleep(TIMEOUTS.header);
+        tokio::time::advance(PUT_AWAY_AFTER - Duration::from_millis(1)).await;
+        assert!(!fired(&mut sleep).await);
+        assert!(!framing.activity.is_put_away_due());
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert!(!fired(&mut sleep).await, "not a timeout");
+        assert!(framing.activity.is_put_away_due());
+        tokio::time::advance(Duration::from_secs(600)).await;
+        assert!(fired(&mut sleep).await, "the idle timeout still holds");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_is_not_due_to_be_put_away() {
+        let framing = after_a_request();
+        let timer = HeadTimer::new(TIMEOUTS, framing.clone());
+        let mut sleep = timer.sleep(TIMEOUTS.header);
+        framing.count_read(3);
+        assert!(!fired(&mut sleep).await);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!fired(&mut sleep).await);
+        assert!(!framing.activity.is_put_away_due(), "a head is under way");
+        let first = HeadTimer::new(TIMEOUTS, Arc::new(Framing::default()));
+        let mut sleep = first.sleep(TIMEOUTS.header);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!fired(&mut sleep).await);
+        assert!(!framing.activity.is_put_away_due(), "nor one before its first request");
     }
 
     #[tokio::test(start_paused = true)]
