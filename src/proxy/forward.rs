@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 
 use super::app_h1::H1Body;
-use super::body::{RequestBody, StreamError, stream_error_in};
+use super::body::{RequestBody, stream_error_in};
 use super::deadline::with_deadline;
 use super::error::ProxyError;
 use super::framing::{Framing, Verdict};
@@ -311,13 +311,7 @@ impl Proxy {
             Err(err) => err,
         };
         if let Some(cause) = stream_error_in(&err) {
-            return Err(match cause {
-                StreamError::Idle(d) => ProxyError::RequestBodyIdle(d),
-                StreamError::Deadline => {
-                    ProxyError::RequestTimeout(route.timeouts.request.unwrap_or_default())
-                }
-                StreamError::Peer => ProxyError::RequestBodyFailed,
-            });
+            return Err(cause.to_proxy_error(route.timeouts.request));
         }
         let untouched = conn.reused && conn.bytes_read() == before;
         let Some(parts) = replay.filter(|_| untouched) else {
