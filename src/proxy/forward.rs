@@ -200,7 +200,7 @@ impl Proxy {
         let plain = !wants_upgrade && body.is_empty() && self.pool.speaks_h1();
         let exchange = async {
             if plain {
-                let (response, sent_at) = self.exchange_h1(parts, route, &opts).await?;
+                let (response, sent_at) = self.exchange_h1(parts, body, route, &opts).await?;
                 return Ok((response.map(AppBody::H1), None, sent_at));
             }
             // Only a request with nothing to resend, and safe to repeat, may be retried.
@@ -250,36 +250,40 @@ impl Proxy {
         Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
     }
 
-    /// Sends a request without a body over an `app_h1` connection and reads the response
-    /// head, retrying once on a fresh connection when a reused one failed before the app
-    /// sent a single byte and the method is safe to repeat.
+    /// Sends a request over an `app_h1` connection and reads the response head, retrying
+    /// once on a fresh connection when a reused one failed before the app sent a single
+    /// byte, the method is safe to repeat and there is no body to resend.
     async fn exchange_h1(
         &self,
         parts: Parts,
+        body: RequestBody,
         route: &RouteSettings,
         opts: &ConnectOptions,
     ) -> Result<(Response<H1Body>, Instant), ProxyError> {
         let limit = route.validation.max_response_header_bytes;
+        let request_timeout = route.timeouts.request;
         let max_head = opts.max_header_bytes as usize;
+        let replayable = body.is_empty() && parts.method.is_idempotent();
         let (conn, reused) = self.pool.checkout_h1(opts).await?;
         let sent_at = Instant::now();
         let wait = route.timeouts.response_headers;
         let headers_by = wait.map(|w| sent_at + w);
-        let failed = match within(headers_by, wait, conn.send(&parts, max_head)).await? {
+        let failed = match within(headers_by, wait, conn.send(&parts, body, max_head)).await? {
             Ok(response) => return Ok((response, sent_at)),
             Err(failed) => failed,
         };
-        if !reused || failed.answered || !parts.method.is_idempotent() {
-            return Err(failed.error.to_proxy_error(limit));
+        if !reused || failed.answered || !replayable {
+            return Err(failed.error.to_proxy_error(limit, request_timeout));
         }
         tracing::debug!(error = %failed.error, "reused connection failed before any response byte; retrying");
         self.metrics.retries.inc();
         // Boxed: a rare path, kept out of the common request future's size.
         let retry = Box::pin(async {
             let fresh = self.pool.connect_h1(opts).await?;
-            match within(headers_by, wait, fresh.send(&parts, max_head)).await? {
+            let send = fresh.send(&parts, RequestBody::empty(), max_head);
+            match within(headers_by, wait, send).await? {
                 Ok(response) => Ok(response),
-                Err(failed) => Err(failed.error.to_proxy_error(limit)),
+                Err(failed) => Err(failed.error.to_proxy_error(limit, request_timeout)),
             }
         });
         Ok((retry.await?, sent_at))
