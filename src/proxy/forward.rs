@@ -196,8 +196,9 @@ impl Proxy {
         prepare_request(&mut parts, client, offer.as_ref());
         maintenance::strip_bypass_headers(&config.windows, &mut parts.headers);
         let body = RequestBody::new(body, timeouts.idle, deadline);
-        // A request without a body, over HTTP/1.1, is sent and answered on this task.
-        let plain = !wants_upgrade && body.is_empty() && self.pool.speaks_h1();
+        // A request to an HTTP/1.1 app, with or without a body, is sent and answered on
+        // this task; hyper's client keeps upgrades and HTTP/2.
+        let plain = !wants_upgrade && self.pool.speaks_h1();
         let exchange = async {
             if plain {
                 let (response, sent_at) = self.exchange_h1(parts, body, route, &opts).await?;
@@ -263,7 +264,8 @@ impl Proxy {
         let limit = route.validation.max_response_header_bytes;
         let request_timeout = route.timeouts.request;
         let max_head = opts.max_header_bytes as usize;
-        let replayable = body.is_empty() && parts.method.is_idempotent();
+        let bodied = !body.is_empty();
+        let replayable = !bodied && parts.method.is_idempotent();
         let (conn, reused) = self.pool.checkout_h1(opts).await?;
         let sent_at = Instant::now();
         let wait = route.timeouts.response_headers;
@@ -273,6 +275,13 @@ impl Proxy {
             Err(failed) => failed,
         };
         if !reused || failed.answered || !replayable {
+            if bodied {
+                // The request body, if unfinished, was dropped on this task, just now. hyper's
+                // client drops it on its connection task, so the client's connection sees it
+                // gone before the answer is written, and closes rather than keep a
+                // connection whose body was left unread. One yield keeps that order.
+                tokio::task::yield_now().await;
+            }
             return Err(failed.error.to_proxy_error(limit, request_timeout));
         }
         tracing::debug!(error = %failed.error, "reused connection failed before any response byte; retrying");
