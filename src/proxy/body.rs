@@ -13,6 +13,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use super::error::ProxyError;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a body stream was cut short by the proxy.
@@ -32,6 +34,18 @@ impl StreamError {
             StreamError::Idle(_) => "idle_timeout",
             StreamError::Deadline => "request_timeout",
             StreamError::Peer => "peer_error",
+        }
+    }
+
+    /// What the client is answered when its request body fails before the app's response
+    /// head: the same for both HTTP/1.1 clients and HTTP/2. `request_timeout` is the route's.
+    pub fn to_proxy_error(self, request_timeout: Option<Duration>) -> ProxyError {
+        match self {
+            StreamError::Idle(d) => ProxyError::RequestBodyIdle(d),
+            StreamError::Deadline => {
+                ProxyError::RequestTimeout(request_timeout.unwrap_or_default())
+            }
+            StreamError::Peer => ProxyError::RequestBodyFailed,
         }
     }
 }

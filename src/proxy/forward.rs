@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 
 use super::app_h1::H1Body;
-use super::body::{RequestBody, StreamError, stream_error_in};
+use super::body::{RequestBody, stream_error_in};
 use super::deadline::with_deadline;
 use super::error::ProxyError;
 use super::framing::{Framing, Verdict};
@@ -196,11 +196,12 @@ impl Proxy {
         prepare_request(&mut parts, client, offer.as_ref());
         maintenance::strip_bypass_headers(&config.windows, &mut parts.headers);
         let body = RequestBody::new(body, timeouts.idle, deadline);
-        // A request without a body, over HTTP/1.1, is sent and answered on this task.
-        let plain = !wants_upgrade && body.is_empty() && self.pool.speaks_h1();
+        // A request to an HTTP/1.1 app, with or without a body, is sent and answered on
+        // this task; hyper's client keeps upgrades and HTTP/2.
+        let plain = !wants_upgrade && self.pool.speaks_h1();
         let exchange = async {
             if plain {
-                let (response, sent_at) = self.exchange_h1(parts, route, &opts).await?;
+                let (response, sent_at) = self.exchange_h1(parts, body, route, &opts).await?;
                 return Ok((response.map(AppBody::H1), None, sent_at));
             }
             // Only a request with nothing to resend, and safe to repeat, may be retried.
@@ -250,36 +251,48 @@ impl Proxy {
         Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
     }
 
-    /// Sends a request without a body over an `app_h1` connection and reads the response
-    /// head, retrying once on a fresh connection when a reused one failed before the app
-    /// sent a single byte and the method is safe to repeat.
+    /// Sends a request over an `app_h1` connection and reads the response head, retrying
+    /// once on a fresh connection when a reused one failed before the app sent a single
+    /// byte, the method is safe to repeat and there is no body to resend.
     async fn exchange_h1(
         &self,
         parts: Parts,
+        body: RequestBody,
         route: &RouteSettings,
         opts: &ConnectOptions,
     ) -> Result<(Response<H1Body>, Instant), ProxyError> {
         let limit = route.validation.max_response_header_bytes;
+        let request_timeout = route.timeouts.request;
         let max_head = opts.max_header_bytes as usize;
+        let bodied = !body.is_empty();
+        let replayable = !bodied && parts.method.is_idempotent();
         let (conn, reused) = self.pool.checkout_h1(opts).await?;
         let sent_at = Instant::now();
         let wait = route.timeouts.response_headers;
         let headers_by = wait.map(|w| sent_at + w);
-        let failed = match within(headers_by, wait, conn.send(&parts, max_head)).await? {
+        let failed = match within(headers_by, wait, conn.send(&parts, body, max_head)).await? {
             Ok(response) => return Ok((response, sent_at)),
             Err(failed) => failed,
         };
-        if !reused || failed.answered || !parts.method.is_idempotent() {
-            return Err(failed.error.to_proxy_error(limit));
+        if !reused || failed.answered || !replayable {
+            if bodied {
+                // The request body, if unfinished, was dropped on this task, just now. hyper's
+                // client drops it on its connection task, so the client's connection sees it
+                // gone before the answer is written, and closes rather than keep a
+                // connection whose body was left unread. One yield keeps that order.
+                tokio::task::yield_now().await;
+            }
+            return Err(failed.error.to_proxy_error(limit, request_timeout));
         }
         tracing::debug!(error = %failed.error, "reused connection failed before any response byte; retrying");
         self.metrics.retries.inc();
         // Boxed: a rare path, kept out of the common request future's size.
         let retry = Box::pin(async {
             let fresh = self.pool.connect_h1(opts).await?;
-            match within(headers_by, wait, fresh.send(&parts, max_head)).await? {
+            let send = fresh.send(&parts, RequestBody::empty(), max_head);
+            match within(headers_by, wait, send).await? {
                 Ok(response) => Ok(response),
-                Err(failed) => Err(failed.error.to_proxy_error(limit)),
+                Err(failed) => Err(failed.error.to_proxy_error(limit, request_timeout)),
             }
         });
         Ok((retry.await?, sent_at))
@@ -311,13 +324,7 @@ impl Proxy {
             Err(err) => err,
         };
         if let Some(cause) = stream_error_in(&err) {
-            return Err(match cause {
-                StreamError::Idle(d) => ProxyError::RequestBodyIdle(d),
-                StreamError::Deadline => {
-                    ProxyError::RequestTimeout(route.timeouts.request.unwrap_or_default())
-                }
-                StreamError::Peer => ProxyError::RequestBodyFailed,
-            });
+            return Err(cause.to_proxy_error(route.timeouts.request));
         }
         let untouched = conn.reused && conn.bytes_read() == before;
         let Some(parts) = replay.filter(|_| untouched) else {

@@ -1,11 +1,11 @@
 //! Connections to the app.
 //!
-//! HTTP/1.1: pools of idle connections, each closed before the app would close it
-//! (`timeouts.upstreamIdle`), so that the keep-alive race is rare: plain ones for requests
-//! without a body (`app_h1`), hyper's for requests with one. HTTP/2: one shared,
-//! multiplexed connection, replaced when it closes. Each connection counts the bytes it has
-//! read, so that a failed request can tell whether the app answered anything at all (only
-//! then is a retry unsafe).
+//! HTTP/1.1: a pool of idle `app_h1` connections, each closed before the app would close it
+//! (`timeouts.upstreamIdle`), so that the keep-alive race is rare; hyper's HTTP/1.1
+//! connections carry only protocol switches, and are never pooled. HTTP/2: one shared,
+//! multiplexed connection, replaced when it closes. Each of hyper's connections counts the
+//! bytes it has read, so that a failed request can tell whether the app answered anything
+//! at all (only then is a retry unsafe).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,19 +110,6 @@ impl<C> Idle<C> {
     }
 }
 
-/// One of hyper's connections, for requests with a body.
-struct HyperConn {
-    tx: http1::SendRequest<RequestBody>,
-    read: Arc<AtomicU64>,
-}
-
-impl Idle<HyperConn> {
-    fn usable(&self, now: Instant) -> bool {
-        !self.conn.tx.is_closed() && self.fresh(now)
-    }
-}
-
-/// One of `app_h1`'s connections, for requests without a body.
 impl Idle<Box<H1Conn>> {
     fn usable(&self, now: Instant) -> bool {
         self.fresh(now) && self.conn.is_usable()
@@ -139,7 +126,6 @@ struct Inner {
     /// Whether the app has ever sent a response head since the sidecar started.
     answered: std::sync::atomic::AtomicBool,
     protocol: AppProtocol,
-    idle: Mutex<Vec<Idle<HyperConn>>>,
     idle_h1: Mutex<Vec<Idle<Box<H1Conn>>>>,
     shared_h2: Mutex<Option<(http2::SendRequest<RequestBody>, Arc<AtomicU64>)>>,
 }
@@ -151,7 +137,6 @@ impl Pool {
             upstream,
             answered: Default::default(),
             protocol,
-            idle: Mutex::new(Vec::new()),
             idle_h1: Mutex::new(Vec::new()),
             shared_h2: Mutex::new(None),
         });
@@ -163,7 +148,7 @@ impl Pool {
         &self.inner.upstream
     }
 
-    /// Whether requests without a body go over [`H1Conn`]s: HTTP/1.1 to the app.
+    /// Whether requests other than protocol switches go over [`H1Conn`]s: HTTP/1.1 to the app.
     pub fn speaks_h1(&self) -> bool {
         self.inner.protocol == AppProtocol::Http1
     }
@@ -178,7 +163,7 @@ impl Pool {
         }
     }
 
-    /// A connection for one request: an idle or shared one if there is one, else a new one.
+    /// A connection for one request: the shared HTTP/2 one if there is one, else a new one.
     pub async fn checkout(&self, opts: &ConnectOptions) -> Result<Conn, ProxyError> {
         if let Some(conn) = self.take_idle() {
             return Ok(conn);
@@ -188,7 +173,7 @@ impl Pool {
         Box::pin(self.connect(opts, false)).await
     }
 
-    /// A connection for one request without a body, and whether it is a reused one.
+    /// A connection for one request, and whether it is a reused one.
     pub async fn checkout_h1(
         &self,
         opts: &ConnectOptions,
@@ -199,7 +184,7 @@ impl Pool {
         Ok((Box::pin(self.connect_h1(opts)).await?, false))
     }
 
-    /// A new connection for requests without a body, never one from the pool.
+    /// A new `app_h1` connection, never one from the pool.
     pub async fn connect_h1(&self, opts: &ConnectOptions) -> Result<Box<H1Conn>, ProxyError> {
         Ok(H1Conn::new(self.connect_tcp(opts).await?))
     }
@@ -207,7 +192,8 @@ impl Pool {
     fn take_idle_h1(&self) -> Option<Box<H1Conn>> {
         let now = Instant::now();
         let mut idle = self.inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner());
-        // Newest first, as for hyper's connections; one found unusable is closed.
+        // Newest first: the warmest connection, and the least likely to be closed by the
+        // app. One found unusable is closed.
         while let Some(entry) = idle.pop() {
             if entry.usable(now) {
                 return Some(entry.conn);
@@ -224,19 +210,9 @@ impl Pool {
     }
 
     fn take_idle(&self) -> Option<Conn> {
-        if self.inner.protocol == AppProtocol::Http2 {
-            let shared = self.inner.shared_h2.lock().unwrap_or_else(|e| e.into_inner());
-            let (tx, read) = shared.as_ref().filter(|(tx, _)| tx.is_ready())?;
-            return Some(Conn { tx: Sender::H2(tx.clone()), read: read.clone(), reused: true });
-        }
-        let now = Instant::now();
-        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-        // Newest first: the warmest connection, and the least likely to be closed by the app.
-        // Stale ones are left for the reaper; one whose connection task has not yet caught
-        // up with its last response stays for a later request.
-        let ready = idle.iter().rposition(|entry| entry.usable(now) && entry.conn.tx.is_ready())?;
-        let HyperConn { tx, read } = idle.remove(ready).conn;
-        Some(Conn { tx: Sender::H1(tx), read, reused: true })
+        let shared = self.inner.shared_h2.lock().unwrap_or_else(|e| e.into_inner());
+        let (tx, read) = shared.as_ref().filter(|(tx, _)| tx.is_ready())?;
+        Some(Conn { tx: Sender::H2(tx.clone()), read: read.clone(), reused: true })
     }
 
     /// A new connection, never one from the pool. `upgrade` asks for an HTTP/1.1 connection
@@ -289,17 +265,11 @@ impl Pool {
         Ok(stream)
     }
 
-    /// Returns a connection whose last response was read to the end. Its connection task
-    /// may not have caught up yet; `take_idle` only hands out ones that have.
-    pub fn put(&self, conn: Conn, max_idle: Option<Duration>) {
-        let Conn { tx: Sender::H1(tx), read, .. } = conn else {
-            return; // An HTTP/2 connection stays shared; nothing to return.
-        };
-        if tx.is_closed() {
-            return;
-        }
-        let entry = Idle::new(HyperConn { tx, read }, max_idle);
-        self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+    /// Takes back one of hyper's connections whose last response was read to the end:
+    /// there is nothing to keep, as the HTTP/2 connection stays shared and an HTTP/1.1 one
+    /// (opened for a protocol switch) is never reused.
+    pub fn put(&self, conn: Conn, _max_idle: Option<Duration>) {
+        drop(conn);
     }
 }
 
@@ -311,7 +281,6 @@ async fn reap(pool: Weak<Inner>) {
         tick.tick().await;
         let Some(inner) = pool.upgrade() else { return };
         let now = Instant::now();
-        inner.idle.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| c.usable(now));
         inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| c.usable(now));
         let mut shared = inner.shared_h2.lock().unwrap_or_else(|e| e.into_inner());
         if shared.as_ref().is_some_and(|(tx, _)| tx.is_closed()) {

@@ -1,6 +1,7 @@
 //! The app's response body, read from its connection as the client takes it: by length,
-//! chunked, or until the connection closes. Once it has ended cleanly, the connection can
-//! be taken back for the next request.
+//! chunked, or until the connection closes; meanwhile, what is left of the request body
+//! goes on being sent. Once both have ended cleanly, the connection can be taken back for
+//! the next request.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -13,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::conn::H1Conn;
 use super::error::H1Error;
 use super::head::{Framing, Head, MAX_FIELDS};
+use super::send::Upload;
 use crate::proxy::body::BoxError;
 
 /// hyper's limits: chunk extensions over the whole body, and the trailer section.
@@ -44,17 +46,26 @@ pub struct H1Body {
     keep_alive: bool,
     /// Chunk extension bytes so far; they are ignored, but not without end.
     extension_bytes: usize,
+    /// The request body, when the app answered before all of it was sent.
+    upload: Option<Box<Upload>>,
 }
 
-/// The response for a head just read, its body still on `conn`.
-pub(super) fn response(head: Head, conn: Box<H1Conn>) -> Response<H1Body> {
+/// The response for a head just read, its body still on `conn`. `upload`: the rest of the
+/// request body; `writable`: whether writing to the app has not failed.
+pub(super) fn response(
+    head: Head,
+    conn: Box<H1Conn>,
+    upload: Option<Box<Upload>>,
+    writable: bool,
+) -> Response<H1Body> {
     let state = match head.framing {
         Framing::None => State::Done,
         Framing::Length(n) => State::Length(n),
         Framing::Chunked => State::ChunkSize,
         Framing::UntilClose => State::UntilClose,
     };
-    let body = H1Body { conn: Some(conn), state, keep_alive: head.keep_alive, extension_bytes: 0 };
+    let keep_alive = head.keep_alive && writable;
+    let body = H1Body { conn: Some(conn), state, keep_alive, extension_bytes: 0, upload };
     let mut response = Response::new(body);
     *response.status_mut() = head.status;
     *response.version_mut() = head.version;
@@ -69,9 +80,10 @@ pub(super) fn response(head: Head, conn: Box<H1Conn>) -> Response<H1Body> {
 
 impl H1Body {
     /// The connection, once the body has ended cleanly and the app left it fit for another
-    /// request: it said nothing against keep-alive and sent nothing past the body.
+    /// request: it said nothing against keep-alive and sent nothing past the body, and the
+    /// request body was sent whole.
     pub fn take_reusable(&mut self) -> Option<Box<H1Conn>> {
-        let ended = self.is_end_stream();
+        let ended = self.is_end_stream() && self.upload.is_none();
         let conn = self.conn.take_if(|c| ended && self.keep_alive && c.buf.is_empty())?;
         Some(conn)
     }
@@ -79,7 +91,26 @@ impl H1Body {
     fn fail(&mut self, error: H1Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.state = State::Failed;
         self.conn = None;
+        self.upload = None;
         Poll::Ready(Some(Err(Box::new(error))))
+    }
+
+    /// Sends more of the request body, if any is left. The response goes on whatever
+    /// happens to it: the app has answered, and a body it needed and did not get shows as a
+    /// response that stalls, which the response's own watchdog ends.
+    fn poll_upload(&mut self, cx: &mut Context<'_>) {
+        let (Some(upload), Some(conn)) = (self.upload.as_mut(), self.conn.as_mut()) else {
+            return;
+        };
+        match upload.poll_send(conn, cx) {
+            Poll::Pending => return,
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = ?e, "the rest of the request body was not sent");
+                self.keep_alive = false;
+            }
+        }
+        self.upload = None;
     }
 
     /// Up to `remaining` bytes from what has been read, if any has.
@@ -102,6 +133,9 @@ impl Body for H1Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if this.upload.is_some() {
+            this.poll_upload(cx);
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
             match this.state {
@@ -244,6 +278,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::proxy::body::RequestBody;
 
     /// Sends a GET over a real socket to an "app" that answers `reply` (then closes if
     /// `close`), and returns the response with its body still to read.
@@ -263,7 +298,7 @@ mod tests {
                 std::future::pending::<()>().await;
             }
         });
-        H1Conn::new(client).send(&parts, 8192).await.unwrap()
+        H1Conn::new(client).send(&parts, RequestBody::empty(), 8192).await.unwrap()
     }
 
     /// Every frame of a body: its data joined, its trailers, or the error.

@@ -1,7 +1,9 @@
 //! How an exchange with the app fails.
 
 use std::io;
+use std::time::Duration;
 
+use crate::proxy::body::StreamError;
 use crate::proxy::error::ProxyError;
 
 /// Why an exchange failed.
@@ -15,6 +17,9 @@ pub enum H1Error {
     Closed,
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// The client's request body failed before the app's response head.
+    #[error("the request body failed: {0}")]
+    RequestBody(StreamError),
 }
 
 /// A failed exchange.
@@ -27,14 +32,15 @@ pub struct Failed {
 }
 
 impl H1Error {
-    /// The failure kind the client is answered with: the same three outcomes as
-    /// `pool::exchange_error` gives hyper's errors. `limit` is the route's header section
-    /// limit.
-    pub fn to_proxy_error(&self, limit: u32) -> ProxyError {
+    /// The failure kind the client is answered with: the same outcomes as
+    /// `pool::exchange_error` and `StreamError::to_proxy_error` give hyper's errors. `limit`
+    /// is the route's header section limit, `request_timeout` its whole-request timeout.
+    pub fn to_proxy_error(&self, limit: u32, request_timeout: Option<Duration>) -> ProxyError {
         match self {
             H1Error::HeadTooLarge => ProxyError::ResponseHeadersTooLarge { limit },
             H1Error::Malformed(_) => ProxyError::MalformedResponse,
             H1Error::Closed | H1Error::Io(_) => ProxyError::ConnectionTerminated,
+            H1Error::RequestBody(cause) => cause.to_proxy_error(request_timeout),
         }
     }
 }

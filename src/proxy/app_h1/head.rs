@@ -1,6 +1,7 @@
 //! The two heads of an exchange with the app: the request head written, and the response
 //! head parsed, with the framing of the body that follows it (RFC 9112 §6.3).
 
+use std::io::Write as _;
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
@@ -43,20 +44,43 @@ pub struct Head {
     pub keep_alive: bool,
 }
 
+/// The field a request head gains for its body, as hyper's client adds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// None: no body, or the request's own Content-Length frames it.
+    None,
+    /// The body's exact size, where the request states none.
+    ContentLength(u64),
+    /// `Transfer-Encoding: chunked`, for a body of unknown size.
+    Chunked,
+}
+
 /// Writes the request line and fields of `parts` (already in origin form, hop-by-hop
-/// fields gone) into `dst`, as hyper's client would for a request without a body: the
-/// fields as they are, with no Content-Length added.
-pub fn encode_request(dst: &mut Vec<u8>, parts: &Parts) {
+/// fields gone) into `dst`, as hyper's client would: the fields as they are, then the one
+/// that frames the body, if any. A Content-Length that the request carries is left out
+/// when another field frames the body: hyper removes it (it cannot be valid then).
+pub fn encode_request(dst: &mut Vec<u8>, parts: &Parts, added: Added) {
     dst.extend_from_slice(parts.method.as_str().as_bytes());
     dst.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     dst.extend_from_slice(target.as_bytes());
     dst.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
+        if added != Added::None && name == header::CONTENT_LENGTH {
+            continue;
+        }
         dst.extend_from_slice(name.as_str().as_bytes());
         dst.extend_from_slice(b": ");
         dst.extend_from_slice(value.as_bytes());
         dst.extend_from_slice(b"\r\n");
+    }
+    match added {
+        Added::None => {}
+        Added::ContentLength(n) => {
+            // Writing to a Vec cannot fail.
+            let _ = write!(dst, "content-length: {n}\r\n");
+        }
+        Added::Chunked => dst.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     dst.extend_from_slice(b"\r\n");
 }
@@ -205,7 +229,7 @@ mod tests {
             .unwrap()
             .into_parts();
         let mut out = Vec::new();
-        encode_request(&mut out, &parts);
+        encode_request(&mut out, &parts, Added::None);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /a?b=1 HTTP/1.1\r\nhost: app\r\nx-one: 1\r\n\r\n"
@@ -213,8 +237,28 @@ mod tests {
         parts.uri = "*".parse().unwrap();
         parts.method = Method::OPTIONS;
         let mut out = Vec::new();
-        encode_request(&mut out, &parts);
+        encode_request(&mut out, &parts, Added::None);
         assert!(out.starts_with(b"OPTIONS * HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn the_field_that_frames_a_body_comes_last_and_replaces_content_length() {
+        let (parts, ()) = http::Request::post("/")
+            .header("host", "app")
+            .header("content-length", "bad")
+            .header("x-one", "1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut out = Vec::new();
+        encode_request(&mut out, &parts, Added::Chunked);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST / HTTP/1.1\r\nhost: app\r\nx-one: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        encode_request(&mut out, &parts, Added::ContentLength(12));
+        assert!(out.ends_with(b"x-one: 1\r\ncontent-length: 12\r\n\r\n"));
     }
 
     #[test]
