@@ -8,9 +8,8 @@
 //!   for its next request, as Envoy's and nginx's idle timeouts let it; longer than the
 //!   idle timeouts of the load balancers in front, so that they close first;
 //! - **putting away**: a keep-alive connection silent for `PUT_AWAY_AFTER` is marked due to
-//!   give up hyper's connection and its buffers (see `client_conn`). Not at once: a busy
-//!   connection's next request follows within microseconds, and making hyper's connection
-//!   anew for each would cost more than the request itself.
+//!   give up hyper's connection and its buffers (see `client_conn`): a busy client's
+//!   connection waits that long; others are put away as soon as they are idle.
 //!
 //! hyper starts its timer whenever it waits for a head, between keep-alive requests too;
 //! left alone it would close every idle connection at the header timeout. This timer tells
@@ -28,7 +27,9 @@ use pin_project_lite::pin_project;
 
 use super::framing::Framing;
 
-/// How long a keep-alive connection waits for its next request before it is put away.
+/// How long a busy client's keep-alive connection waits for its next request before it is
+/// put away; a client whose next request came sooner than this after its connection was put
+/// away is busy.
 pub const PUT_AWAY_AFTER: Duration = Duration::from_millis(100);
 
 /// How long a client connection may take, in two cases.

@@ -7,7 +7,7 @@
 //!   failure kinds, which the layers above produce from their own failures), `body` (body
 //!   plumbing: stream errors, the idle and deadline watchdog, the request body),
 //!   `deadline`, `drain` (the word to shut down), `tap`.
-//! - The app side: `app_h1` (the HTTP/1.1 client for requests without a body) and `pool`
+//! - The app side: `app_h1` (the HTTP/1.1 client, on the request's own task) and `pool`
 //!   (connections to the app, hyper's client for the rest).
 //! - The client side: `activity` (whether a connection is idle), `framing` (what a
 //!   connection's reader, timer and request handler share), `scanner` (the first reader of

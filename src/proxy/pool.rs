@@ -264,13 +264,6 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
-
-    /// Takes back one of hyper's connections whose last response was read to the end:
-    /// there is nothing to keep, as the HTTP/2 connection stays shared and an HTTP/1.1 one
-    /// (opened for a protocol switch) is never reused.
-    pub fn put(&self, conn: Conn, _max_idle: Option<Duration>) {
-        drop(conn);
-    }
 }
 
 /// Closes idle connections as they go stale, so that the app never sees one of ours

@@ -253,9 +253,9 @@ impl Finish {
     /// `h1`: the `app_h1` connection the body was read from, if it can be reused.
     pub(super) fn complete(mut self, h1: Option<Box<H1Conn>>) {
         let Some(pool) = self.pool.take() else { return };
-        if let Some(conn) = self.conn.take() {
-            pool.put(conn, self.max_idle);
-        }
+        // hyper's connections are not pooled: an HTTP/2 one stays shared, and an HTTP/1.1
+        // one (opened for a protocol switch) is never reused.
+        drop(self.conn.take());
         if let Some(conn) = h1 {
             pool.put_h1(conn, self.max_idle);
         }
