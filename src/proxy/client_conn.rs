@@ -59,9 +59,7 @@ impl ConnSettings {
         h2.timer(TokioTimer::new());
         ConnSettings { h1, h2, timeouts }
     }
-}
 
-impl ConnSettings {
     /// How long a connection that has served `served` requests waits for its next one:
     /// before the first, the header timeout; then the idle timeout.
     fn wait_for(&self, served: u64) -> Duration {
