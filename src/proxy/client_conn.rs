@@ -38,9 +38,8 @@ use super::drain::Drain;
 use super::forward::{Client, Proxy};
 use super::framing::InFlight;
 use super::response_body::ProxyBody;
+use super::scanner::H2_PREFACE;
 
-/// The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How often a connection whose first bytes are part of the preface looks for the rest.
 const PREFACE_POLL: Duration = Duration::from_millis(5);
 
@@ -58,12 +57,6 @@ impl ConnSettings {
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
         ConnSettings { h1, h2, timeouts }
-    }
-
-    /// How long a connection that has served `served` requests waits for its next one:
-    /// before the first, the header timeout; then the idle timeout.
-    fn wait_for(&self, served: u64) -> Duration {
-        if served == 0 { self.timeouts.header } else { self.timeouts.idle }
     }
 }
 
@@ -197,7 +190,7 @@ async fn serve_h1(
         let activity = &service.client.framing.activity;
         activity.set_parked(true);
         let parked_at = Instant::now();
-        let by = parked_at + settings.wait_for(service.client.framing.served());
+        let by = parked_at + settings.timeouts.wait_for(service.client.framing.served());
         let woken = until(&io, shutdown, by, |io, cx| io.poll_readable(cx)).await;
         activity.set_parked(false);
         if woken.is_none_or(|readable| readable.is_err()) {

@@ -41,6 +41,14 @@ pub struct ClientTimeouts {
     pub idle: Duration,
 }
 
+impl ClientTimeouts {
+    /// How long a connection that has served `served` requests may wait for the next one
+    /// without a byte: before the first, the header timeout; then the idle timeout.
+    pub fn wait_for(&self, served: u64) -> Duration {
+        if served == 0 { self.header } else { self.idle }
+    }
+}
+
 impl Default for ClientTimeouts {
     fn default() -> Self {
         ClientTimeouts { header: Duration::from_secs(30), idle: Duration::from_secs(3600) }
@@ -69,8 +77,9 @@ impl Timer for HeadTimer {
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
         let since = deadline.checked_sub(self.timeouts.header).unwrap_or(deadline);
         // Before its first request a connection has no idle time to spend.
-        let first = self.framing.served() == 0;
-        let wait = if first { self.timeouts.header } else { self.timeouts.idle };
+        let served = self.framing.served();
+        let first = served == 0;
+        let wait = self.timeouts.wait_for(served);
         let deadline = tokio::time::Instant::from(since + wait);
         let put_away = (!first).then(|| tokio::time::Instant::from(since + PUT_AWAY_AFTER));
         let put_away = put_away.filter(|at| *at < deadline);

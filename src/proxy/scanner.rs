@@ -21,8 +21,10 @@ use super::framing::{Framing, MAX_HEADERS, Refusal};
 
 /// A chunk-size line longer than this is not followed (hyper refuses long extensions).
 const MAX_CHUNK_LINE: usize = 4096;
+/// The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The part of the HTTP/2 connection preface that reads like a request head.
-const H2_PREFACE_HEAD: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
+const H2_PREFACE_HEAD: &[u8] = H2_PREFACE.split_at(18).0;
 
 /// What became of the bytes fed to the scanner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
