@@ -290,37 +290,38 @@ hold_idle() {
 idle_result() { awk -v n="$2" '/^opened/ { print $2, $4, $6; found = 1 } END { if (!found) print 0, 0, n }' "$1"; }
 per_conn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (n > 0 ? (b - a) / n : 0) }'; }
 
+# idle_phase MODE N SECONDS NGINX_LISTEN NGINX_H2_LISTEN NGINX_BODIES_LISTEN SIDECAR ADMIN:
+# a fresh nginx and a fresh sidecar (so that "before" is their idle size, not whatever
+# memory the load above left in their allocators), N idle MODE connections held on each at
+# once, then both stopped. Prints "nginx_before nginx_held sidecar_before sidecar_held"
+# (KiB), then "opened ok errors" of nginx and of the sidecar, then KiB per connection of
+# each. MODE h2 talks h2c to nginx's `http2` listener and to the sidecar's one port (it
+# tells HTTP/2's preface from HTTP/1.1).
+idle_phase() {
+  local mode=$1 n=$2 secs=$3 listen=$4 listen_h2=$5 listen_bodies=$6 sidecar=$7 admin=$8
+  local conf="$dir/idle-$mode" master sc worker naddr=$4
+  [ "$mode" = h1 ] || naddr=$listen_h2
+  nginx_conf "$conf" "$listen" "$listen_h2" "$listen_bodies"
+  "${on_proxy[@]}" "$NGINX_BIN" -c "$conf/nginx.conf" -p "$conf" >/dev/null & master=$!; pids+=("$master")
+  "${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$sidecar" --upstream "$UP" --admin "$admin" >/dev/null 2>"$out/portcullis-idle-$mode.log" & sc=$!; pids+=("$sc")
+  wait_port "$naddr"; wait_port "$sidecar"
+  sleep 0.5
+  worker=$(pgrep -P "$master" | head -n1)
+  hold_idle "$mode" "$n" "$secs" "$worker" "$naddr" "$sc" "$sidecar"
+  kill "$master" "$sc" 2>/dev/null || true
+  local nb nh pb ph no nok nerr po pok perr
+  read -r nb nh pb ph <<< "$held_rss"
+  read -r no nok nerr po pok perr <<< "$held_res"
+  echo "$nb $nh $pb $ph $no $nok $nerr $po $pok $perr $(per_conn "$nb" "$nh" "$no") $(per_conn "$pb" "$ph" "$po")"
+}
+
 phase "4/10 $IDLE_CONNECTIONS idle HTTP/1.1 keep-alive connections on each proxy for ${IDLE_SECONDS}s..."
-# Fresh proxies, so that "before" is their idle size rather than whatever memory the load
-# above left in their allocators for the idle connections to reuse.
-IDLE_NGINX=127.0.0.1:18090 IDLE_PC=127.0.0.1:18093
-nginx_conf "$dir/idle" "$IDLE_NGINX" 127.0.0.1:18091 127.0.0.1:18098
-"${on_proxy[@]}" "$NGINX_BIN" -c "$dir/idle/nginx.conf" -p "$dir/idle" & idle_master=$!; pids+=("$idle_master")
-"${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$IDLE_PC" --upstream "$UP" --admin 127.0.0.1:18095 2>"$out/portcullis-idle.log" & idle_pc=$!; pids+=("$idle_pc")
-wait_port "$IDLE_NGINX"; wait_port "$IDLE_PC"
-sleep 0.5
-idle_worker=$(pgrep -P "$idle_master" | head -n1)
-hold_idle h1 "$IDLE_CONNECTIONS" "$IDLE_SECONDS" "$idle_worker" "$IDLE_NGINX" "$idle_pc" "$IDLE_PC"
-kill "$idle_master" "$idle_pc" 2>/dev/null || true
-read -r in_before in_held ip_before ip_held <<< "$held_rss"
-read -r in_opened in_ok in_err ip_opened ip_ok ip_err <<< "$held_res"
-in_per=$(per_conn "$in_before" "$in_held" "$in_opened") ip_per=$(per_conn "$ip_before" "$ip_held" "$ip_opened")
+read -r in_before in_held ip_before ip_held in_opened in_ok in_err ip_opened ip_ok ip_err in_per ip_per < <(
+  idle_phase h1 "$IDLE_CONNECTIONS" "$IDLE_SECONDS" 127.0.0.1:18090 127.0.0.1:18091 127.0.0.1:18098 127.0.0.1:18093 127.0.0.1:18095)
 
 phase "5/10 $IDLE_H2_CONNECTIONS idle HTTP/2 connections on each proxy for ${IDLE_H2_SECONDS}s..."
-# Fresh proxies again; the clients talk h2c to nginx's `http2` listener and to the sidecar's
-# one port (it tells HTTP/2's preface from HTTP/1.1).
-H2I_NGINX_H2=127.0.0.1:18111 H2I_PC=127.0.0.1:18113
-nginx_conf "$dir/idle-h2" 127.0.0.1:18110 "$H2I_NGINX_H2" 127.0.0.1:18112
-"${on_proxy[@]}" "$NGINX_BIN" -c "$dir/idle-h2/nginx.conf" -p "$dir/idle-h2" & h2i_master=$!; pids+=("$h2i_master")
-"${on_proxy[@]}" "$BIN_DIR/portcullis" proxy --listen "$H2I_PC" --upstream "$UP" --admin 127.0.0.1:18114 2>"$out/portcullis-idle-h2.log" & h2i_pc=$!; pids+=("$h2i_pc")
-wait_port "$H2I_NGINX_H2"; wait_port "$H2I_PC"
-sleep 0.5
-h2i_worker=$(pgrep -P "$h2i_master" | head -n1)
-hold_idle h2 "$IDLE_H2_CONNECTIONS" "$IDLE_H2_SECONDS" "$h2i_worker" "$H2I_NGINX_H2" "$h2i_pc" "$H2I_PC"
-kill "$h2i_master" "$h2i_pc" 2>/dev/null || true
-read -r jn_before jn_held jp_before jp_held <<< "$held_rss"
-read -r jn_opened jn_ok jn_err jp_opened jp_ok jp_err <<< "$held_res"
-jn_per=$(per_conn "$jn_before" "$jn_held" "$jn_opened") jp_per=$(per_conn "$jp_before" "$jp_held" "$jp_opened")
+read -r jn_before jn_held jp_before jp_held jn_opened jn_ok jn_err jp_opened jp_ok jp_err jn_per jp_per < <(
+  idle_phase h2 "$IDLE_H2_CONNECTIONS" "$IDLE_H2_SECONDS" 127.0.0.1:18110 127.0.0.1:18111 127.0.0.1:18112 127.0.0.1:18113 127.0.0.1:18114)
 
 phase "6/10 the sidecar's own 503..."
 MW=127.0.0.1:18084
