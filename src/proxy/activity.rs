@@ -87,7 +87,7 @@ impl Activity {
         self.parking.swap(false, Ordering::Relaxed)
     }
 
-    /// A request was handed to the service (see `Framing::enter`).
+    /// A request was handed to the service (see `client_conn`'s `InFlight`).
     pub(crate) fn enter(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }

@@ -36,7 +36,6 @@ use super::client_io::ClientIo;
 use super::client_timer::{ClientTimeouts, HeadTimer, PUT_AWAY_AFTER};
 use super::drain::Drain;
 use super::forward::{Client, Proxy};
-use super::framing::InFlight;
 use super::response_body::ProxyBody;
 use super::scanner::H2_PREFACE;
 
@@ -274,12 +273,30 @@ impl Service<Request<Incoming>> for ClientService {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Answer>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let in_flight = self.client.framing.enter();
-        let (proxy, client) = (self.proxy.clone(), self.client.clone());
+        // The request's own reference to its client doubles as its place in the count.
+        let in_flight = InFlight::enter(self.client.clone());
+        let proxy = self.proxy.clone();
         Box::pin(async move {
-            let response = proxy.handle(&client, req).await;
+            let response = proxy.handle(&in_flight.0, req).await;
             Ok(response.map(|body| Answer { body, _in_flight: in_flight }))
         })
+    }
+}
+
+/// A request counted as in flight on its connection (`Activity`), from the service's call
+/// until its response body is dropped or the call is given up.
+struct InFlight(Arc<Client>);
+
+impl InFlight {
+    fn enter(client: Arc<Client>) -> Self {
+        client.framing.activity.enter();
+        InFlight(client)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.framing.activity.leave();
     }
 }
 

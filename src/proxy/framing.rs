@@ -3,8 +3,8 @@
 //! refused and why, how many have been served, how many bytes have been read, the answer
 //! to a request that asked to switch protocols, and whether the connection is idle.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -83,16 +83,6 @@ pub struct Framing {
     pub activity: Activity,
 }
 
-/// A request in flight; see [`Framing::enter`].
-#[derive(Debug)]
-pub struct InFlight(Arc<Framing>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.activity.leave();
-    }
-}
-
 const UNANSWERED: u8 = 0;
 const SWITCHED: u8 = 1;
 const NOT_SWITCHED: u8 = 2;
@@ -140,13 +130,6 @@ impl Framing {
             return Verdict::Ambiguous;
         }
         Verdict::Serve { answer_switch: self.upgrade_at.load(Ordering::Acquire) == index }
-    }
-
-    /// Counts a request as in flight until the returned guard is dropped (with its
-    /// response's body, once hyper has written it or given up on it).
-    pub fn enter(self: &Arc<Self>) -> InFlight {
-        self.activity.enter();
-        InFlight(self.clone())
     }
 
     /// Records that request `index`'s head is refused (the first refusal only: nothing after
