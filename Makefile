@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS := $(VENV)/.installed
 IMAGE ?= portcullis:dev
 
-.PHONY: all build test lint deny unit chart demo bench soak crds tools image clean fuzz fuzz-ci
+.PHONY: all build test lint deny unit chart grpc demo bench soak crds tools image clean fuzz fuzz-ci
 
 all: build
 
@@ -48,13 +48,21 @@ chart: tools
 	  $(CARGO) test --quiet --test controller --test tls --test webhook > target/recorders.log 2>&1
 	set -o pipefail; $(PY) -m pytest tests/chart -q -p no:cacheprovider 2>&1 | tee target/chart.log
 
-# Ends with one line that adds up every test binary's results and the chart's.
-test: lint deny unit chart
+## gRPC through the real binary, run with the flags `portcullis inject` writes, between a
+## real grpcio server and real grpcio clients on 127.0.0.1 (tests/grpc).
+grpc: tools
+	@mkdir -p target
+	$(CARGO) build --quiet --bin portcullis
+	set -o pipefail; $(PY) -m pytest tests/grpc -q -p no:cacheprovider 2>&1 | tee target/grpc.log
+
+# Ends with one line that adds up every test binary's results, the chart's and gRPC's.
+test: lint deny unit chart grpc
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { print p, f }' target/test.log > target/rust.sum
 	@read p f < target/rust.sum; \
-	  cp=$$(grep -Eo '[0-9]+ passed' target/chart.log | tail -1 | grep -Eo '[0-9]+' || echo 0); \
-	  cf=$$(grep -Eo '[0-9]+ failed' target/chart.log | tail -1 | grep -Eo '[0-9]+' || echo 0); \
-	  echo "summary: $$((p + cp)) passed, $$((f + cf)) failed"
+	  count() { grep -Eo "[0-9]+ $$1" "$$2" | tail -1 | grep -Eo '[0-9]+' || echo 0; }; \
+	  cp=$$(count passed target/chart.log); cf=$$(count failed target/chart.log); \
+	  gp=$$(count passed target/grpc.log); gf=$$(count failed target/grpc.log); \
+	  echo "summary: $$((p + cp + gp)) passed, $$((f + cf + gf)) failed"
 
 ## Regenerate crds/ and the chart's copy from the Rust types (a test fails when they drift).
 crds:

@@ -292,8 +292,18 @@ async fn grpc_app() -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_to_the_app_carries_grpc_with_trailers() {
-    let proxy =
-        Running::start_with(grpc_app().await, "", portcullis::proxy::AppProtocol::Http2).await;
+    grpc_calls_through(portcullis::proxy::AppProtocol::Http2).await;
+}
+
+/// gRPC exists only over HTTP/2: it goes to the app over HTTP/2 even where the app's
+/// protocol is HTTP/1.1 (issue 20: an injected pod whose port says nothing of gRPC).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_goes_to_the_app_over_http2_whatever_the_app_protocol() {
+    grpc_calls_through(portcullis::proxy::AppProtocol::Http1).await;
+}
+
+async fn grpc_calls_through(app_protocol: portcullis::proxy::AppProtocol) {
+    let proxy = Running::start_with(grpc_app().await, "", app_protocol).await;
     let stream = TcpStream::connect(proxy.addr).await.unwrap();
     let (mut tx, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),

@@ -180,6 +180,38 @@ impl ProxyError {
         }
     }
 
+    /// The gRPC status a gRPC client is answered with (in a trailers-only response), as
+    /// gRPC's own HTTP-to-gRPC mapping has it, except that the timeouts say
+    /// DEADLINE_EXCEEDED: the call took too long, the app is not broken.
+    pub fn grpc_status(&self) -> GrpcStatus {
+        use ProxyError::*;
+        match self {
+            ConnectTimeout(_) | ResponseHeadersTimeout(_) | RequestTimeout(_) => {
+                GrpcStatus::DeadlineExceeded
+            }
+            RequestBodyIdle(_) | ClientHeaderTimeout(_) => GrpcStatus::DeadlineExceeded,
+            RequestHeadTooLarge { .. } | TooManyRequestHeaders { .. } => {
+                GrpcStatus::ResourceExhausted
+            }
+            UpgradeNotAllowed { .. } => GrpcStatus::PermissionDenied,
+            UnsupportedTransferCoding => GrpcStatus::Unimplemented,
+            RequestBodyFailed | AmbiguousFraming | MalformedRequest(_) | InvalidHost(_) => {
+                GrpcStatus::Internal
+            }
+            ConnectRefused
+            | ConnectFailed(_)
+            | ConnectionTerminated
+            | MalformedResponse
+            | ResponseHeadersTooLarge { .. }
+            | ContentTypeMismatch { .. }
+            | Maintenance(_)
+            | Overloaded { .. }
+            | QueueTimeout { .. }
+            | AppStarting
+            | ClientConnectionLimit { .. } => GrpcStatus::Unavailable,
+        }
+    }
+
     /// Whole seconds after which a retry may succeed, for the 503s.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
@@ -220,6 +252,24 @@ impl ProxyError {
                 // (Envoy closes too, against smuggling in upgrade payloads).
                 | UpgradeNotAllowed { .. }
         )
+    }
+}
+
+/// The gRPC status codes the sidecar answers gRPC clients with (grpc/doc/statuscodes.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpcStatus {
+    DeadlineExceeded = 4,
+    PermissionDenied = 7,
+    ResourceExhausted = 8,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+}
+
+impl GrpcStatus {
+    /// The `grpc-status` value.
+    pub fn code(self) -> u16 {
+        self as u16
     }
 }
 
@@ -268,6 +318,29 @@ mod tests {
         for (err, status, ps) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
             assert_eq!(err.proxy_status_error(), ps, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_clients_get_deadline_exceeded_for_504s_and_unavailable_for_502s_and_503s() {
+        let secs = Duration::from_secs(1);
+        let cases = [
+            (ProxyError::ConnectTimeout(secs), 4),
+            (ProxyError::ResponseHeadersTimeout(secs), 4),
+            (ProxyError::RequestTimeout(secs), 4),
+            (ProxyError::RequestBodyIdle(secs), 4),
+            (ProxyError::ConnectRefused, 14),
+            (ProxyError::ConnectionTerminated, 14),
+            (ProxyError::MalformedResponse, 14),
+            (ProxyError::ContentTypeMismatch { found: "x/y".into() }, 14),
+            (ProxyError::Overloaded { retry_after: 1 }, 14),
+            (ProxyError::AppStarting, 14),
+            (ProxyError::RequestHeadTooLarge { limit: 1 }, 8),
+            (ProxyError::UpgradeNotAllowed { protocol: "foo".into() }, 7),
+            (ProxyError::InvalidHost("missing"), 13),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.grpc_status().code(), code, "{err:?}");
         }
     }
 

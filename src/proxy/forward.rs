@@ -197,8 +197,9 @@ impl Proxy {
         maintenance::strip_bypass_headers(&config.windows, &mut parts.headers);
         let body = RequestBody::new(body, timeouts.idle, deadline);
         // A request to an HTTP/1.1 app, with or without a body, is sent and answered on
-        // this task; hyper's client keeps upgrades and HTTP/2.
-        let plain = !wants_upgrade && self.pool.speaks_h1();
+        // this task; hyper's client keeps upgrades, HTTP/2 apps, and gRPC, which exists
+        // only over HTTP/2.
+        let plain = !wants_upgrade && self.pool.speaks_h1() && !headers::is_grpc(&parts.headers);
         let exchange = async {
             if plain {
                 let (response, sent_at) = self.exchange_h1(parts, body, route, &opts).await?;
@@ -312,7 +313,7 @@ impl Proxy {
         let mut conn = if wants_upgrade {
             Box::pin(self.pool.connect(opts, true)).await?
         } else {
-            self.pool.checkout(opts).await?
+            self.pool.checkout_h2(opts).await?
         };
         let sent_at = Instant::now();
         let wait = route.timeouts.response_headers;
@@ -396,6 +397,7 @@ impl Proxy {
             detail: &detail,
             retry_after: err.retry_after(),
             retry_now_futile: err.retry_now_futile(),
+            grpc_status: err.grpc_status(),
         };
         let mut response = respond::render(&local, audience);
         if err.closes_client_connection() && version < Version::HTTP_2 {

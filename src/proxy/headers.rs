@@ -75,6 +75,19 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == HTTP2_SETTINGS
 }
 
+/// Whether a request is gRPC (`application/grpc`, `application/grpc+proto`, ...), which
+/// exists only over HTTP/2 and so goes to the app over HTTP/2 whatever its protocol.
+/// gRPC-Web (`application/grpc-web...`) is not: it was made for HTTP/1.1, and follows the
+/// app's protocol like any other request.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else { return false };
+    let ct = ct.as_bytes();
+    const GRPC: &[u8] = b"application/grpc";
+    ct.len() >= GRPC.len()
+        && ct[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+        && matches!(ct.get(GRPC.len()), None | Some(b'+' | b';' | b' ' | b'\t'))
+}
+
 /// Appends this hop to Via, naming the protocol version it was received with.
 pub fn append_via(headers: &mut HeaderMap, received: Version) {
     let value = match received {
@@ -195,6 +208,29 @@ mod tests {
             h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn grpc_is_told_by_its_content_type_and_grpc_web_is_not() {
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC+json",
+            "application/grpc; charset=utf-8",
+        ] {
+            assert!(is_grpc(&map(&[("content-type", ct)])), "{ct}");
+        }
+        for ct in [
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpc-web-text",
+            "application/grpcx",
+            "application/json",
+            "grpc",
+        ] {
+            assert!(!is_grpc(&map(&[("content-type", ct)])), "{ct}");
+        }
+        assert!(!is_grpc(&HeaderMap::new()));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! HTTP/1.1: a pool of idle `app_h1` connections, each closed before the app would close it
 //! (`timeouts.upstreamIdle`), so that the keep-alive race is rare; hyper's HTTP/1.1
 //! connections carry only protocol switches, and are never pooled. HTTP/2: one shared,
-//! multiplexed connection, replaced when it closes. Each of hyper's connections counts the
+//! multiplexed connection, replaced when it closes; it carries every request to an HTTP/2
+//! app, and gRPC requests to any app (gRPC exists only over HTTP/2). Each of hyper's connections counts the
 //! bytes it has read, so that a failed request can tell whether the app answered anything
 //! at all (only then is a retry unsafe).
 
@@ -33,7 +34,8 @@ pub enum AppProtocol {
     /// HTTP/1.1 with a pool of keep-alive connections.
     #[default]
     Http1,
-    /// HTTP/2 with prior knowledge (h2c), for gRPC apps and others that speak it.
+    /// HTTP/2 with prior knowledge (h2c), for apps that speak it. gRPC requests go over
+    /// HTTP/2 whatever the app's protocol.
     Http2,
 }
 
@@ -163,8 +165,8 @@ impl Pool {
         }
     }
 
-    /// A connection for one request: the shared HTTP/2 one if there is one, else a new one.
-    pub async fn checkout(&self, opts: &ConnectOptions) -> Result<Conn, ProxyError> {
+    /// The shared HTTP/2 connection for one request, made when there is none.
+    pub async fn checkout_h2(&self, opts: &ConnectOptions) -> Result<Conn, ProxyError> {
         if let Some(conn) = self.take_idle() {
             return Ok(conn);
         }
@@ -215,15 +217,16 @@ impl Pool {
         Some(Conn { tx: Sender::H2(tx.clone()), read: read.clone(), reused: true })
     }
 
-    /// A new connection, never one from the pool. `upgrade` asks for an HTTP/1.1 connection
-    /// that a 101 response hands over to the protocol it switches to.
+    /// A new connection, never one from the pool: HTTP/2, which becomes the shared one, or
+    /// with `upgrade` an HTTP/1.1 connection that a 101 response hands over to the protocol
+    /// it switches to.
     pub async fn connect(&self, opts: &ConnectOptions, upgrade: bool) -> Result<Conn, ProxyError> {
         let stream = self.connect_tcp(opts).await?;
         let read = Arc::new(AtomicU64::new(0));
         let io = TokioIo::new(ReadTap::new(stream, ByteCount(read.clone())));
         let log =
             |e: hyper::Error| tracing::debug!(error = %e, "app connection ended with an error");
-        if self.inner.protocol == AppProtocol::Http2 && !upgrade {
+        if !upgrade {
             let (tx, conn) = http2::Builder::new(TokioExecutor::new())
                 .max_header_list_size(opts.max_header_bytes)
                 .handshake(io)

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
+use super::error::GrpcStatus;
 use super::headers::PROXY_NAME;
 use super::response_body::ProxyBody;
 use crate::api::ErrorFormat;
@@ -101,6 +102,8 @@ pub struct Local<'a> {
     pub retry_after: Option<u64>,
     /// Tell clients and meshes that retrying at once will not help.
     pub retry_now_futile: bool,
+    /// The `grpc-status` for a gRPC client.
+    pub grpc_status: GrpcStatus,
 }
 
 pub fn render(local: &Local<'_>, audience: Audience) -> Response<ProxyBody> {
@@ -116,19 +119,18 @@ pub fn render(local: &Local<'_>, audience: Audience) -> Response<ProxyBody> {
     if local.retry_now_futile {
         // Envoy does not retry a response that carries this, and other meshes follow it.
         response = response.header("x-envoy-overloaded", "true");
-        if audience.form == Form::Grpc {
-            // gRPC's retry pushback: wait this long before any retry.
-            let ms = local.retry_after.unwrap_or(1) * 1000;
-            response = response.header("grpc-retry-pushback-ms", ms);
-        }
     }
     if audience.form == Form::Grpc {
+        if let Some(seconds) = local.retry_after {
+            // gRPC's retry pushback (gRFC A6): a client with a retry policy waits this
+            // long before its next attempt, Retry-After's word in gRPC's terms.
+            response = response.header("grpc-retry-pushback-ms", seconds * 1000);
+        }
         // gRPC clients read the outcome from grpc-status: a trailers-only response.
-        let code = if local.status == StatusCode::GATEWAY_TIMEOUT { "4" } else { "14" };
         return response
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/grpc")
-            .header("grpc-status", code)
+            .header("grpc-status", local.grpc_status.code())
             .header("grpc-message", grpc_percent_encode(local.detail))
             .body(ProxyBody::empty())
             .expect("valid response parts");
