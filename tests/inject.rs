@@ -151,6 +151,8 @@ fn injects_every_workload_kind_and_passes_the_rest_through() {
         );
         let upstream = format!("127.0.0.1:{app_port}");
         assert_eq!(args_of(sidecar)[4], upstream, "{kind}");
+        // No pod of the fixture names its port for HTTP/2 or sets the annotation.
+        assert_eq!(args_of(sidecar)[5..7], ["--app-protocol", "http1"], "{kind}");
         assert_eq!(sidecar["env"][2], json!({"name": "PORTCULLIS_CONTROLLER_CA", "value": run.ca}));
         let app_port_json = pod["spec"]["containers"]
             .as_array()
@@ -165,6 +167,7 @@ fn injects_every_workload_kind_and_passes_the_rest_through() {
         )
         .unwrap();
         assert_eq!(annotation["appPort"], app_port, "{kind}");
+        assert_eq!(annotation["appProtocol"], "http1", "{kind}");
         assert_eq!(annotation["version"], VERSION);
         let volumes = pod["spec"]["volumes"].as_array().unwrap();
         assert_eq!(volumes.last().unwrap()["name"], "portcullis-token", "{kind}");
@@ -232,7 +235,7 @@ fn reads_a_pod_from_stdin_with_the_ca_from_the_environment() {
     assert_eq!(
         text(&out.stderr),
         "Pod default/web: injected: sidecar port http (4180) in front of container web port \
-         8080, app port renamed app-http\n"
+         8080, app protocol http1 (default), app port renamed app-http\n"
     );
     let docs = documents(&text(&out.stdout));
     assert_eq!(
@@ -243,7 +246,7 @@ fn reads_a_pod_from_stdin_with_the_ca_from_the_environment() {
             "metadata": {
                 "name": "web",
                 "annotations": {"portcullis.dev/injected": format!(
-                    r#"{{"version":"{VERSION}","port":"http","appPort":8080,"proxyPort":4180,"renamedTo":"app-http"}}"#
+                    r#"{{"version":"{VERSION}","port":"http","appPort":8080,"appProtocol":"http1","proxyPort":4180,"renamedTo":"app-http"}}"#
                 )}
             },
             "spec": {
@@ -255,7 +258,7 @@ fn reads_a_pod_from_stdin_with_the_ca_from_the_environment() {
                     "imagePullPolicy": "IfNotPresent",
                     "restartPolicy": "Always",
                     "args": ["proxy", "--listen", "0.0.0.0:4180", "--upstream", "127.0.0.1:8080",
-                        "--admin", "0.0.0.0:9901",
+                        "--app-protocol", "http1", "--admin", "0.0.0.0:9901",
                         "--controller", "https://portcullis.portcullis-system.svc:8090",
                         "--log-format", "json", "--workers", "1"],
                     "env": [
@@ -296,6 +299,96 @@ fn reads_a_pod_from_stdin_with_the_ca_from_the_environment() {
 }
 
 #[test]
+fn the_app_protocol_follows_the_port_name_and_the_annotation() {
+    let ca = ca_pem();
+    let manifests = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: shop}
+spec:
+  containers:
+  - name: api
+    image: api:1
+    ports: [{name: grpc-web, containerPort: 9000}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: legacy
+  namespace: shop
+  annotations: {portcullis.dev/app-protocol: http1}
+spec:
+  containers:
+  - name: legacy
+    image: legacy:1
+    ports: [{name: grpc, containerPort: 9000}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: typo
+  namespace: shop
+  annotations: {portcullis.dev/app-protocol: grpc}
+spec:
+  containers:
+  - name: typo
+    image: typo:1
+    ports: [{name: grpc, containerPort: 9000}]
+";
+    let out = inject(&["-f", "-", "--ca-pem", &ca], manifests, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "Pod shop/api: injected: sidecar port grpc-web (4180) in front of container api port \
+         9000, app protocol http2 (port name grpc-web), app port renamed app-grpc-web\n\
+         Pod shop/legacy: injected: sidecar port grpc (4180) in front of container legacy port \
+         9000, app protocol http1 (annotation), app port renamed app-grpc\n\
+         Pod shop/typo: left unchanged (invalid_annotation): portcullis.dev/app-protocol: \
+         \"grpc\" is neither http1 nor http2\n"
+    );
+    let input = documents(manifests);
+    let output = documents(&text(&out.stdout));
+    for (name, flag) in [("api", "http2"), ("legacy", "http1")] {
+        let pod = named(&output, "Pod", name);
+        assert_eq!(
+            args_of(sidecar_of(pod))[3..7],
+            ["--upstream", "127.0.0.1:9000", "--app-protocol", flag]
+        );
+        let annotation: Value = serde_json::from_str(
+            pod["metadata"]["annotations"]["portcullis.dev/injected"].as_str().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(annotation["appProtocol"], flag, "{name}");
+    }
+    assert_eq!(named(&output, "Pod", "typo"), named(&input, "Pod", "typo"));
+    kubernetes_validate::validate(&text(&out.stdout), 3);
+}
+
+/// The injector keeps its own protocol type, so as not to depend on the data plane: every
+/// value it writes must be one the sidecar's `--app-protocol` takes, and the other way
+/// round, or injected sidecars would not start (or could not be told a protocol).
+#[test]
+fn every_app_protocol_the_injector_writes_is_one_the_sidecar_takes() {
+    use clap::ValueEnum;
+    use portcullis::inject::AppProtocol;
+    use portcullis::proxy::AppProtocol as SidecarProtocol;
+
+    let written: Vec<&str> = AppProtocol::ALL.iter().map(|p| p.as_flag()).collect();
+    assert_eq!(written, ["http1", "http2"]);
+    for flag in &written {
+        assert!(
+            <SidecarProtocol as ValueEnum>::from_str(flag, false).is_ok(),
+            "--app-protocol {flag}"
+        );
+    }
+    let taken: Vec<String> = SidecarProtocol::value_variants()
+        .iter()
+        .map(|v| v.to_possible_value().unwrap().get_name().to_owned())
+        .collect();
+    assert_eq!(taken, written);
+}
+
+#[test]
 fn the_config_file_shapes_the_sidecar() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("inject.yaml");
@@ -326,6 +419,8 @@ fn the_config_file_shapes_the_sidecar() {
             "0.0.0.0:15001",
             "--upstream",
             "127.0.0.1:8080",
+            "--app-protocol",
+            "http1",
             "--admin",
             "0.0.0.0:15000",
             "--controller",

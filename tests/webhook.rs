@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use expected::{CA, sidecar, token_volume};
+use expected::{CA, sidecar, sidecar_with_protocol, token_volume};
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 
 // --- Transport: the only place that knows how bytes reach the webhook. ---
@@ -373,9 +373,11 @@ async fn several_containers() {
         patch,
         json!([
             {"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
-             "value": injected_annotation("grpc", 9000, "app-grpc")["portcullis.dev/injected"]},
+             "value": expected::annotation_with_protocol("grpc", 9000, "http2", "app-grpc")},
             {"op": "replace", "path": "/spec/containers/1/ports/0/name", "value": "app-grpc"},
-            {"op": "add", "path": "/spec/initContainers/-", "value": sidecar(9000, json!("grpc"), "1")},
+            // Named grpc: the sidecar speaks HTTP/2 to the app.
+            {"op": "add", "path": "/spec/initContainers/-",
+             "value": sidecar_with_protocol(9000, json!("grpc"), "1", "http2")},
             {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
         ])
     );
@@ -527,6 +529,47 @@ async fn skips_and_failures_are_events_on_the_owner() {
     assert_eq!(events(&api, 2).await.len(), 2);
     assert_eq!(api.patches(), []);
     api.save_requests("inject-webhook");
+}
+
+/// The annotation beats the port's name; a value the sidecar cannot take leaves the pod
+/// alone, and its owner is told which annotation and value, and what it may be.
+#[tokio::test]
+async fn the_app_protocol_annotation_wins_and_a_bad_one_is_an_event() {
+    let api = support::fake_api::FakeApi::start().await;
+    let reporter = Reporter { controller: "portcullis".into(), instance: Some("test-0".into()) };
+    let harness = Harness::start_with(Some(Recorder::new(api.client(), reporter)), CA).await;
+    let grpc = json!({"ports": [{"name": "grpc", "containerPort": 9000, "protocol": "TCP"}]});
+    let mut pod = pod(json!({}), json!([container("api", grpc)]));
+
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/app-protocol": "http1"});
+    let (answer, patch) = harness.admit(&pod).await;
+    assert_eq!(answer, allowed_with_patch());
+    let patch = patch.expect("a patch");
+    assert_eq!(
+        patch[0],
+        json!({"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
+               "value": expected::annotation_with_protocol("grpc", 9000, "http1", "app-grpc")})
+    );
+    assert_eq!(
+        patch[2],
+        json!({"op": "add", "path": "/spec/initContainers",
+               "value": [sidecar_with_protocol(9000, json!("grpc"), "1", "http1")]})
+    );
+    check_patched(&harness, &pod, &patch).await;
+
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/app-protocol": "grpc"});
+    let (answer, patch) = harness.admit(&pod).await;
+    assert_eq!((answer, patch), (allowed_unchanged(), None));
+    assert_eq!(harness.count("skipped", "invalid_annotation"), 1);
+    let published = events(&api, 1).await;
+    let (_, event) = &published[0];
+    assert_eq!((&event["type"], &event["reason"]), (&json!("Normal"), &json!("InjectionSkipped")));
+    assert_eq!(
+        event["note"],
+        "pod web-7d9c5b8f4-: portcullis.dev/app-protocol: \"grpc\" is neither http1 nor http2 \
+         (invalid_annotation)"
+    );
+    assert_eq!(harness.count("injected", "injected"), 1);
 }
 
 /// What every earlier release injected: an admin port named `portcullis-admin`, 16

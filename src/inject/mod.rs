@@ -5,6 +5,7 @@
 //!   own validation ([`crate::apiserver`]), or the reason to leave the pod alone.
 //! - [`pod`]: the patch planned (port choice and overrides in their own files).
 //! - [`outcome`]: what was decided: injected, skipped, or an invalid mutation held back.
+//! - [`app_protocol`]: what the sidecar speaks to the app, HTTP/1.1 or HTTP/2.
 //! - [`sidecar`]: the sidecar container and its token volume.
 //! - [`port_name`]: the app port's new name, a valid and unique IANA service name.
 //! - [`quantity`]: resource quantities, for per-pod overrides and the worker count.
@@ -34,7 +35,24 @@
 //! - The kubelet's probes and lifecycle hooks of that container that named the port are
 //!   rewritten to its number: they keep reaching the app directly, so a maintenance window
 //!   (where the sidecar answers 503) never gets a pod restarted.
+//!
+//! # The app's protocol
+//!
+//! The sidecar speaks HTTP/1.1 to the app unless told `--app-protocol http2`; a gRPC app
+//! needs HTTP/2 and should need no configuration. For the port taken over, in order:
+//!
+//! 1. the pod annotation `portcullis.dev/app-protocol`: `http1` or `http2`; any other
+//!    value skips the pod (`invalid_annotation`);
+//! 2. the port's original name: `grpc`, `h2c` or `http2`, alone or followed by `-` and
+//!    more (`grpc-web`, `h2c-internal`), is HTTP/2;
+//! 3. else HTTP/1.1.
+//!
+//! A container port has no `appProtocol` field (Service ports do, and the injector sees
+//! no Service), so there is nothing else in the pod to go by. The choice is written in the
+//! `portcullis.dev/injected` annotation (`appProtocol`), and with its source in the
+//! summary (the log, and `portcullis inject`'s note).
 
+pub mod app_protocol;
 pub mod config;
 /// What the tests, here and in tests/, send and expect: one copy for all of them.
 #[cfg(test)]
@@ -53,12 +71,13 @@ pub mod sidecar;
 pub mod webhook;
 pub mod workload;
 
+pub use app_protocol::{AppProtocol, ProtocolSource};
 pub use config::InjectConfig;
 pub use mutate::mutate;
 pub use names::{
-    ADMIN_PORT_NAME, CA_ENV, CPU_LIMIT_ANNOTATION, CPU_REQUEST_ANNOTATION, IMAGE_ANNOTATION,
-    INJECT_LABEL, INJECTED_ANNOTATION, MEMORY_LIMIT_ANNOTATION, MEMORY_REQUEST_ANNOTATION,
-    PORT_ANNOTATION, SIDECAR_NAME, TOKEN_AUDIENCE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
-    UNNAMED_PORT_NAME,
+    ADMIN_PORT_NAME, APP_PROTOCOL_ANNOTATION, CA_ENV, CPU_LIMIT_ANNOTATION, CPU_REQUEST_ANNOTATION,
+    IMAGE_ANNOTATION, INJECT_LABEL, INJECTED_ANNOTATION, MEMORY_LIMIT_ANNOTATION,
+    MEMORY_REQUEST_ANNOTATION, PORT_ANNOTATION, SIDECAR_NAME, TOKEN_AUDIENCE, TOKEN_MOUNT_PATH,
+    TOKEN_VOLUME, UNNAMED_PORT_NAME,
 };
 pub use outcome::{Injection, InvalidMutation, Outcome, Skip, SkipReason, Summary};

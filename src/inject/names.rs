@@ -4,6 +4,8 @@
 pub const INJECT_LABEL: &str = "portcullis.dev/inject";
 /// The app port to take over: a port name, or a container port number.
 pub const PORT_ANNOTATION: &str = "portcullis.dev/port";
+/// What the sidecar speaks to the app: `http1` or `http2`, over what the port's name says.
+pub const APP_PROTOCOL_ANNOTATION: &str = "portcullis.dev/app-protocol";
 pub const IMAGE_ANNOTATION: &str = "portcullis.dev/proxy-image";
 pub const CPU_REQUEST_ANNOTATION: &str = "portcullis.dev/proxy-cpu-request";
 pub const CPU_LIMIT_ANNOTATION: &str = "portcullis.dev/proxy-cpu-limit";

@@ -5,6 +5,7 @@ use std::fmt;
 
 use json_patch::Patch;
 
+use super::app_protocol::{AppProtocol, ProtocolSource};
 use crate::apiserver::FieldError;
 
 /// Why a pod was left alone; `as_str` is the `reason` label of
@@ -60,6 +61,9 @@ pub struct Summary {
     /// The name of the sidecar's serving port (the app port's original name).
     pub port: Option<String>,
     pub proxy_port: u16,
+    /// What the sidecar speaks to the app, and why.
+    pub app_protocol: AppProtocol,
+    pub protocol_source: ProtocolSource,
     /// The app port's new name; None when it had no name.
     pub renamed_to: Option<String>,
     pub image: String,
@@ -76,6 +80,7 @@ impl fmt::Display for Summary {
             "sidecar port {port} ({}) in front of container {} port {}",
             self.proxy_port, self.container, self.app_port
         )?;
+        write!(f, ", app protocol {} ({})", self.app_protocol, self.protocol_source)?;
         if let Some(renamed) = &self.renamed_to {
             write!(f, ", app port renamed {renamed}")?;
         }

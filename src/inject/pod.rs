@@ -9,9 +9,10 @@
 //! (`portcullis.dev/port` neither a name nor a port number), `port_not_found`,
 //! `no_named_port`, `not_tcp`, `ambiguous_port` (another app container declares a port of
 //! the same name, which Services would still reach around the sidecar), `port_in_use`
-//! (a container of the pod declares `proxyPort` or `adminPort`), and last the sidecar's
-//! own overrides: `invalid_annotation` (image or resource quantity; the message names the
-//! annotation).
+//! (a container of the pod declares `proxyPort` or `adminPort`), then the app's protocol:
+//! `invalid_annotation` (`portcullis.dev/app-protocol` neither `http1` nor `http2`), and
+//! last the sidecar's own overrides: `invalid_annotation` (image or resource quantity; the
+//! message names the annotation).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -22,6 +23,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::app_protocol::app_protocol;
 use super::config::InjectConfig;
 use super::names::{
     ADMIN_PORT_NAME, INJECT_LABEL, INJECTED_ANNOTATION, SIDECAR_NAME, TOKEN_VOLUME,
@@ -41,6 +43,7 @@ struct InjectedAnnotation<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<&'a str>,
     app_port: i32,
+    app_protocol: &'a str,
     proxy_port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     renamed_to: Option<&'a str>,
@@ -117,6 +120,8 @@ pub(super) fn plan(
         }
     }
     ports_free(spec, config)?;
+    let (protocol, protocol_source) = app_protocol(annotations, original)
+        .or_else(|error| skip(SkipReason::InvalidAnnotation, error.to_string()))?;
     let settings = settings(annotations, config)?;
 
     // Every name in the pod, so that neither new name collides with one.
@@ -136,6 +141,7 @@ pub(super) fn plan(
         version: env!("CARGO_PKG_VERSION"),
         port: sidecar_port.as_deref(),
         app_port: port.container_port,
+        app_protocol: protocol.as_flag(),
         proxy_port: config.proxy_port,
         renamed_to: renamed_to.as_deref(),
     })
@@ -169,6 +175,7 @@ pub(super) fn plan(
         workers: settings.workers,
         port_name: sidecar_port.clone(),
         app_port: port.container_port,
+        app_protocol: protocol,
         ca_pem,
     };
     let container = to_json(&sidecar.container());
@@ -182,6 +189,8 @@ pub(super) fn plan(
             app_port: port.container_port,
             port: sidecar_port,
             proxy_port: config.proxy_port,
+            app_protocol: protocol,
+            protocol_source,
             renamed_to,
             image: settings.image,
             workers: settings.workers,

@@ -4,11 +4,14 @@ use super::*;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 
+use crate::inject::app_protocol::{AppProtocol, ProtocolSource};
 use crate::inject::expected;
 use crate::inject::mutate::refusals_after;
 use crate::inject::{Outcome, mutate};
 
-use expected::{CA, VERSION, annotation, sidecar, token_volume};
+use expected::{
+    CA, VERSION, annotation, annotation_with_protocol, sidecar, sidecar_with_protocol, token_volume,
+};
 
 fn plain_pod() -> Value {
     json!({
@@ -80,6 +83,8 @@ fn plain_pod_gets_these_exact_operations() {
             app_port: 8080,
             port: Some("http".into()),
             proxy_port: 4180,
+            app_protocol: AppProtocol::Http1,
+            protocol_source: ProtocolSource::Default,
             renamed_to: Some("app-http".into()),
             image: format!("ghcr.io/portcullis-dev/portcullis:{VERSION}"),
             workers: Some(1),
@@ -88,7 +93,8 @@ fn plain_pod_gets_these_exact_operations() {
     );
     assert_eq!(
         injection.summary.to_string(),
-        "sidecar port http (4180) in front of container web port 8080, app port renamed app-http"
+        "sidecar port http (4180) in front of container web port 8080, app protocol http1 \
+         (default), app port renamed app-http"
     );
 }
 
@@ -201,8 +207,8 @@ fn probes_and_hooks_on_the_named_port_move_to_its_number() {
     );
     assert_eq!(
         injection.summary.to_string(),
-        "sidecar port http (4180) in front of container web port 8080, app port renamed \
-         app-http, livenessProbe, readinessProbe, lifecycle.preStop now reach the app port by \
+        "sidecar port http (4180) in front of container web port 8080, app protocol http1 \
+         (default), app port renamed app-http, livenessProbe, readinessProbe, lifecycle.preStop now reach the app port by \
          number"
     );
     let patched = apply(&pod, &injection.patch);
@@ -236,7 +242,8 @@ fn the_first_named_port_of_the_first_container_that_has_one_is_taken() {
     let ops = serde_json::to_value(&injection.patch).unwrap();
     assert_eq!(ops[1]["path"], "/spec/containers/1/ports/1/name");
     assert_eq!(ops[1]["value"], "app-grpc");
-    assert_eq!(ops[2]["value"][0], sidecar(9000, json!("grpc"), "1"));
+    // Named grpc: the sidecar speaks HTTP/2 to it.
+    assert_eq!(ops[2]["value"][0], sidecar_with_protocol(9000, json!("grpc"), "1", "http2"));
 }
 
 #[test]
@@ -249,12 +256,17 @@ fn annotation_by_number_takes_an_unnamed_port() {
     assert_eq!(
         ops[0],
         json!({"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
-               "value": format!(r#"{{"version":"{VERSION}","port":"portcullis","appPort":8080,"proxyPort":4180}}"#)})
+               "value": format!(r#"{{"version":"{VERSION}","port":"portcullis","appPort":8080,"appProtocol":"http1","proxyPort":4180}}"#)})
     );
     // No rename: the next operation is the sidecar, whose port is named `portcullis`.
     assert_eq!(ops[1]["path"], "/spec/initContainers");
     assert_eq!(ops[1]["value"][0], sidecar(8080, json!("portcullis"), "1"));
     assert_eq!(injection.summary.renamed_to, None);
+    // No name to go by: HTTP/1.1.
+    assert_eq!(
+        (injection.summary.app_protocol, injection.summary.protocol_source),
+        (AppProtocol::Http1, ProtocolSource::Default)
+    );
 }
 
 #[test]
@@ -359,6 +371,8 @@ fn config_shapes_the_sidecar() {
             "0.0.0.0:15001",
             "--upstream",
             "127.0.0.1:8080",
+            "--app-protocol",
+            "http1",
             "--admin",
             "0.0.0.0:15000",
             "--controller",
@@ -569,6 +583,125 @@ fn bad_overrides_are_reported_by_annotation() {
             "{annotation}"
         );
     }
+}
+
+/// `plain_pod` with its one port named `name`, and `annotations` on it.
+fn pod_with_port(name: &str, annotations: Value) -> Value {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["ports"][0]["name"] = json!(name);
+    pod["metadata"]["annotations"] = annotations;
+    pod
+}
+
+/// The sidecar's `--app-protocol`, right after `--upstream`, and the annotation's.
+fn protocol_written(injection: &Injection) -> (Value, Value) {
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    let ops = ops.as_array().unwrap();
+    let sidecar = ops.iter().find(|op| op["path"] == "/spec/initContainers").unwrap();
+    let args = &sidecar["value"][0]["args"];
+    assert_eq!((&args[3], &args[5]), (&json!("--upstream"), &json!("--app-protocol")));
+    let annotation: Value = serde_json::from_str(ops[0]["value"].as_str().unwrap()).unwrap();
+    (args[6].clone(), annotation["appProtocol"].clone())
+}
+
+#[test]
+fn a_port_named_grpc_gets_a_sidecar_speaking_http2() {
+    let pod = pod_with_port("grpc", json!({"team": "shop"}));
+    let injection = injected(&pod);
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(
+        ops,
+        json!([
+            {"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
+             "value": annotation_with_protocol("grpc", 8080, "http2", "app-grpc")},
+            {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-grpc"},
+            {"op": "add", "path": "/spec/initContainers",
+             "value": [sidecar_with_protocol(8080, json!("grpc"), "1", "http2")]},
+            {"op": "add", "path": "/spec/volumes", "value": [token_volume()]}
+        ])
+    );
+    assert_eq!(
+        ops[0]["value"],
+        format!(
+            r#"{{"version":"{VERSION}","port":"grpc","appPort":8080,"appProtocol":"http2","proxyPort":4180,"renamedTo":"app-grpc"}}"#
+        )
+    );
+    assert_eq!(injection.summary.app_protocol, AppProtocol::Http2);
+    assert_eq!(injection.summary.protocol_source, ProtocolSource::PortName("grpc".into()));
+    assert_eq!(
+        injection.summary.to_string(),
+        "sidecar port grpc (4180) in front of container web port 8080, app protocol http2 \
+         (port name grpc), app port renamed app-grpc"
+    );
+}
+
+#[test]
+fn the_port_name_says_which_protocol() {
+    let cases = [
+        ("grpc-web", "http2", ProtocolSource::PortName("grpc-web".into())),
+        ("h2c", "http2", ProtocolSource::PortName("h2c".into())),
+        ("http2-api", "http2", ProtocolSource::PortName("http2-api".into())),
+        ("http", "http1", ProtocolSource::Default),
+        ("grpcweb", "http1", ProtocolSource::Default),
+        ("web-grpc", "http1", ProtocolSource::Default),
+    ];
+    for (name, flag, source) in cases {
+        let injection = injected(&pod_with_port(name, json!({})));
+        assert_eq!(protocol_written(&injection), (json!(flag), json!(flag)), "{name}");
+        assert_eq!(injection.summary.app_protocol.as_flag(), flag, "{name}");
+        assert_eq!(injection.summary.protocol_source, source, "{name}");
+    }
+}
+
+#[test]
+fn an_unnamed_port_chosen_by_number_is_http1() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080}]);
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/port": "8080"});
+    let injection = injected(&pod);
+    assert_eq!(protocol_written(&injection), (json!("http1"), json!("http1")));
+    assert_eq!(injection.summary.protocol_source, ProtocolSource::Default);
+}
+
+#[test]
+fn the_annotation_wins_over_the_port_name() {
+    let http1 = pod_with_port("grpc", json!({"portcullis.dev/app-protocol": "http1"}));
+    let injection = injected(&http1);
+    assert_eq!(protocol_written(&injection), (json!("http1"), json!("http1")));
+    assert_eq!(injection.summary.protocol_source, ProtocolSource::Annotation);
+    assert_eq!(
+        injection.summary.to_string(),
+        "sidecar port grpc (4180) in front of container web port 8080, app protocol http1 \
+         (annotation), app port renamed app-grpc"
+    );
+
+    let http2 = pod_with_port("http", json!({"portcullis.dev/app-protocol": " http2 "}));
+    let injection = injected(&http2);
+    assert_eq!(protocol_written(&injection), (json!("http2"), json!("http2")));
+    assert_eq!(
+        (injection.summary.app_protocol, injection.summary.protocol_source),
+        (AppProtocol::Http2, ProtocolSource::Annotation)
+    );
+}
+
+#[test]
+fn an_app_protocol_annotation_other_than_http1_or_http2_is_reported() {
+    for (value, message) in [
+        ("grpc", r#"portcullis.dev/app-protocol: "grpc" is neither http1 nor http2"#),
+        ("HTTP2", r#"portcullis.dev/app-protocol: "HTTP2" is neither http1 nor http2"#),
+        ("", r#"portcullis.dev/app-protocol: "" is neither http1 nor http2"#),
+    ] {
+        let pod = pod_with_port("grpc", json!({"portcullis.dev/app-protocol": value}));
+        assert_eq!(
+            skipped(&pod),
+            Skip { reason: SkipReason::InvalidAnnotation, message: message.into() },
+            "{value:?}"
+        );
+    }
+    // The port is checked first: an annotation on a pod skipped for its port is not news.
+    let mut udp = pod_with_port("dns", json!({"portcullis.dev/app-protocol": "grpc"}));
+    udp["spec"]["containers"][0]["ports"][0]["protocol"] = json!("UDP");
+    assert_eq!(skipped(&udp).reason, SkipReason::NotTcp);
 }
 
 #[test]

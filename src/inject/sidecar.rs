@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::app_protocol::AppProtocol;
 use super::config::InjectConfig;
 use super::names::{
     ADMIN_PORT_NAME, CA_ENV, SIDECAR_NAME, TOKEN_AUDIENCE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
@@ -33,6 +34,8 @@ pub struct Sidecar<'a> {
     pub port_name: Option<String>,
     /// The app's port, that the sidecar forwards to on 127.0.0.1.
     pub app_port: i32,
+    /// What the sidecar speaks to the app.
+    pub app_protocol: AppProtocol,
     /// The controller's CA bundle (PEM), the only roots the sidecar trusts.
     pub ca_pem: &'a str,
 }
@@ -51,6 +54,10 @@ impl Sidecar<'_> {
             &format!("0.0.0.0:{}", config.proxy_port),
             "--upstream",
             &format!("127.0.0.1:{}", self.app_port),
+            // Always written, the default too: the pod then says what its sidecar speaks,
+            // whatever a later release's default.
+            "--app-protocol",
+            self.app_protocol.as_flag(),
             "--admin",
             &format!("0.0.0.0:{}", config.admin_port),
             "--controller",
