@@ -159,3 +159,39 @@ async fn an_app_that_answers_as_it_reads_gets_the_rest_of_the_body() {
     }
     assert!(got.ends_with(b"\r\n\r\nabcdef"), "{}", String::from_utf8_lossy(&got));
 }
+
+/// The wait for the response headers (`timeouts.responseHeaders`) begins once the request
+/// has been sent whole, as Envoy's route timeout and nginx's `proxy_read_timeout` count: an
+/// upload that takes longer than it is not a slow app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_longer_than_the_response_headers_timeout_is_answered() {
+    let app = apps::raw(|mut s| async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(5).any(|w| w == b"0\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(n @ 1..) => got.extend_from_slice(&buf[..n]),
+                _ => return,
+            }
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    })
+    .await;
+    let config = "apiVersion: portcullis.dev/v1alpha1\nkind: UpstreamPolicy\n\
+                  metadata: {name: p}\nspec:\n  timeouts: {responseHeaders: 1s}\n";
+    let proxy = Running::start(app, config).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    // Three seconds of upload, a chunk every 300 ms.
+    for _ in 0..10 {
+        client.write_all(b"3\r\nabc\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    client.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    read_until(&mut client, &mut got, b"\r\n\r\nok").await;
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&got));
+}

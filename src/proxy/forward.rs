@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::app_h1::H1Body;
 use super::body::{RequestBody, stream_error_in};
 use super::deadline::with_deadline;
+use super::duplex::Duplex;
 use super::error::ProxyError;
 use super::framing::{Framing, Verdict};
 use super::headers;
@@ -195,14 +196,15 @@ impl Proxy {
         let method = parts.method.clone();
         prepare_request(&mut parts, client, offer.as_ref());
         maintenance::strip_bypass_headers(&config.windows, &mut parts.headers);
-        let body = RequestBody::new(body, timeouts.idle, deadline);
+        let (body, duplex) = RequestBody::new(body, timeouts.idle, deadline);
         // A request to an HTTP/1.1 app, with or without a body, is sent and answered on
         // this task; hyper's client keeps upgrades, HTTP/2 apps, and gRPC, which exists
         // only over HTTP/2.
         let plain = !wants_upgrade && self.pool.speaks_h1() && !headers::is_grpc(&parts.headers);
         let exchange = async {
             if plain {
-                let (response, sent_at) = self.exchange_h1(parts, body, route, &opts).await?;
+                let (response, sent_at) =
+                    self.exchange_h1(parts, body, duplex.as_deref(), route, &opts).await?;
                 return Ok((response.map(AppBody::H1), None, sent_at));
             }
             // Only a request with nothing to resend, and safe to repeat, may be retried.
@@ -210,7 +212,14 @@ impl Proxy {
                 .then(|| parts.clone());
             let req = Request::from_parts(parts, body);
             // Boxed: the common request future stays the size of the plain path's.
-            let exchange = Box::pin(self.exchange(req, replay, route, &opts, wants_upgrade));
+            let exchange = Box::pin(self.exchange(
+                req,
+                replay,
+                duplex.as_deref(),
+                route,
+                &opts,
+                wants_upgrade,
+            ));
             let (response, conn, sent_at) = exchange.await?;
             Ok((response.map(AppBody::Hyper), Some(conn), sent_at))
         };
@@ -248,7 +257,7 @@ impl Proxy {
             metrics: self.metrics.clone(),
             _held: held,
         };
-        let body = UpstreamBody::new(body, timeouts.idle, deadline, finish);
+        let body = UpstreamBody::new(body, timeouts.idle, deadline, finish, duplex);
         Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
     }
 
@@ -259,6 +268,7 @@ impl Proxy {
         &self,
         parts: Parts,
         body: RequestBody,
+        duplex: Option<&Duplex>,
         route: &RouteSettings,
         opts: &ConnectOptions,
     ) -> Result<(Response<H1Body>, Instant), ProxyError> {
@@ -271,7 +281,8 @@ impl Proxy {
         let sent_at = Instant::now();
         let wait = route.timeouts.response_headers;
         let headers_by = wait.map(|w| sent_at + w);
-        let failed = match within(headers_by, wait, conn.send(&parts, body, max_head)).await? {
+        let send = conn.send(&parts, body, max_head);
+        let failed = match head_within(wait, sent_at, duplex, send).await? {
             Ok(response) => return Ok((response, sent_at)),
             Err(failed) => failed,
         };
@@ -305,6 +316,7 @@ impl Proxy {
         &self,
         req: Request<RequestBody>,
         replay: Option<Parts>,
+        duplex: Option<&Duplex>,
         route: &RouteSettings,
         opts: &ConnectOptions,
         wants_upgrade: bool,
@@ -320,7 +332,7 @@ impl Proxy {
         let headers_by = wait.map(|w| sent_at + w);
         let before = conn.bytes_read();
         let req = self.for_connection(req, &conn);
-        let err = match within(headers_by, wait, conn.send(req)).await? {
+        let err = match head_within(wait, sent_at, duplex, conn.send(req)).await? {
             Ok(response) => return Ok((response, conn, sent_at)),
             Err(err) => err,
         };
@@ -425,6 +437,28 @@ async fn within<F: Future>(
     with_deadline(fut, by)
         .await
         .map_err(|_| ProxyError::ResponseHeadersTimeout(wait.unwrap_or_default()))
+}
+
+/// Awaits the app's response head for `wait`, counted from when the request has been sent
+/// whole: at once for a request without a body, else when its body ends ([`Duplex`]).
+async fn head_within<F: Future>(
+    wait: Option<Duration>,
+    sent_at: Instant,
+    duplex: Option<&Duplex>,
+    fut: F,
+) -> Result<F::Output, ProxyError> {
+    let Some((duplex, wait)) = duplex.zip(wait) else {
+        return within(wait.map(|w| sent_at + w), wait, fut).await;
+    };
+    // Boxed: only requests with a body come here.
+    let timer = Box::pin(async move {
+        duplex.request_sent().await;
+        tokio::time::sleep(wait).await;
+    });
+    match futures::future::select(std::pin::pin!(fut), timer).await {
+        futures::future::Either::Left((out, _)) => Ok(out),
+        futures::future::Either::Right(_) => Err(ProxyError::ResponseHeadersTimeout(wait)),
+    }
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host, and no request more than

@@ -5,8 +5,9 @@
 //!
 //! - What every layer shares: `headers` (header rules, the proxy's name), `error` (the
 //!   failure kinds, which the layers above produce from their own failures), `body` (body
-//!   plumbing: stream errors, the idle and deadline watchdog, the request body),
-//!   `deadline`, `drain` (the word to shut down), `tap`.
+//!   plumbing: stream errors, the idle and deadline watchdog, the request body), `duplex`
+//!   (what a request's and its response's bodies tell each other), `deadline`, `drain`
+//!   (the word to shut down), `tap`.
 //! - The app side: `app_h1` (the HTTP/1.1 client, on the request's own task) and `pool`
 //!   (connections to the app, hyper's client for the rest).
 //! - The client side: `activity` (whether a connection is idle), `framing` (what a
@@ -28,6 +29,7 @@ mod client_io;
 mod client_timer;
 mod deadline;
 mod drain;
+mod duplex;
 mod error;
 mod forward;
 mod framing;

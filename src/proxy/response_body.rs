@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::app_h1::{H1Body, H1Conn};
 use super::body::{BoxError, StreamError, Watchdog};
+use super::duplex::{Direction, Duplex};
 use super::pool::{Conn, Pool};
 use crate::overload::Permit;
 use crate::telemetry::metrics::{InFlight, Metrics, ReasonLabels};
@@ -83,10 +84,11 @@ impl UpstreamBody {
         idle: Option<Duration>,
         deadline: Option<Instant>,
         on_end: Finish,
+        duplex: Option<Arc<Duplex>>,
     ) -> Self {
         let mut body = UpstreamBody {
             inner,
-            dog: Watchdog::new(idle, deadline),
+            dog: Watchdog::new(idle, deadline).linked(duplex, Direction::Response),
             on_end: Some(on_end),
             written: false,
             failure_held: false,
@@ -105,6 +107,7 @@ impl UpstreamBody {
     }
 
     fn complete(&mut self) {
+        self.dog.ended();
         if let Some(hook) = self.on_end.take() {
             hook.complete(self.inner.take_reusable());
         }

@@ -1,8 +1,9 @@
 """gRPC through the sidecar with real grpcio servers and clients, on 127.0.0.1 (issue 20).
 
 Each test runs the real `portcullis` binary with the arguments that `portcullis inject`
-writes into a pod, for three pods: a port named `grpc`, a port with
-`appProtocol: kubernetes.io/h2c`, and a port that says neither (named `web`). Only the
+writes into a pod, for three pods: a port named `grpc`, a port (named `api`) that a Service
+port with `appProtocol: kubernetes.io/h2c` targets, and a port that says neither (named
+`web`); each with its Service in the same file, as `kubectl apply -f` would get it. Only the
 config source differs from a pod's: `--controller URL` becomes `--config FILE`, since no
 controller runs here; every other flag is the injector's.
 
@@ -48,24 +49,26 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class Case:
-    """A pod's serving port, and the protocol the injector must pick for it."""
+    """A pod's serving port, the `appProtocol` of the Service port that targets it (a
+    container port has none), and the protocol the injector must pick for it."""
 
     id: str
-    port: dict
+    port_name: str
+    service_app_protocol: str | None
     protocol: str
 
 
-NEITHER = Case("neither", {"name": "web"}, "http1")
+NEITHER = Case("neither", "web", None, "http1")
 CASES = [
-    Case("port-named-grpc", {"name": "grpc"}, "http2"),
-    Case("appProtocol-h2c", {"name": "api", "appProtocol": "kubernetes.io/h2c"}, "http2"),
+    Case("port-named-grpc", "grpc", None, "http2"),
+    Case("appProtocol-h2c", "api", "kubernetes.io/h2c", "http2"),
     NEITHER,
 ]
 
 
 def injected_sidecar(case: Case, app_port: int, proxy_port: int, admin_port: int, work: Path):
-    """`portcullis inject` on a Deployment whose app serves on `app_port`: the sidecar's
-    args and the `portcullis.dev/injected` annotation."""
+    """`portcullis inject` on a Deployment whose app serves on `app_port`, and its Service:
+    the sidecar's args and the `portcullis.dev/injected` annotation."""
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -79,14 +82,23 @@ def injected_sidecar(case: Case, app_port: int, proxy_port: int, admin_port: int
                         {
                             "name": "echo",
                             "image": "example/echo:1",
-                            "ports": [{**case.port, "containerPort": app_port, "protocol": "TCP"}],
+                            "ports": [{"name": case.port_name, "containerPort": app_port, "protocol": "TCP"}],
                         }
                     ]
                 },
             },
         },
     }
-    (work / "deployment.yaml").write_text(yaml.safe_dump(deployment))
+    service_port = {"name": case.port_name, "port": 80, "targetPort": case.port_name}
+    if case.service_app_protocol:
+        service_port["appProtocol"] = case.service_app_protocol
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "echo", "namespace": "shop"},
+        "spec": {"selector": {"app": "echo"}, "ports": [service_port]},
+    }
+    (work / "deployment.yaml").write_text(yaml.safe_dump_all([service, deployment]))
     (work / "inject.yaml").write_text(
         yaml.safe_dump({"proxyPort": proxy_port, "adminPort": admin_port, "logFormat": "plain"})
     )
@@ -95,7 +107,7 @@ def injected_sidecar(case: Case, app_port: int, proxy_port: int, admin_port: int
          "--config", str(work / "inject.yaml"), "--ca-pem", FAKE_CA],
         capture_output=True, text=True, check=True, timeout=60,
     )
-    template = yaml.safe_load(done.stdout)["spec"]["template"]
+    template = list(yaml.safe_load_all(done.stdout))[1]["spec"]["template"]
     sidecar = next(c for c in template["spec"]["initContainers"] if c["name"] == "portcullis-proxy")
     return sidecar["args"], template["metadata"]["annotations"]["portcullis.dev/injected"]
 
@@ -205,6 +217,21 @@ def _bidi(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[
         yield b"echo:" + request
 
 
+def _client_stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+    """Answers once the client has sent everything: how many messages came."""
+    return f"got {sum(1 for _ in requests)}".encode()
+
+
+def _push(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+    """A subscription: the first message says `<count>:<interval seconds>`, the server
+    pushes that many, and the client stays silent (and its stream open) meanwhile."""
+    count, interval = next(requests).decode().split(":")
+    for i in range(int(count)):
+        if i:
+            time.sleep(float(interval))
+        yield f"push {i}".encode()
+
+
 def _handlers() -> grpc.GenericRpcHandler:
     # Raw bytes in and out (no serializers): what goes over the wire is grpcio's own framing.
     return grpc.method_handlers_generic_handler(
@@ -213,6 +240,8 @@ def _handlers() -> grpc.GenericRpcHandler:
             "Unary": grpc.unary_unary_rpc_method_handler(_unary),
             "ServerStream": grpc.unary_stream_rpc_method_handler(_server_stream),
             "Bidi": grpc.stream_stream_rpc_method_handler(_bidi),
+            "ClientStream": grpc.stream_unary_rpc_method_handler(_client_stream),
+            "Push": grpc.stream_stream_rpc_method_handler(_push),
         },
     )
 

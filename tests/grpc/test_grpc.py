@@ -237,6 +237,48 @@ def test_a_bidirectional_stream_outlives_the_idle_timeout_while_messages_flow(po
     assert pod.sidecar.metric("portcullis_streams_ended_total") == 0
 
 
+def test_a_subscription_outlives_the_idle_timeout_while_only_the_server_speaks(pod: Pod):
+    """A bidirectional stream whose client says one thing and then listens, its side left
+    open: activity either way keeps a stream alive, as Envoy's stream idle timeout does."""
+    pod.sidecar.apply(policy("  timeouts: {idle: 1s}\n"))
+    done = threading.Event()
+
+    def requests():
+        yield b"12:0.25"
+        done.wait(PATIENCE)
+
+    with pod.channel() as channel:
+        push = channel.stream_stream(f"/{SERVICE}/Push")
+        started = time.monotonic()
+        replies = []
+        for reply in push(requests(), timeout=PATIENCE):
+            replies.append(reply)
+            if len(replies) == 12:
+                done.set()
+        assert replies == [f"push {i}".encode() for i in range(12)]
+        assert time.monotonic() - started > 2.5
+    assert pod.sidecar.metric("portcullis_streams_ended_total") == 0
+
+
+def test_a_client_stream_longer_than_the_response_headers_timeout_is_answered(pod: Pod):
+    """The wait for the app's response headers starts once the request is sent whole, as
+    Envoy's route timeout and nginx's proxy_read_timeout do: an upload is not a slow app."""
+    pod.sidecar.apply(policy("  timeouts: {responseHeaders: 1s, idle: 1s}\n"))
+
+    def requests():
+        for i in range(12):
+            if i:
+                time.sleep(0.25)
+            yield f"m{i}".encode()
+
+    with pod.channel() as channel:
+        upload = channel.stream_unary(f"/{SERVICE}/ClientStream")
+        started = time.monotonic()
+        assert upload(requests(), timeout=PATIENCE) == b"got 12"
+        assert time.monotonic() - started > 2.5
+    assert pod.sidecar.metric("portcullis_responses_total", source="proxy") == 0
+
+
 # An HTTP/2 app's port gets HTTP/2 for every request, so this is the one case with both.
 @pytest.mark.parametrize("pod", [NEITHER], ids=lambda c: c.id, indirect=True)
 def test_plain_http1_still_works_beside_grpc(pod: Pod):
