@@ -77,9 +77,8 @@ pub(super) struct Watchdog {
 
 impl Watchdog {
     pub(super) fn new(idle: Option<Duration>, deadline: Option<Instant>) -> Self {
-        let idle_ms = idle.and_then(|d| {
-            NonZeroU32::new(u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1))
-        });
+        let idle_ms = idle
+            .and_then(|d| NonZeroU32::new(u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)));
         Watchdog {
             idle_ms,
             deadline,
