@@ -1,18 +1,30 @@
 //! `portcullis controller` against a Kubernetes API over HTTP: the real kube-rs watchers
-//! feed the index, and a pod's stream follows what happens in the "cluster".
+//! feed the index, and a pod's stream follows what happens in the "cluster"; the webhook
+//! reads the Services the controller watches.
 
+#[path = "fixtures/inject/expected.rs"]
+mod expected;
 mod support;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use serde_json::json;
+use base64::Engine;
+use portcullis::controller::run::{CertSource, Controller, Leadership, WebhookListener};
+use portcullis::inject::InjectConfig;
+use portcullis::tls::issue::SERVING_VALIDITY;
+use portcullis::tls::self_issued::SelfIssued;
+use rustls_pki_types::ServerName;
+use serde_json::{Value, json};
 use support::fake_api::FakeApi;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
 
 const POLICIES: &str = "/apis/portcullis.dev/v1alpha1/upstreampolicies";
 const WINDOWS: &str = "/apis/portcullis.dev/v1alpha1/maintenancewindows";
 const PODS: &str = "/api/v1/pods";
 const SECRETS: &str = "/api/v1/secrets";
+const SERVICES: &str = "/api/v1/services";
 
 fn pod(name: &str, app: &str) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": app}}})
@@ -149,4 +161,227 @@ async fn watched_resources_reach_the_pods_stream() {
         "{metrics}"
     );
     api.save_requests("controller");
+}
+
+// --- The webhook of a running controller, and the Services it watches. ---
+
+/// A Service of `shop` as the API server stores it, selecting `app: <app>`, with one port
+/// reaching the pods' port named `api`, saying `app_protocol`.
+fn service(name: &str, app: &str, app_protocol: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}"),
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "managedFields": [{"manager": "kubectl", "operation": "Apply", "apiVersion": "v1",
+                "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {}}]},
+        "spec": {"selector": {"app": app}, "type": "ClusterIP", "clusterIP": "10.96.0.10",
+            "clusterIPs": ["10.96.0.10"], "sessionAffinity": "None", "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster",
+            "ports": [{"name": "main", "protocol": "TCP", "appProtocol": app_protocol,
+                "port": 80, "targetPort": "api"}]},
+        "status": {"loadBalancer": {}}
+    })
+}
+
+/// A pod of the ReplicaSet `<app>-6c9f`, labelled `app: <app>`, serving on a port named
+/// `api` (9000): nothing in the pod says HTTP/2.
+fn api_pod(app: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": format!("{app}-6c9f-"), "namespace": "shop",
+            "labels": {"app": app},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": format!("{app}-6c9f"), "uid": "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+                "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"containers": [{"name": "api", "image": "shop/api:1",
+            "ports": [{"name": "api", "containerPort": 9000, "protocol": "TCP"}]}]}
+    })
+}
+
+/// Admits `pod` through the webhook over TLS, as the API server does: the answer, and its
+/// patch decoded.
+async fn admit(addr: std::net::SocketAddr, ca_pem: &str, pod: &Value) -> (Value, Option<Value>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = portcullis::tls::client_config(ca_pem).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let stream = TlsConnector::from(tls).connect(name, tcp).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let review =
+        expected::admission_review("3c2b1a09-8f7e-4d6c-9b5a-0e1f2a3b4c5d", "CREATE", pod.clone());
+    let req = http::Request::post("/inject?timeout=10s")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(review.to_string())))
+        .unwrap();
+    let reply = support::client::collect(tx.send_request(req).await.unwrap()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    let patch = answer["response"]["patch"].as_str().map(|b64| {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    });
+    (answer, patch)
+}
+
+/// The sidecar's `--app-protocol` and the injected annotation's `appProtocol`, from a patch.
+fn protocols(patch: &Value) -> (String, String) {
+    let ops = patch.as_array().unwrap();
+    let sidecar = ops.iter().find(|op| op["path"] == "/spec/initContainers").unwrap();
+    let args = sidecar["value"][0]["args"].as_array().unwrap();
+    let at = args.iter().position(|a| a == "--app-protocol").unwrap();
+    let annotation = &ops[0]["value"]["portcullis.dev/injected"];
+    let annotation: Value = serde_json::from_str(annotation.as_str().unwrap()).unwrap();
+    (
+        args[at + 1].as_str().unwrap().to_owned(),
+        annotation["appProtocol"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Admits `pod` until `done` likes the answer (the controller's Service cache follows the
+/// cluster a moment later), and returns that answer.
+async fn admit_until(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    pod: &Value,
+    done: impl Fn(&Value, &Option<Value>) -> bool,
+) -> (Value, Option<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (answer, patch) = admit(addr, ca_pem, pod).await;
+        if done(&answer, &patch) {
+            return (answer, patch);
+        }
+        assert!(Instant::now() < deadline, "never: {answer} {patch:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn says(protocol: &'static str) -> impl Fn(&Value, &Option<Value>) -> bool {
+    move |_, patch| patch.as_ref().is_some_and(|p| protocols(p).0 == protocol)
+}
+
+/// The Service's appProtocol, from the controller's own watch of Services (never asked
+/// for during admission), says what the sidecar speaks to the app: a Service listed at
+/// start, one added later, one deleted; a pod no Service reaches gets HTTP/1.1; and a
+/// Service saying what the sidecar cannot speak leaves the pod alone, with an Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_reads_the_apps_protocol_from_the_services_the_controller_watches() {
+    let api = FakeApi::start().await;
+    api.apply(
+        SECRETS,
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "portcullis-tls", "namespace": "portcullis-system"}}),
+    );
+    api.apply(SERVICES, service("api", "api", "kubernetes.io/h2c"));
+
+    let listener = |_| async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+    let (streams, admin, webhook) = (listener(()).await, listener(()).await, listener(()).await);
+    let (admin_addr, webhook_addr) = (admin.local_addr().unwrap(), webhook.local_addr().unwrap());
+    let keeper = SelfIssued {
+        secrets: kube::Api::namespaced(api.client(), "portcullis-system"),
+        secret_name: "portcullis-tls".into(),
+        sans: vec!["localhost".into()],
+        webhook_config: None,
+        validity: SERVING_VALIDITY,
+        every: Duration::from_secs(60),
+    };
+    let controller = Controller {
+        client: api.client(),
+        streams,
+        admin,
+        keepalive: Duration::from_millis(500),
+        leadership: Leadership::Always,
+        certs: Some(CertSource::SelfIssued(Box::new(keeper))),
+        webhook: Some(WebhookListener {
+            listener: webhook,
+            config: Arc::new(InjectConfig::default()),
+        }),
+    };
+    tokio::spawn(controller.run(std::future::pending()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while support::client::get(admin_addr, "/readyz", &[]).await.status != 200 {
+        assert!(Instant::now() < deadline, "the controller never got a certificate");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secret = api.object(SECRETS, "portcullis-system", "portcullis-tls").unwrap();
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["ca.crt"].as_str().unwrap())
+        .unwrap();
+    let ca = String::from_utf8(ca).unwrap();
+
+    // Listed at start: HTTP/2, in the sidecar's flags and the annotation; the rest of the
+    // patch is what any pod gets.
+    let (answer, patch) = admit_until(webhook_addr, &ca, &api_pod("api"), says("http2")).await;
+    assert_eq!(answer["response"]["allowed"], true);
+    let patch = patch.unwrap();
+    assert_eq!(protocols(&patch), ("http2".into(), "http2".into()));
+    assert_eq!(
+        patch[0]["value"]["portcullis.dev/injected"],
+        expected::annotation_with_protocol("api", 9000, "http2", "app-api")
+    );
+    assert_eq!(
+        patch[1],
+        json!({"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-api"})
+    );
+
+    // The same pod, but no Service selects it: HTTP/1.1, at once (the cache has synced).
+    let (_, patch) = admit(webhook_addr, &ca, &api_pod("web")).await;
+    assert_eq!(protocols(&patch.unwrap()), ("http1".into(), "http1".into()));
+
+    // A Service added later, by the watch: what it says counts from then on.
+    api.apply(SERVICES, service("web-tls", "web", "https"));
+    let (answer, patch) =
+        admit_until(webhook_addr, &ca, &api_pod("web"), |_, patch| patch.is_none()).await;
+    assert_eq!(answer["response"]["allowed"], true);
+    assert_eq!(patch, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let event = loop {
+        let posted = api.posts();
+        if let Some((_, event)) =
+            posted.iter().find(|(path, _)| path.ends_with("/namespaces/shop/events"))
+        {
+            break event.clone();
+        }
+        assert!(Instant::now() < deadline, "no Event: {posted:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(event["reason"], "InjectionSkipped");
+    assert_eq!(event["regarding"]["name"], "web-6c9f");
+    assert_eq!(
+        event["note"],
+        "pod web-6c9f-: Service web-tls port main has appProtocol \"https\", which is neither \
+         HTTP/1.1 nor cleartext HTTP/2, the protocols the sidecar speaks to the app; set the \
+         annotation portcullis.dev/app-protocol to http1 or http2 to inject the pod anyway \
+         (unsupported_app_protocol)"
+    );
+
+    // Deleted: forgotten.
+    api.delete(SERVICES, "shop", "web-tls");
+    admit_until(webhook_addr, &ca, &api_pod("web"), says("http1")).await;
+
+    let metrics = support::client::get(admin_addr, "/metrics", &[]).await.body;
+    assert!(
+        support::metric(
+            &metrics,
+            r#"portcullis_injections_total{result="skipped",reason="unsupported_app_protocol"}"#
+        )
+        .unwrap()
+            >= 1.0,
+        "{metrics}"
+    );
+    // Services are only listed and watched: nothing asked of one Service, ever.
+    let requests: Vec<(String, String)> = api
+        .requests()
+        .into_iter()
+        .filter(|(_, path, _)| path.contains("services"))
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    assert!(!requests.is_empty());
+    assert!(
+        requests.iter().all(|(method, path)| method == "GET" && path == SERVICES),
+        "{requests:?}"
+    );
+    api.save_requests("controller-webhook");
 }

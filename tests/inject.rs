@@ -364,6 +364,115 @@ spec:
     kubernetes_validate::validate(&text(&out.stdout), 3);
 }
 
+/// A Deployment and its Service in one file: the Service's port reaching the container
+/// port `api` by name says `kubernetes.io/h2c`, so the sidecar speaks HTTP/2 to the app,
+/// as the webhook would decide with that Service in the cluster. The Service comes first
+/// in the output as it went in; so does one in another namespace, which counts for nothing.
+#[test]
+fn a_service_in_the_file_says_the_apps_protocol() {
+    let ca = ca_pem();
+    let manifests = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api, tier: backend}}
+    spec:
+      containers:
+      - name: api
+        image: api:1
+        ports: [{name: api, containerPort: 9000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {app: api}
+  ports:
+  - {name: grpc, port: 80, targetPort: api, appProtocol: kubernetes.io/h2c}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: cart}
+spec:
+  selector: {app: api}
+  ports:
+  - {name: tls, port: 443, targetPort: api, appProtocol: https}
+";
+    let out = inject(&["-f", "-", "--ca-pem", &ca], manifests, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "Deployment shop/api: injected: sidecar port api (4180) in front of container api \
+         port 9000, app protocol http2 (Service api port grpc appProtocol kubernetes.io/h2c), \
+         app port renamed app-api\n"
+    );
+    let input = documents(manifests);
+    let output = documents(&text(&out.stdout));
+    assert_eq!(output.len(), 3);
+    let pod = pod_of(named(&output, "Deployment", "api"));
+    assert_eq!(
+        args_of(sidecar_of(pod))[3..7],
+        ["--upstream", "127.0.0.1:9000", "--app-protocol", "http2"]
+    );
+    let annotation: Value = serde_json::from_str(
+        pod["metadata"]["annotations"]["portcullis.dev/injected"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(annotation["appProtocol"], "http2");
+    assert_eq!(output[1], input[1]);
+    assert_eq!(output[2], input[2]);
+    kubernetes_validate::validate(&text(&out.stdout), 3);
+
+    // Without the Service, the port's name decides: HTTP/1.1.
+    let alone = manifests.split("---\n").next().unwrap();
+    let out = inject(&["-f", "-", "--ca-pem", &ca], alone, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("app protocol http1 (default)"), "{}", text(&out.stderr));
+    let output = documents(&text(&out.stdout));
+    assert_eq!(args_of(sidecar_of(pod_of(&output[0])))[5..7], ["--app-protocol", "http1"]);
+}
+
+/// Services that leave the protocol unknown leave the workload unchanged, and say how to
+/// inject it anyway; a Service listed after its Deployment counts all the same.
+#[test]
+fn services_that_leave_the_protocol_unknown_leave_the_workload_alone() {
+    let ca = ca_pem();
+    let manifests = "\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: web}
+  spec:
+    selector: {matchLabels: {app: web}}
+    template:
+      metadata: {labels: {app: web}}
+      spec:
+        containers:
+        - {name: web, image: web:1, ports: [{name: http, containerPort: 8080}]}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: web-tls}
+  spec:
+    selector: {app: web}
+    ports: [{port: 443, targetPort: 8080, appProtocol: https}]
+";
+    let out = inject(&["-f", "-", "--ca-pem", &ca], manifests, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "Deployment default/web: left unchanged (unsupported_app_protocol): Service web-tls \
+         port 443 has appProtocol \"https\", which is neither HTTP/1.1 nor cleartext HTTP/2, \
+         the protocols the sidecar speaks to the app; set the annotation \
+         portcullis.dev/app-protocol to http1 or http2 to inject the pod anyway\n"
+    );
+    assert_eq!(documents(&text(&out.stdout)), documents(manifests));
+}
+
 /// The injector keeps its own protocol type, so as not to depend on the data plane: every
 /// value it writes must be one the sidecar's `--app-protocol` takes, and the other way
 /// round, or injected sidecars would not start (or could not be told a protocol).

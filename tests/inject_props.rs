@@ -7,14 +7,17 @@
 //! pod), TCP, UDP and SCTP, probes and lifecycle hooks of every handler kind reaching ports
 //! by name and by number, volumes, env vars, annotations (sometimes `portcullis.dev/port`).
 //! Each goes through the injector; a pod it injects must pass the API server's validation
-//! as patched, and injecting that pod again must add nothing. A mutation the injector
+//! as patched, and injecting that pod again must add nothing. A Service that reaches the
+//! taken-over port with `appProtocol: kubernetes.io/h2c` changes the patch in the app's
+//! protocol only (the sidecar's `--app-protocol` and the annotation's `appProtocol`). A mutation the injector
 //! holds back as invalid is a failure here: it means the injector planned a bad pod.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use portcullis::apiserver::validate_pod;
-use portcullis::inject::{InjectConfig, Outcome, SkipReason, mutate};
+use portcullis::inject::{InjectConfig, Injection, Outcome, SkipReason, mutate};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Value, json};
@@ -366,9 +369,10 @@ fn check(pod: &Value, tally: &mut Tally) -> Result<(), TestCaseError> {
     prop_assert_eq!(errors(pod), Vec::<String>::new(), "the generator made an invalid pod");
     let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
     let config = InjectConfig::default();
-    match mutate(&typed, "shop", &config, CA) {
+    match mutate(&typed, "shop", &config, CA, &[]) {
         Outcome::Injected(injection) => {
             tally.injected += 1;
+            check_a_service_says_http2(&typed, &injection)?;
             let mut patched = pod.clone();
             json_patch::patch(&mut patched, &injection.patch).unwrap();
             prop_assert_eq!(errors(&patched), Vec::<String>::new(), "{:#}", patched);
@@ -379,7 +383,7 @@ fn check(pod: &Value, tally: &mut Tally) -> Result<(), TestCaseError> {
             let unique: BTreeSet<&String> = names.iter().collect();
             prop_assert_eq!(unique.len(), names.len(), "port names: {:?}", names);
             let again: Pod = serde_json::from_value(patched).unwrap();
-            match mutate(&again, "shop", &config, CA) {
+            match mutate(&again, "shop", &config, CA, &[]) {
                 Outcome::Skipped(skip) => prop_assert_eq!(skip.reason, SkipReason::AlreadyInjected),
                 other => prop_assert!(false, "injected twice: {:?}", other),
             }
@@ -389,6 +393,50 @@ fn check(pod: &Value, tally: &mut Tally) -> Result<(), TestCaseError> {
             prop_assert!(false, "the injector planned an invalid pod: {}", invalid.message())
         }
     }
+    Ok(())
+}
+
+/// The same pod, with a Service that reaches its taken-over port (by its original name, or
+/// by number when it had none) saying HTTP/2: the same patch but for the protocol.
+fn check_a_service_says_http2(pod: &Pod, without: &Injection) -> Result<(), TestCaseError> {
+    let summary = &without.summary;
+    let target = match summary.renamed_to {
+        Some(_) => json!(summary.port.as_deref().unwrap()),
+        None => json!(summary.app_port),
+    };
+    let service: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "h2", "port": 80,
+            "targetPort": target, "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"}]}
+    }))
+    .unwrap();
+    let with = match mutate(pod, "shop", &InjectConfig::default(), CA, &[Arc::new(service)]) {
+        Outcome::Injected(injection) => injection,
+        other => return Err(TestCaseError::fail(format!("not injected: {other:?}"))),
+    };
+    prop_assert_eq!(with.summary.app_protocol.as_flag(), "http2");
+    prop_assert_eq!(
+        with.summary.protocol_source.to_string(),
+        "Service web port h2 appProtocol kubernetes.io/h2c"
+    );
+    let mut expected = serde_json::to_value(&without.patch).unwrap();
+    for op in expected.as_array_mut().unwrap() {
+        let value = &mut op["value"];
+        // The sidecar: the first of a new initContainers list, or appended to one.
+        let sidecar = if value.is_array() { value.pointer_mut("/0") } else { Some(&mut *value) };
+        if let Some(args) = sidecar.and_then(|c| c.get_mut("args")).and_then(Value::as_array_mut) {
+            let at = args.iter().position(|a| a == "--app-protocol").unwrap();
+            args[at + 1] = json!("http2");
+        }
+        // The annotation: added alone, or in a new annotations map.
+        let annotation =
+            if value.is_string() { Some(value) } else { value.get_mut("portcullis.dev/injected") };
+        if let Some(Value::String(text)) = annotation {
+            *text = text.replace("\"appProtocol\":\"http1\"", "\"appProtocol\":\"http2\"");
+        }
+    }
+    prop_assert_eq!(serde_json::to_value(&with.patch).unwrap(), expected);
     Ok(())
 }
 

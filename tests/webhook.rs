@@ -21,11 +21,11 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use portcullis::inject::InjectConfig;
-use portcullis::inject::webhook::Webhook;
+use portcullis::inject::webhook::{ServiceLookup, Webhook, no_services};
 use portcullis::telemetry::controller_metrics::{ControllerMetrics, InjectionLabels};
 use portcullis::tls::CertStore;
 use portcullis::tls::issue;
@@ -195,10 +195,28 @@ impl Harness {
     }
 
     async fn start_with(recorder: Option<Recorder>, ca: &'static str) -> Harness {
+        Harness::start_full(recorder, ca, no_services()).await
+    }
+
+    /// A webhook that knows these Services, as the controller's cache would hand them.
+    async fn start_among(services: Vec<Arc<Service>>) -> Harness {
+        let lookup: ServiceLookup = Arc::new(move |namespace| {
+            let here = |s: &&Arc<Service>| s.metadata.namespace.as_deref() == Some(namespace);
+            services.iter().filter(here).cloned().collect()
+        });
+        Harness::start_full(None, CA, lookup).await
+    }
+
+    async fn start_full(
+        recorder: Option<Recorder>,
+        ca: &'static str,
+        services: ServiceLookup,
+    ) -> Harness {
         let metrics = Arc::new(ControllerMetrics::default());
         let webhook = Webhook {
             config: Arc::new(InjectConfig::default()),
             ca_pem: Arc::new(move || ca.to_owned()),
+            services,
             metrics: metrics.clone(),
             recorder,
         };
@@ -570,6 +588,66 @@ async fn the_app_protocol_annotation_wins_and_a_bad_one_is_an_event() {
          (invalid_annotation)"
     );
     assert_eq!(harness.count("injected", "injected"), 1);
+}
+
+/// A Service as the API server stores it (defaults applied), selecting the pods of `web`.
+fn web_service(name: &str, ports: Value) -> Arc<Service> {
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "shop", "uid": "9b2c4d6e-1f3a-4b5c-8d7e-0a1b2c3d4e5f",
+            "resourceVersion": "4711", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"selector": {"app": "web"}, "ports": ports, "type": "ClusterIP",
+            "clusterIP": "10.96.12.34", "clusterIPs": ["10.96.12.34"],
+            "sessionAffinity": "None", "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
+        "status": {"loadBalancer": {}}
+    });
+    Arc::new(serde_json::from_value(service).unwrap())
+}
+
+/// A Service port whose appProtocol says HTTP/2 and whose targetPort names the pod's port:
+/// the sidecar speaks HTTP/2 to the app, and the patch is otherwise the plain one. Without
+/// the Service, the same pod gets HTTP/1.1; a Service of another namespace counts for
+/// nothing.
+#[tokio::test]
+async fn a_services_app_protocol_says_the_apps_protocol() {
+    let h2c = web_service(
+        "web",
+        json!([{"name": "h2", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c",
+                "port": 80, "targetPort": "http"}]),
+    );
+    let mut elsewhere = (*web_service(
+        "web",
+        json!([{"name": "tls", "protocol": "TCP",
+        "appProtocol": "https", "port": 443, "targetPort": "http"}]),
+    ))
+    .clone();
+    elsewhere.metadata.namespace = Some("cart".into());
+    let harness = Harness::start_among(vec![h2c, Arc::new(elsewhere)]).await;
+    let pod = plain_pod();
+    let (answer, patch) = harness.admit(&pod).await;
+    assert_eq!(answer, allowed_with_patch());
+    let patch = patch.expect("a patch");
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "add", "path": "/metadata/annotations", "value": {"portcullis.dev/injected":
+                expected::annotation_with_protocol("http", 8080, "http2", "app-http")}},
+            {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
+            {"op": "add", "path": "/spec/initContainers",
+             "value": [sidecar_with_protocol(8080, json!("http"), "1", "http2")]},
+            {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
+        ])
+    );
+    check_patched(&harness, &pod, &patch).await;
+
+    let (_, patch) = Harness::start().await.admit(&pod).await;
+    let patch = patch.expect("a patch");
+    assert_eq!(
+        patch[2],
+        json!({"op": "add", "path": "/spec/initContainers",
+               "value": [sidecar(8080, json!("http"), "1")]})
+    );
 }
 
 /// What every earlier release injected: an admin port named `portcullis-admin`, 16

@@ -6,6 +6,10 @@
 //! left alone (their reason is noted on stderr), come out as they went in; only comments
 //! and formatting are lost. Its own output comes back unchanged, as the webhook adds
 //! nothing to an injected pod.
+//!
+//! The Services of the input (anywhere in it, Lists included) are read before any pod, and
+//! their ports' `appProtocol` says the app's protocol as it does to the webhook: a file
+//! with a Deployment and its Service is injected as the cluster would inject its pods.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +21,7 @@ use serde::Deserialize;
 
 use super::shared;
 use crate::inject::InjectConfig;
-use crate::inject::workload::inject_document;
+use crate::inject::workload::{inject_document, services_in};
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("ca").required(true).multiple(true).args(["ca_file", "ca_pem"])))]
@@ -74,15 +78,24 @@ fn inject(args: &InjectArgs) -> Result<String, String> {
     check_ca(&ca_pem)?;
     let source = args.filename.display().to_string();
     let input = shared::read(&args.filename)?;
-    let mut documents = Vec::new();
+    let mut parsed = Vec::new();
+    let mut services = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(&input).enumerate() {
-        let mut doc = serde_json::Value::deserialize(document)
+        let doc = serde_json::Value::deserialize(document)
             .map_err(|e| format!("{source}: document {}: {e}", index + 1))?;
         // A leading, trailing or doubled `---` makes an empty document: nothing to print.
         if doc.is_null() {
             continue;
         }
-        let reports = inject_document(&mut doc, &config, &ca_pem)
+        // A Service after its Deployment still counts: all of them before any pod.
+        services.extend(
+            services_in(&doc).map_err(|e| format!("{source}: document {}: {e}", index + 1))?,
+        );
+        parsed.push((index, doc));
+    }
+    let mut documents = Vec::new();
+    for (index, mut doc) in parsed {
+        let reports = inject_document(&mut doc, &config, &ca_pem, &services)
             .map_err(|e| format!("{source}: document {}: {e}", index + 1))?;
         for report in reports {
             match report.outcome {

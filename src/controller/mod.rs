@@ -1,5 +1,6 @@
 //! The controller: watches UpstreamPolicies, MaintenanceWindows, Pods and Secrets, and turns
-//! them into each pod's sidecar config.
+//! them into each pod's sidecar config; and Services, for the injection webhook to read
+//! their ports' `appProtocol`.
 //!
 //! - [`index`]: pure; resources in, per-pod config out (a `watch` per pod), statuses.
 //! - [`auth`]: TokenReview: a sidecar's token is good for its own pod only.

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::Api;
 use tokio::net::TcpListener;
 
@@ -17,7 +17,7 @@ use super::auth::Authenticator;
 use super::index::Index;
 use super::status::StatusWriter;
 use super::stream::StreamServer;
-use super::watch::feed;
+use super::watch::{feed, services};
 use crate::admin::{self, Endpoints};
 use crate::api::{MaintenanceWindow, UpstreamPolicy};
 use crate::inject::InjectConfig;
@@ -125,9 +125,15 @@ impl Controller {
         );
         if let (Some(setup), Some(tls), Some(store)) = (self.webhook, &tls, &store) {
             let store = store.clone();
+            // Only the webhook reads Services: their ports' appProtocol.
+            let (known, follow) = services(Api::<Service>::all(client.clone()));
+            tasks.spawn(follow);
             let webhook = Arc::new(Webhook {
                 config: setup.config,
                 ca_pem: Arc::new(move || store.ca_pem().unwrap_or_default()),
+                services: Arc::new(move |namespace| {
+                    known.state_filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+                }),
                 metrics: metrics.clone(),
                 recorder: Some(recorder.clone()),
             });

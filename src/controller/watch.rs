@@ -1,6 +1,6 @@
 //! Feeding the index from the API server: one kube-rs watcher per kind. A watcher that
 //! restarts relists; objects that vanished meanwhile are deleted from the index when the
-//! relist completes.
+//! relist completes. Beside the index, a cache of every Service for the webhook.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
@@ -8,14 +8,16 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::index::{Index, Meta, ObjectKey};
 use crate::api::{MaintenanceWindow, UpstreamPolicy};
+use crate::inject::service_ports;
 
 /// A kind of object the index follows.
 pub trait Indexed:
@@ -114,6 +116,25 @@ pub async fn feed<K: Indexed>(api: Api<K>, index: Arc<Mutex<Index>>) {
             }
         }
     }
+}
+
+/// Every Service of the cluster, kept current by the returned task for as long as it runs:
+/// the webhook reads a Service's `appProtocol` from here, never from the API server while
+/// a pod waits. Empty until the first list completes. Only what the injector reads is
+/// kept ([`service_ports::trim`]).
+pub fn services(api: Api<Service>) -> (Store<Service>, impl Future<Output = ()> + Send) {
+    let (store, writer) = reflector::store();
+    let events = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(service_ports::trim)
+        .reflect(writer);
+    let run = events.for_each(|event| {
+        if let Err(e) = event {
+            tracing::warn!(kind = "Service", "watch failed, retrying: {e}");
+        }
+        std::future::ready(())
+    });
+    (store, run)
 }
 
 fn watcher<K: Indexed>(

@@ -6,6 +6,7 @@
 //! - [`pod`]: the patch planned (port choice and overrides in their own files).
 //! - [`outcome`]: what was decided: injected, skipped, or an invalid mutation held back.
 //! - [`app_protocol`]: what the sidecar speaks to the app, HTTP/1.1 or HTTP/2.
+//! - [`service_ports`]: the Service ports that send traffic to a container port.
 //! - [`sidecar`]: the sidecar container and its token volume.
 //! - [`port_name`]: the app port's new name, a valid and unique IANA service name.
 //! - [`quantity`]: resource quantities, for per-pod overrides and the worker count.
@@ -42,15 +43,30 @@
 //! needs HTTP/2 and should need no configuration. For the port taken over, in order:
 //!
 //! 1. the pod annotation `portcullis.dev/app-protocol`: `http1` or `http2`; any other
-//!    value skips the pod (`invalid_annotation`);
-//! 2. the port's original name: `grpc`, `h2c` or `http2`, alone or followed by `-` and
+//!    value skips the pod (`invalid_annotation`). When it is set, nothing below is read:
+//!    it is also the way out of the two skips of rule 2;
+//! 2. the `appProtocol` of the Service ports that send traffic to the port: Services of
+//!    the pod's namespace whose (non-empty) selector matches the pod's labels, with a port
+//!    whose `targetPort` is the port's original name or its number (or, without one,
+//!    whose `port` is that number). Compared ignoring ASCII case: `kubernetes.io/h2c`,
+//!    `h2c`, `http2`, `grpc` and `grpc-web` are HTTP/2; `http`, `http1` and
+//!    `kubernetes.io/ws` are HTTP/1.1; any other value (`https`, `kubernetes.io/wss`,
+//!    `tcp`...) skips the pod (`unsupported_app_protocol`), and so do two that disagree
+//!    (`conflicting_app_protocol`). Ports without `appProtocol` say nothing;
+//! 3. the port's original name: `grpc`, `h2c` or `http2`, alone or followed by `-` and
 //!    more (`grpc-web`, `h2c-internal`), is HTTP/2;
-//! 3. else HTTP/1.1.
+//! 4. else HTTP/1.1.
 //!
-//! A container port has no `appProtocol` field (Service ports do, and the injector sees
-//! no Service), so there is nothing else in the pod to go by. The choice is written in the
-//! `portcullis.dev/injected` annotation (`appProtocol`), and with its source in the
-//! summary (the log, and `portcullis inject`'s note).
+//! A container port has no `appProtocol` field: only Service (and EndpointSlice) ports
+//! do, hence rule 2. The webhook reads Services from the controller's cache (a watch of
+//! every Service, never an API call during admission); until that cache has synced it
+//! knows none, and a Service created after its pods is not seen by them: rule 3 applies
+//! then, and the annotation is the sure way. `portcullis inject` reads the Service
+//! documents of its input, so that a Deployment and its Service come out as the webhook
+//! would inject them. The choice is written in the `portcullis.dev/injected` annotation
+//! (`appProtocol`), and with its source in the summary (the log, and `portcullis
+//! inject`'s note), e.g. `app protocol http2 (Service web port grpc appProtocol
+//! kubernetes.io/h2c)`.
 
 pub mod app_protocol;
 pub mod config;
@@ -67,6 +83,7 @@ mod port_choice;
 pub mod port_name;
 pub mod quantity;
 pub mod review;
+pub mod service_ports;
 pub mod sidecar;
 pub mod webhook;
 pub mod workload;

@@ -5,9 +5,10 @@
 //! the pod goes on without the sidecar.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use json_patch::Patch;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 
 use super::config::InjectConfig;
 use super::outcome::{InvalidMutation, Outcome};
@@ -15,9 +16,16 @@ use super::pod::plan;
 use crate::apiserver::{ErrorType, FieldError, validate_pod};
 
 /// Decides what to do with `pod`, created in `namespace`; `ca_pem` is the controller's CA
-/// bundle handed to the sidecar.
-pub fn mutate(pod: &Pod, namespace: &str, config: &InjectConfig, ca_pem: &str) -> Outcome {
-    let injection = match plan(pod, namespace, config, ca_pem) {
+/// bundle handed to the sidecar; `services` are Services known in `namespace` (others are
+/// ignored), whose ports may say the app's protocol (`&[]` when none are known).
+pub fn mutate(
+    pod: &Pod,
+    namespace: &str,
+    config: &InjectConfig,
+    ca_pem: &str,
+    services: &[Arc<Service>],
+) -> Outcome {
+    let injection = match plan(pod, namespace, config, ca_pem, services) {
         Ok(injection) => injection,
         Err(skip) => return Outcome::Skipped(skip),
     };

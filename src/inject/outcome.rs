@@ -22,6 +22,11 @@ pub enum SkipReason {
     PortInUse,
     InvalidAnnotation,
     NotTcp,
+    /// A Service port reaching the app's port has an `appProtocol` the sidecar cannot
+    /// speak to the app (`https`, `kubernetes.io/wss`, `tcp`...).
+    UnsupportedAppProtocol,
+    /// Service ports reaching the app's port say HTTP/1.1 and HTTP/2.
+    ConflictingAppProtocol,
 }
 
 impl SkipReason {
@@ -37,6 +42,8 @@ impl SkipReason {
             SkipReason::PortInUse => "port_in_use",
             SkipReason::InvalidAnnotation => "invalid_annotation",
             SkipReason::NotTcp => "not_tcp",
+            SkipReason::UnsupportedAppProtocol => "unsupported_app_protocol",
+            SkipReason::ConflictingAppProtocol => "conflicting_app_protocol",
         }
     }
 }

@@ -10,20 +10,24 @@
 //! `no_named_port`, `not_tcp`, `ambiguous_port` (another app container declares a port of
 //! the same name, which Services would still reach around the sidecar), `port_in_use`
 //! (a container of the pod declares `proxyPort` or `adminPort`), then the app's protocol:
-//! `invalid_annotation` (`portcullis.dev/app-protocol` neither `http1` nor `http2`), and
-//! last the sidecar's own overrides: `invalid_annotation` (image or resource quantity; the
+//! `invalid_annotation` (`portcullis.dev/app-protocol` neither `http1` nor `http2`), and,
+//! without that annotation, the Service ports that reach the port:
+//! `unsupported_app_protocol` (an `appProtocol` that is neither HTTP/1.1 nor cleartext
+//! HTTP/2) and `conflicting_app_protocol` (one says HTTP/1.1, another HTTP/2); and last
+//! the sidecar's own overrides: `invalid_annotation` (image or resource quantity; the
 //! message names the annotation).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodSpec, Probe};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodSpec, Probe, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::app_protocol::app_protocol;
+use super::app_protocol::{ProtocolError, app_protocol};
 use super::config::InjectConfig;
 use super::names::{
     ADMIN_PORT_NAME, INJECT_LABEL, INJECTED_ANNOTATION, SIDECAR_NAME, TOKEN_VOLUME,
@@ -33,6 +37,7 @@ use super::outcome::{Injection, Skip, SkipReason, Summary, skip};
 use super::overrides::settings;
 use super::port_choice::{all_containers, choose_port, ports_free};
 use super::port_name::app_port_name;
+use super::service_ports::Target;
 use super::sidecar::{Sidecar, token_volume};
 
 /// The `portcullis.dev/injected` annotation's JSON.
@@ -50,12 +55,14 @@ struct InjectedAnnotation<'a> {
 }
 
 /// The patch that adds the sidecar to `pod`, created in `namespace`, or why it is left
-/// alone. Not yet checked against the API server's rules: [`super::mutate`] does that.
+/// alone; `services` may say the app's protocol. Not yet checked against the API server's
+/// rules: [`super::mutate`] does that.
 pub(super) fn plan(
     pod: &Pod,
     namespace: &str,
     config: &InjectConfig,
     ca_pem: &str,
+    services: &[Arc<Service>],
 ) -> Result<Injection, Skip> {
     let empty = BTreeMap::new();
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
@@ -120,8 +127,17 @@ pub(super) fn plan(
         }
     }
     ports_free(spec, config)?;
-    let (protocol, protocol_source) = app_protocol(annotations, original)
-        .or_else(|error| skip(SkipReason::InvalidAnnotation, error.to_string()))?;
+    let target =
+        Target { namespace, labels, name: original, number: port.container_port, protocol };
+    let (protocol, protocol_source) =
+        app_protocol(annotations, &target, services).or_else(|error| {
+            let reason = match error {
+                ProtocolError::InvalidAnnotation(_) => SkipReason::InvalidAnnotation,
+                ProtocolError::Unsupported(_) => SkipReason::UnsupportedAppProtocol,
+                ProtocolError::Conflicting { .. } => SkipReason::ConflictingAppProtocol,
+            };
+            skip(reason, error.to_string())
+        })?;
     let settings = settings(annotations, config)?;
 
     // Every name in the pod, so that neither new name collides with one.

@@ -29,7 +29,12 @@ fn plain_pod() -> Value {
 }
 
 fn outcome_with(pod: &Value, config: &InjectConfig) -> Outcome {
-    mutate(&serde_json::from_value(pod.clone()).unwrap(), "shop", config, CA)
+    outcome_among(pod, config, &[])
+}
+
+/// The outcome for `pod` in `shop`, with these Services known.
+fn outcome_among(pod: &Value, config: &InjectConfig, services: &[Arc<Service>]) -> Outcome {
+    mutate(&serde_json::from_value(pod.clone()).unwrap(), "shop", config, CA, services)
 }
 
 fn injected(pod: &Value) -> Injection {
@@ -414,7 +419,8 @@ fn opted_out_pods_are_left_alone() {
 #[test]
 fn excluded_namespaces_are_left_alone() {
     let pod: Pod = serde_json::from_value(plain_pod()).unwrap();
-    let Outcome::Skipped(skip) = mutate(&pod, "kube-system", &InjectConfig::default(), CA) else {
+    let Outcome::Skipped(skip) = mutate(&pod, "kube-system", &InjectConfig::default(), CA, &[])
+    else {
         panic!()
     };
     assert_eq!(skip.reason, SkipReason::ExcludedNamespace);
@@ -704,6 +710,102 @@ fn an_app_protocol_annotation_other_than_http1_or_http2_is_reported() {
     assert_eq!(skipped(&udp).reason, SkipReason::NotTcp);
 }
 
+/// A Service in `shop` selecting `app: web`, whose port `name` targets `target` with
+/// `app_protocol`.
+fn service_saying(name: &str, target: Value, app_protocol: &str) -> Arc<Service> {
+    let value = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "main", "port": 80,
+            "targetPort": target, "protocol": "TCP", "appProtocol": app_protocol}]}});
+    Arc::new(serde_json::from_value(value).unwrap())
+}
+
+#[test]
+fn a_services_app_protocol_reaches_the_sidecar_the_annotation_and_the_summary() {
+    let pod = pod_with_port("http", json!({}));
+    let services = [service_saying("web", json!("http"), "kubernetes.io/h2c")];
+    let Outcome::Injected(injection) = outcome_among(&pod, &InjectConfig::default(), &services)
+    else {
+        panic!("not injected")
+    };
+    let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
+    assert_eq!(refusals_after(&typed, &injection.patch), Vec::<String>::new());
+    assert_eq!(
+        serde_json::to_value(&injection.patch).unwrap(),
+        json!([
+            {"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
+             "value": annotation_with_protocol("http", 8080, "http2", "app-http")},
+            {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
+            {"op": "add", "path": "/spec/initContainers",
+             "value": [sidecar_with_protocol(8080, json!("http"), "1", "http2")]},
+            {"op": "add", "path": "/spec/volumes", "value": [token_volume()]}
+        ])
+    );
+    assert_eq!(
+        injection.summary.to_string(),
+        "sidecar port http (4180) in front of container web port 8080, app protocol http2 \
+         (Service web port main appProtocol kubernetes.io/h2c), app port renamed app-http"
+    );
+    // The same pod, no Service known: by its port's name.
+    assert_eq!(protocol_written(&injected(&pod)), (json!("http1"), json!("http1")));
+}
+
+#[test]
+fn services_that_leave_the_protocol_unknown_skip_the_pod() {
+    let pod = plain_pod();
+    let skipped_among =
+        |services: &[Arc<Service>]| match outcome_among(&pod, &InjectConfig::default(), services) {
+            Outcome::Skipped(skip) => skip,
+            other => panic!("not skipped: {other:?}"),
+        };
+    assert_eq!(
+        skipped_among(&[service_saying("web", json!(8080), "https")]),
+        Skip {
+            reason: SkipReason::UnsupportedAppProtocol,
+            message: "Service web port main has appProtocol \"https\", which is neither \
+                      HTTP/1.1 nor cleartext HTTP/2, the protocols the sidecar speaks to the \
+                      app; set the annotation portcullis.dev/app-protocol to http1 or http2 to \
+                      inject the pod anyway"
+                .into()
+        }
+    );
+    assert_eq!(
+        skipped_among(&[
+            service_saying("web", json!("http"), "http"),
+            service_saying("web-grpc", json!("http"), "grpc")
+        ]),
+        Skip {
+            reason: SkipReason::ConflictingAppProtocol,
+            message: "Service web port main has appProtocol \"http\" (http1) but Service \
+                      web-grpc port main has appProtocol \"grpc\" (http2); set the annotation \
+                      portcullis.dev/app-protocol to http1 or http2 to inject the pod anyway"
+                .into()
+        }
+    );
+    // The annotation is the way out of both.
+    let annotated = pod_with_port("http", json!({"portcullis.dev/app-protocol": "http2"}));
+    let services = [service_saying("web", json!("http"), "https")];
+    let Outcome::Injected(injection) =
+        outcome_among(&annotated, &InjectConfig::default(), &services)
+    else {
+        panic!("not injected")
+    };
+    assert_eq!(protocol_written(&injection), (json!("http2"), json!("http2")));
+    assert_eq!(injection.summary.protocol_source, ProtocolSource::Annotation);
+}
+
+/// The port is checked before the Services: a UDP port is `not_tcp`, whatever they say.
+#[test]
+fn the_port_is_checked_before_the_services() {
+    let mut udp = plain_pod();
+    udp["spec"]["containers"][0]["ports"][0]["protocol"] = json!("UDP");
+    let services = [service_saying("web", json!("http"), "https")];
+    let Outcome::Skipped(skip) = outcome_among(&udp, &InjectConfig::default(), &services) else {
+        panic!("not skipped")
+    };
+    assert_eq!(skip.reason, SkipReason::NotTcp);
+}
+
 #[test]
 fn reasons_are_stable_metric_labels() {
     let all = [
@@ -717,6 +819,8 @@ fn reasons_are_stable_metric_labels() {
         (SkipReason::PortInUse, "port_in_use"),
         (SkipReason::InvalidAnnotation, "invalid_annotation"),
         (SkipReason::NotTcp, "not_tcp"),
+        (SkipReason::UnsupportedAppProtocol, "unsupported_app_protocol"),
+        (SkipReason::ConflictingAppProtocol, "conflicting_app_protocol"),
     ];
     for (reason, label) in all {
         assert_eq!(reason.as_str(), label);

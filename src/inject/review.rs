@@ -5,8 +5,10 @@
 //! without a sidecar is better than no pod), and the decision says why. Only a body that
 //! is no AdmissionReview at all is refused, for the HTTP layer to answer 400.
 
+use std::sync::Arc;
+
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use serde_json::Value;
 
@@ -61,8 +63,17 @@ pub enum ReviewError {
     NoRequest,
 }
 
-/// Answers one AdmissionReview; `ca_pem` is the controller's CA bundle for the sidecar.
-pub fn review(body: &[u8], config: &InjectConfig, ca_pem: &str) -> Result<Reviewed, ReviewError> {
+/// The Services of a namespace, as far as they are known now (none, when unknown).
+pub type ServicesOf<'a> = &'a dyn Fn(&str) -> Vec<Arc<Service>>;
+
+/// Answers one AdmissionReview; `ca_pem` is the controller's CA bundle for the sidecar;
+/// `services` gives the Services of the pod's namespace, asked only for a pod to decide on.
+pub fn review(
+    body: &[u8],
+    config: &InjectConfig,
+    ca_pem: &str,
+    services: ServicesOf<'_>,
+) -> Result<Reviewed, ReviewError> {
     let mut envelope: Value = serde_json::from_slice(body).map_err(ReviewError::NotAReview)?;
     // The pod is read on its own, so that a pod this version cannot read is allowed
     // unchanged rather than failing the whole review (and, with failurePolicy Fail, the pod).
@@ -79,7 +90,8 @@ pub fn review(body: &[u8], config: &InjectConfig, ca_pem: &str) -> Result<Review
         owner: None,
         dry_run: request.dry_run,
     };
-    let (verdict, reason, message, patch) = decide(&request, object, config, ca_pem, &mut decision);
+    let (verdict, reason, message, patch) =
+        decide(&request, object, config, ca_pem, services, &mut decision);
     decision.verdict = verdict;
     decision.reason = reason;
     decision.message = message;
@@ -94,6 +106,7 @@ fn decide(
     object: Option<Value>,
     config: &InjectConfig,
     ca_pem: &str,
+    services: ServicesOf<'_>,
     decision: &mut Decision,
 ) -> Answer {
     if request.operation != Operation::Create {
@@ -124,7 +137,8 @@ fn decide(
         decision.pod = name.or_else(|| pod.metadata.generate_name.clone()).unwrap_or_default();
     }
     decision.owner = owner(&pod, &decision.namespace);
-    match mutate(&pod, &decision.namespace, config, ca_pem) {
+    let services = services(&decision.namespace);
+    match mutate(&pod, &decision.namespace, config, ca_pem, &services) {
         // Only a pod that would get a sidecar needs the CA; the others are skipped as ever.
         Outcome::Injected(_) if ca_pem.trim().is_empty() => {
             let message = "the controller has no CA bundle yet for the sidecar to trust".into();

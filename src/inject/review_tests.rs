@@ -3,6 +3,11 @@ use serde_json::json;
 use super::*;
 use crate::inject::outcome::Injection;
 
+/// No Services known.
+fn none(_: &str) -> Vec<Arc<Service>> {
+    Vec::new()
+}
+
 use crate::inject::expected;
 
 use expected::CA;
@@ -59,13 +64,13 @@ fn request(operation: &str, object: Value) -> Value {
 
 fn answer(body: &Value) -> (Value, Decision) {
     let reviewed =
-        review(&serde_json::to_vec(body).unwrap(), &InjectConfig::default(), CA).unwrap();
+        review(&serde_json::to_vec(body).unwrap(), &InjectConfig::default(), CA, &none).unwrap();
     (serde_json::from_slice(&reviewed.body).unwrap(), reviewed.decision)
 }
 
 fn expected_injection(pod: &Value) -> Injection {
     let pod: Pod = serde_json::from_value(pod.clone()).unwrap();
-    match mutate(&pod, "shop", &InjectConfig::default(), CA) {
+    match mutate(&pod, "shop", &InjectConfig::default(), CA, &[]) {
         Outcome::Injected(injection) => {
             let errors = crate::inject::mutate::refusals_after(&pod, &injection.patch);
             assert_eq!(errors, Vec::<String>::new(), "the API server would refuse the pod");
@@ -183,7 +188,7 @@ fn failures_allow_the_pod_unchanged() {
     assert_eq!((decision.verdict, decision.reason), (Verdict::Failed, "undecodable_pod"));
 
     let body = serde_json::to_vec(&request("CREATE", replicaset_pod())).unwrap();
-    let reviewed = review(&body, &InjectConfig::default(), "").unwrap();
+    let reviewed = review(&body, &InjectConfig::default(), "", &none).unwrap();
     assert_eq!(serde_json::from_slice::<Value>(&reviewed.body).unwrap(), allowed_unchanged());
     assert_eq!(reviewed.decision.reason, "ca_unavailable");
     assert_eq!(reviewed.decision.verdict, Verdict::Failed);
@@ -192,7 +197,7 @@ fn failures_allow_the_pod_unchanged() {
     let mut opted_out = replicaset_pod();
     opted_out["metadata"]["labels"]["portcullis.dev/inject"] = json!("disabled");
     let body = serde_json::to_vec(&request("CREATE", opted_out)).unwrap();
-    let reviewed = review(&body, &InjectConfig::default(), "").unwrap();
+    let reviewed = review(&body, &InjectConfig::default(), "", &none).unwrap();
     assert_eq!(reviewed.decision.verdict, Verdict::Skipped);
     assert_eq!(reviewed.decision.reason, "opted_out");
 }
@@ -217,8 +222,52 @@ fn the_answer_speaks_the_version_it_was_asked_in() {
 #[test]
 fn what_is_no_review_is_an_error() {
     let config = InjectConfig::default();
-    assert!(matches!(review(b"not json", &config, CA), Err(ReviewError::NotAReview(_))));
-    assert!(matches!(review(b"{\"kind\": 3}", &config, CA), Err(ReviewError::NotAReview(_))));
+    assert!(matches!(review(b"not json", &config, CA, &none), Err(ReviewError::NotAReview(_))));
+    assert!(matches!(
+        review(b"{\"kind\": 3}", &config, CA, &none),
+        Err(ReviewError::NotAReview(_))
+    ));
     let no_request = br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#;
-    assert!(matches!(review(no_request, &config, CA), Err(ReviewError::NoRequest)));
+    assert!(matches!(review(no_request, &config, CA, &none), Err(ReviewError::NoRequest)));
+}
+
+/// The Services of the pod's namespace are asked for once, and only for a pod to decide
+/// on; their ports' appProtocol reaches the sidecar and the decision's message.
+#[test]
+fn the_services_of_the_pods_namespace_say_its_protocol() {
+    let asked = std::cell::RefCell::new(Vec::new());
+    let h2c: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "h2", "port": 80,
+            "targetPort": "http", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"}]}
+    }))
+    .unwrap();
+    let h2c = Arc::new(h2c);
+    let services = |namespace: &str| {
+        asked.borrow_mut().push(namespace.to_owned());
+        vec![h2c.clone()]
+    };
+    let body = serde_json::to_vec(&request("CREATE", replicaset_pod())).unwrap();
+    let reviewed = review(&body, &InjectConfig::default(), CA, &services).unwrap();
+    assert_eq!(*asked.borrow(), ["shop"]);
+    assert_eq!(reviewed.decision.verdict, Verdict::Injected);
+    assert_eq!(
+        reviewed.decision.message,
+        "sidecar port http (4180) in front of container web port 8080, app protocol http2 \
+         (Service web port h2 appProtocol kubernetes.io/h2c), app port renamed app-http"
+    );
+    let response: Value = serde_json::from_slice(&reviewed.body).unwrap();
+    let k8s_openapi::ByteString(patch) =
+        serde_json::from_value(response["response"]["patch"].clone()).unwrap();
+    let patch: Value = serde_json::from_slice(&patch).unwrap();
+    let args = &patch[2]["value"][0]["args"];
+    assert_eq!((&args[5], &args[6]), (&json!("--app-protocol"), &json!("http2")));
+
+    // Not a creation: nothing to decide, nothing asked.
+    asked.borrow_mut().clear();
+    let body = serde_json::to_vec(&request("UPDATE", replicaset_pod())).unwrap();
+    let reviewed = review(&body, &InjectConfig::default(), CA, &services).unwrap();
+    assert_eq!(reviewed.decision.reason, "not_create");
+    assert_eq!(*asked.borrow(), Vec::<String>::new());
 }

@@ -5,6 +5,9 @@
 //! skips and failures also become an Event on the pod's owner (a pod being created has no
 //! uid yet to hang one on), published on a task of its own so that admission never waits
 //! for it, and never for dry runs (the webhook declares `sideEffects: NoneOnDryRun`).
+//!
+//! The Services whose `appProtocol` may say the app's protocol come from a cache the
+//! controller keeps (`services`): nothing is asked of the API server while a pod waits.
 
 use std::sync::Arc;
 
@@ -12,6 +15,7 @@ use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use k8s_openapi::api::core::v1::Service;
 use kube::runtime::events::{Event, EventType, Recorder};
 
 use super::config::InjectConfig;
@@ -26,10 +30,21 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Events' notes must stay under 1 kB.
 const MAX_NOTE: usize = 1000;
 
+/// The Services of a namespace as of now, from a cache: admission never waits on the API
+/// server. Empty until the cache has synced, when the port's name decides instead.
+pub type ServiceLookup = Arc<dyn Fn(&str) -> Vec<Arc<Service>> + Send + Sync>;
+
+/// No Services known: the port's name and the annotation decide the app's protocol.
+pub fn no_services() -> ServiceLookup {
+    Arc::new(|_| Vec::new())
+}
+
 pub struct Webhook {
     pub config: Arc<InjectConfig>,
     /// The controller's CA bundle (PEM) as of now, for the sidecar to trust.
     pub ca_pem: Arc<dyn Fn() -> String + Send + Sync>,
+    /// The Services whose ports may say the app's protocol (`appProtocol`).
+    pub services: ServiceLookup,
     pub metrics: Arc<ControllerMetrics>,
     pub recorder: Option<Recorder>,
 }
@@ -66,7 +81,7 @@ impl Webhook {
             }
         };
         let ca_pem = (self.ca_pem)();
-        match review(&body, &self.config, &ca_pem) {
+        match review(&body, &self.config, &ca_pem, &*self.services) {
             Ok(reviewed) => {
                 self.record(&reviewed.decision);
                 let mut response = Response::new(Full::new(Bytes::from(reviewed.body)));

@@ -10,6 +10,7 @@ fn webhook() -> Webhook {
     Webhook {
         config: Arc::new(InjectConfig::default()),
         ca_pem: Arc::new(|| CA.to_owned()),
+        services: no_services(),
         metrics: Arc::new(ControllerMetrics::default()),
         recorder: None,
     }

@@ -12,8 +12,14 @@
 //!
 //! A pod template has no namespace of its own: the document's `metadata.namespace`, else
 //! `default`, stands for the one its pods will be created in.
+//!
+//! Services (`v1` `Service` documents, and items of a List) are read by [`services_in`],
+//! so that their ports' `appProtocol` says the app's protocol as it does to the webhook;
+//! one without `metadata.namespace` is in `default` too, as a workload without one is.
 
-use k8s_openapi::api::core::v1::Pod;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
 use serde_json::{Map, Value};
 
 use super::config::InjectConfig;
@@ -45,6 +51,8 @@ pub enum WorkloadError {
     NotAPod { workload: String, source: serde_json::Error },
     #[error("{workload}: cannot apply the patch: {source}")]
     Patch { workload: String, source: json_patch::PatchError },
+    #[error("{service}: cannot read it: {source}")]
+    NotAService { service: String, source: serde_json::Error },
 }
 
 /// Where a document of `apiVersion` and `kind` keeps its pod, as a JSON pointer ("" for a
@@ -101,24 +109,45 @@ fn pod_at(doc: &Value) -> Result<Option<PodAt>, WorkloadError> {
     }
 }
 
+/// The Services of `doc` (itself, or the items of a List), each in the namespace its
+/// document names, else `default`.
+pub fn services_in(doc: &Value) -> Result<Vec<Arc<Service>>, WorkloadError> {
+    if type_of(doc) == ("v1", "List") {
+        let mut all = Vec::new();
+        for item in doc.get("items").and_then(Value::as_array).into_iter().flatten() {
+            all.extend(services_in(item)?);
+        }
+        return Ok(all);
+    }
+    if type_of(doc) != ("v1", "Service") {
+        return Ok(Vec::new());
+    }
+    let mut service: Service = serde_json::from_value(doc.clone())
+        .map_err(|source| WorkloadError::NotAService { service: workload_name(doc), source })?;
+    service.metadata.namespace.get_or_insert_with(|| "default".to_owned());
+    Ok(vec![Arc::new(service)])
+}
+
 /// Injects the pod of `doc` in place, when it is a workload; returns what happened to each
-/// pod (none for a document that carries no pod).
+/// pod (none for a document that carries no pod). `services` are those the manifests hold
+/// (see [`services_in`]), of any namespace.
 pub fn inject_document(
     doc: &mut Value,
     config: &InjectConfig,
     ca_pem: &str,
+    services: &[Arc<Service>],
 ) -> Result<Vec<Report>, WorkloadError> {
     if type_of(doc) == ("v1", "List") {
         let mut reports = Vec::new();
         for item in doc.get_mut("items").and_then(Value::as_array_mut).into_iter().flatten() {
-            reports.extend(inject_document(item, config, ca_pem)?);
+            reports.extend(inject_document(item, config, ca_pem, services)?);
         }
         return Ok(reports);
     }
     let Some(PodAt { workload, namespace, pointer, pod }) = pod_at(doc)? else {
         return Ok(Vec::new());
     };
-    let outcome = match mutate(&pod, &namespace, config, ca_pem) {
+    let outcome = match mutate(&pod, &namespace, config, ca_pem, services) {
         Outcome::Injected(injection) => {
             let pod_value = doc.pointer_mut(pointer).expect("pod_at found an object there");
             // The patch adds annotations under metadata, which a template may lack.
@@ -188,7 +217,8 @@ mod tests {
 
     /// Injects `doc`; every pod it holds then passes the API server's validation.
     fn run(doc: &mut Value) -> Vec<Report> {
-        let reports = inject_document(doc, &InjectConfig::default(), CA).unwrap();
+        let services = services_in(doc).unwrap();
+        let reports = inject_document(doc, &InjectConfig::default(), CA, &services).unwrap();
         for (workload, errors) in refusals(doc).unwrap() {
             assert_eq!(errors, Vec::<String>::new(), "the API server would refuse {workload}");
         }
@@ -283,12 +313,58 @@ mod tests {
     fn a_workload_without_a_pod_is_an_error() {
         let mut doc = json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web"}, "spec": {}});
-        let error = inject_document(&mut doc, &InjectConfig::default(), CA).unwrap_err();
+        let error = inject_document(&mut doc, &InjectConfig::default(), CA, &[]).unwrap_err();
         assert_eq!(error.to_string(), "Deployment default/web: no pod template at spec.template");
         let mut doc = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": "none"}});
-        let error = inject_document(&mut doc, &InjectConfig::default(), CA).unwrap_err();
+        let error = inject_document(&mut doc, &InjectConfig::default(), CA, &[]).unwrap_err();
         assert!(error.to_string().starts_with("Pod default/p: cannot read its pod:"), "{error}");
+    }
+
+    fn service(namespace: Option<&str>, app_protocol: &str) -> Value {
+        let mut service = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "h2", "port": 80,
+                "targetPort": "http", "appProtocol": app_protocol}]}});
+        if let Some(namespace) = namespace {
+            service["metadata"]["namespace"] = json!(namespace);
+        }
+        service
+    }
+
+    #[test]
+    fn services_of_the_manifests_say_the_protocol_in_their_namespace() {
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"}, "spec": {"template": template()}});
+        // Both without a namespace: both in `default`. The one in `cart` is not the pods'.
+        let here = service(None, "kubernetes.io/h2c");
+        let elsewhere = service(Some("cart"), "https");
+        let mut doc = json!({"apiVersion": "v1", "kind": "List",
+            "items": [deployment, here.clone(), elsewhere.clone()]});
+        let services = services_in(&doc).unwrap();
+        let namespaces: Vec<_> =
+            services.iter().map(|s| s.metadata.namespace.as_deref().unwrap()).collect();
+        assert_eq!(namespaces, ["default", "cart"]);
+        let reports = run(&mut doc);
+        let summary = reports[0].outcome.as_ref().unwrap();
+        assert_eq!(summary.app_protocol.as_flag(), "http2");
+        assert_eq!(
+            summary.protocol_source.to_string(),
+            "Service web port h2 appProtocol kubernetes.io/h2c"
+        );
+        let args = &doc["items"][0]["spec"]["template"]["spec"]["initContainers"][0]["args"];
+        assert_eq!((&args[5], &args[6]), (&json!("--app-protocol"), &json!("http2")));
+        // Services come out as they went in.
+        assert_eq!((&doc["items"][1], &doc["items"][2]), (&here, &elsewhere));
+    }
+
+    #[test]
+    fn a_service_that_is_no_service_is_an_error() {
+        let broken = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "shop"}, "spec": {"ports": "none"}});
+        let error = services_in(&broken).unwrap_err();
+        assert!(error.to_string().starts_with("Service shop/web: cannot read it: "), "{error}");
+        assert!(services_in(&json!({"apiVersion": "v1", "kind": "ConfigMap"})).unwrap().is_empty());
     }
 
     #[test]

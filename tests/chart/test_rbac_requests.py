@@ -14,7 +14,7 @@ from conftest import NAMESPACE, REPO
 
 REQUESTS = REPO / "target" / "tmp" / "api-requests"
 # The Rust tests that record their requests; each must have run (make test runs them first).
-RECORDERS = {"controller", "tls-controller", "tls-webhook", "inject-webhook"}
+RECORDERS = {"controller", "controller-webhook", "tls-controller", "tls-webhook", "inject-webhook"}
 
 
 def attributes(method: str, path: str, query: str) -> dict:
@@ -72,12 +72,14 @@ def test_every_request_the_controller_makes_is_granted(render):
             key = json.dumps(attrs, sort_keys=True)
             checked.add(key)
             assert any(allows(rule, attrs) for rule in rules), f"{file.name}: not granted: {attrs}"
-    # The recordings cover what matters: watches, status writes, TokenReviews, Events, the
-    # TLS Secret and the webhook configuration.
+    # The recordings cover what matters: watches (Services for the webhook too), status
+    # writes, TokenReviews, Events, the TLS Secret and the webhook configuration.
     verbs = {(json.loads(k)["verb"], json.loads(k)["resource"]) for k in checked}
     for needed in [
         ("watch", "pods"),
         ("watch", "secrets"),
+        ("list", "services"),
+        ("watch", "services"),
         ("patch", "upstreampolicies/status"),
         ("create", "tokenreviews"),
         ("create", "events"),

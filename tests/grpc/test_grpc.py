@@ -51,6 +51,14 @@ def trailers(err: grpc.RpcError) -> dict[str, str | bytes]:
     return dict(err.trailing_metadata() or ())
 
 
+def trickle(count: int = 12, every: float = 0.25):
+    """A client stream of `count` messages, `every` seconds apart (3 s in all by default)."""
+    for i in range(count):
+        if i:
+            time.sleep(every)
+        yield f"m{i}".encode()
+
+
 def test_the_injector_picked_the_protocol_the_pod_says(pod: Pod):
     args = pod.sidecar.args
     assert args[args.index("--app-protocol") + 1] == pod.case.protocol
@@ -222,16 +230,10 @@ def test_a_server_stream_outlives_the_idle_timeout_while_messages_flow(pod: Pod)
 def test_a_bidirectional_stream_outlives_the_idle_timeout_while_messages_flow(pod: Pod):
     pod.sidecar.apply(policy("  timeouts: {idle: 1s}\n"))
 
-    def requests():
-        for i in range(12):
-            if i:
-                time.sleep(0.25)
-            yield f"m{i}".encode()
-
     with pod.channel() as channel:
         bidi = channel.stream_stream(f"/{SERVICE}/Bidi")
         started = time.monotonic()
-        replies = list(bidi(requests(), timeout=PATIENCE))
+        replies = list(bidi(trickle(), timeout=PATIENCE))
         assert replies == [f"echo:m{i}".encode() for i in range(12)]
         assert time.monotonic() - started > 2.5
     assert pod.sidecar.metric("portcullis_streams_ended_total") == 0
@@ -265,16 +267,10 @@ def test_a_client_stream_longer_than_the_response_headers_timeout_is_answered(po
     Envoy's route timeout and nginx's proxy_read_timeout do: an upload is not a slow app."""
     pod.sidecar.apply(policy("  timeouts: {responseHeaders: 1s, idle: 1s}\n"))
 
-    def requests():
-        for i in range(12):
-            if i:
-                time.sleep(0.25)
-            yield f"m{i}".encode()
-
     with pod.channel() as channel:
         upload = channel.stream_unary(f"/{SERVICE}/ClientStream")
         started = time.monotonic()
-        assert upload(requests(), timeout=PATIENCE) == b"got 12"
+        assert upload(trickle(), timeout=PATIENCE) == b"got 12"
         assert time.monotonic() - started > 2.5
     assert pod.sidecar.metric("portcullis_responses_total", source="proxy") == 0
 

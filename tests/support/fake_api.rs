@@ -1,10 +1,11 @@
-//! A small stand-in for the Kubernetes API server over HTTP: list and watch of any
-//! collection (replayed from a resourceVersion), GET of one object, PUT with
-//! resourceVersion preconditions, JSON patches applied to stored objects, TokenReview, pod
-//! creation checked by the API server's own Pod validation (`portcullis::apiserver`: a pod
-//! the real one refuses is refused here, with the same 422 Status), and a record of
-//! PATCHes, PUTs and POSTs. It speaks the real JSON, so the code under test uses the real
-//! kube-rs client against it.
+//! A small stand-in for the Kubernetes API server over HTTP: list (`PodList`,
+//! `ServiceList`..., the items' apiVersion and kind left out for built-in kinds, as the
+//! real one does) and watch of any collection (replayed from a resourceVersion), GET of
+//! one object, PUT with resourceVersion preconditions, JSON patches applied to stored
+//! objects, TokenReview, pod creation checked by the API server's own Pod validation
+//! (`portcullis::apiserver`: a pod the real one refuses is refused here, with the same 422
+//! Status), and a record of PATCHes, PUTs and POSTs. It speaks the real JSON, so the code
+//! under test uses the real kube-rs client against it.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -126,6 +127,11 @@ impl FakeApi {
             .collect();
         let text = serde_json::to_string_pretty(&requests).unwrap();
         std::fs::write(dir.join(format!("{name}.json")), text).unwrap();
+    }
+
+    /// Every request so far: (method, path, query).
+    pub fn requests(&self) -> Vec<(String, String, String)> {
+        self.store.lock().unwrap().requests.clone()
     }
 
     /// PUT requests (replacements) accepted so far: (path, body).
@@ -300,14 +306,28 @@ impl FakeApi {
             }
             Method::GET => {
                 let store = self.store.lock().unwrap();
+                let (api_version, kind, built_in) = list_type(&path);
                 let items: Vec<Value> = store
                     .objects
                     .get(&path)
                     .map(|c| c.values().cloned().collect())
                     .unwrap_or_default();
+                // Built-in kinds are listed typed, and Go's list encoding leaves each item's
+                // apiVersion and kind out (kubernetes/kubernetes#63676); custom resources
+                // are listed unstructured, and keep theirs.
+                let items: Vec<Value> = items
+                    .into_iter()
+                    .map(|mut item| {
+                        if built_in && let Some(object) = item.as_object_mut() {
+                            object.remove("apiVersion");
+                            object.remove("kind");
+                        }
+                        item
+                    })
+                    .collect();
                 let list = json!({
-                    "apiVersion": "v1",
-                    "kind": "List",
+                    "kind": format!("{kind}List"),
+                    "apiVersion": api_version,
                     "metadata": {"resourceVersion": store.version.to_string()},
                     "items": items,
                 });
@@ -405,6 +425,37 @@ fn object_key(path: &str) -> Option<(String, String)> {
         }
         _ => None,
     }
+}
+
+/// The kinds of the collections the tests list, by plural.
+const KINDS: [(&str, &str); 8] = [
+    ("pods", "Pod"),
+    ("secrets", "Secret"),
+    ("services", "Service"),
+    ("events", "Event"),
+    ("leases", "Lease"),
+    ("mutatingwebhookconfigurations", "MutatingWebhookConfiguration"),
+    ("upstreampolicies", "UpstreamPolicy"),
+    ("maintenancewindows", "MaintenanceWindow"),
+];
+
+/// The apiVersion and kind of the objects of a collection (`/api/v1/services`,
+/// `/apis/{group}/{version}/namespaces/{ns}/{plural}`), and whether the kind is built in
+/// (not a custom resource of ours).
+fn list_type(collection: &str) -> (String, String, bool) {
+    let segments: Vec<&str> = collection.trim_start_matches('/').split('/').collect();
+    let (api_version, group) = match segments.as_slice() {
+        ["api", version, ..] => (version.to_string(), ""),
+        ["apis", group, version, ..] => (format!("{group}/{version}"), *group),
+        _ => panic!("not a collection: {collection}"),
+    };
+    let plural = segments.last().unwrap();
+    let kind = KINDS
+        .iter()
+        .find(|(p, _)| p == plural)
+        .map(|(_, kind)| kind.to_string())
+        .unwrap_or_else(|| panic!("the fake API server knows no kind for {plural}: add it"));
+    (api_version, kind, group != "portcullis.dev")
 }
 
 /// `/api/v1/namespaces/{ns}/pods`: where pods are created.
