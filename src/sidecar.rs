@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
+use crate::admin::prestop::StopHook;
 use crate::config::follow::{ControllerSource, FollowEvent};
 use crate::config::{self, ReloadOutcome, Reloader};
 use crate::proxy::{AppProtocol, ClientLimits, ClientTimeouts, Pool, Proxy};
@@ -31,6 +32,17 @@ pub struct Sidecar {
     pub client_timeouts: ClientTimeouts,
     /// How large a request head may be, and how many client connections may be open.
     pub client_limits: ClientLimits,
+    /// The app container's `preStop` hook (`/prestop`).
+    pub stop: StopSettings,
+}
+
+/// What the app container's `preStop` hook (`/prestop` on the admin port) is answered with.
+#[derive(Clone, Debug, Default)]
+pub struct StopSettings {
+    /// How long the hook holds the app's stop, from its first call.
+    pub delay: Duration,
+    /// The pod's token that the hook must carry; without one, only loopback callers.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,15 +81,21 @@ impl Sidecar {
         metrics.config_generation.set(rx.borrow().generation);
 
         let draining = ready.clone();
-        let admin = Admin { metrics: metrics.clone(), config: rx.clone(), ready };
+        let proxy = Arc::new(Proxy::new(
+            Pool::new(self.upstream.clone(), self.app_protocol),
+            rx.clone(),
+            metrics.clone(),
+        ));
+        let lifecycle = proxy.lifecycle().clone();
+        let stop = StopHook::new(lifecycle.clone(), self.stop.delay, self.stop.token.as_deref());
+        let admin =
+            Admin { metrics: metrics.clone(), config: rx, ready, stop: Arc::new(stop), lifecycle };
         let admin_task = tokio::spawn(crate::admin::serve(self.admin, admin));
         tracing::info!(
             listen = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             upstream = %self.upstream,
             "proxy started"
         );
-        let proxy =
-            Arc::new(Proxy::new(Pool::new(self.upstream, self.app_protocol), rx, metrics.clone()));
         let gauges = tokio::spawn(keep_gauges(proxy.clone(), metrics));
         let following = reload_task.as_ref().map(|task| task.abort_handle());
         let shutdown = async move {

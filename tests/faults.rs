@@ -532,6 +532,7 @@ async fn a_stream_cut_mid_snapshot_applies_no_partial_config() {
         drain_timeout: Duration::from_secs(1),
         client_timeouts: Default::default(),
         client_limits: Default::default(),
+        stop: Default::default(),
     };
     tokio::spawn(sidecar.run(std::future::pending()));
     let state = async || {

@@ -228,6 +228,7 @@ async fn the_sidecar_keeps_enforcing_while_the_controller_is_away() {
         drain_timeout: Duration::from_secs(1),
         client_timeouts: Default::default(),
         client_limits: Default::default(),
+        stop: Default::default(),
     };
     tokio::spawn(sidecar.run(std::future::pending()));
 

@@ -37,6 +37,7 @@ pub fn start_sidecar(rt: &Runtime, app: SocketAddr) -> SocketAddr {
                 idle: Duration::from_secs(2),
             },
             client_limits: Default::default(),
+            stop: Default::default(),
         };
         tokio::spawn(sidecar.run(std::future::pending()));
         addr

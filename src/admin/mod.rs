@@ -1,20 +1,31 @@
-//! Admin servers: health, readiness, metrics, and for the sidecar the effective config.
-//! They listen on localhost unless told otherwise; `/config`, which shows the whole policy,
-//! answers loopback clients only even then.
+//! Admin servers: health, readiness, metrics, and for the sidecar the effective config and
+//! the app container's `preStop` hook (`prestop`). They listen on localhost unless told
+//! otherwise; `/config`, which shows the whole policy, answers loopback clients only even
+//! then.
+
+pub mod prestop;
+mod reply;
+
+pub use reply::reply;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use prestop::StopHook;
+
 use crate::config::ConfigRx;
+use crate::proxy::Lifecycle;
 use crate::telemetry::metrics::Metrics;
 
 /// What an admin server answers; the sidecar's and the controller's differ in their details.
@@ -26,7 +37,14 @@ pub trait Endpoints: Clone + Send + Sync + 'static {
     fn other(&self, _path: &str, _local: bool) -> Option<Response<Full<Bytes>>> {
         None
     }
+    /// Paths answered later, such as the sidecar's `/prestop`: the answer to come.
+    fn later(&self, _req: &Request<Incoming>, _local: bool) -> Option<Later> {
+        None
+    }
 }
+
+/// An answer that takes its time.
+pub type Later = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
 
 /// Serves /livez, /readyz, /metrics and the endpoints' own paths, GET and HEAD only.
 pub async fn serve<E: Endpoints>(listener: TcpListener, endpoints: E) {
@@ -41,7 +59,13 @@ pub async fn serve<E: Endpoints>(listener: TcpListener, endpoints: E) {
             let service = service_fn(move |req| {
                 let endpoints = endpoints.clone();
                 let local = peer.ip().is_loopback();
-                async move { Ok::<_, Infallible>(route(&endpoints, &req, local)) }
+                async move {
+                    let response = match endpoints.later(&req, local) {
+                        Some(later) => later.await,
+                        None => route(&endpoints, &req, local),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -73,19 +97,6 @@ fn route<E: Endpoints>(
     }
 }
 
-pub fn reply(
-    status: StatusCode,
-    content_type: &'static str,
-    body: String,
-) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Full::new(Bytes::from(body)))
-        .expect("valid response")
-}
-
 /// The sidecar's admin endpoints.
 #[derive(Clone)]
 pub struct Admin {
@@ -93,11 +104,24 @@ pub struct Admin {
     pub config: ConfigRx,
     /// Set once a config is in force.
     pub ready: Arc<AtomicBool>,
+    /// `/prestop`, and whether the pod is stopping.
+    pub stop: Arc<StopHook>,
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 impl Endpoints for Admin {
+    /// Not ready once the pod is stopping, for good: a terminating endpoint that says it
+    /// still serves is one that kube-proxy may fall back to.
     fn ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.lifecycle.is_stopping()
+    }
+
+    fn later(&self, req: &Request<Incoming>, local: bool) -> Option<Later> {
+        if req.uri().path() != "/prestop" || req.method() != Method::GET {
+            return None;
+        }
+        let (stop, headers) = (self.stop.clone(), req.headers().clone());
+        Some(Box::pin(async move { stop.call(&headers, local).await }))
     }
 
     fn metrics(&self) -> String {
@@ -122,12 +146,19 @@ impl Endpoints for Admin {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use http::header;
+
     use super::*;
 
     #[test]
     fn the_config_is_shown_to_the_pod_itself_only() {
         let (_tx, config) = crate::config::channel();
-        let admin = Admin { metrics: Arc::default(), config, ready: Arc::default() };
+        let lifecycle = Arc::new(Lifecycle::default());
+        let stop = Arc::new(StopHook::new(lifecycle.clone(), Duration::ZERO, None));
+        let admin =
+            Admin { metrics: Arc::default(), config, ready: Arc::default(), stop, lifecycle };
         let refused = admin.other("/config", false).expect("a response");
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
         let shown = admin.other("/config", true).expect("a response");

@@ -10,7 +10,7 @@ use super::shared;
 use crate::api::Duration;
 use crate::config::follow::ControllerSource;
 use crate::proxy::{AllowedUpgrades, AppProtocol, ClientLimits, ClientTimeouts};
-use crate::sidecar::Sidecar;
+use crate::sidecar::{Sidecar, StopSettings};
 use crate::telemetry::{LogFormat, init_logs};
 
 #[derive(Args, Debug)]
@@ -101,6 +101,18 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "30s")]
     drain_timeout: Duration,
 
+    /// How long `GET /prestop` on the admin port (the app container's preStop hook, which
+    /// the injector adds) holds the app's stop, counted from its first call: long enough
+    /// for the pod's endpoint to be withdrawn everywhere. The call also tells the sidecar
+    /// that the pod is stopping.
+    #[arg(long, default_value = "0s")]
+    stop_delay: Duration,
+
+    /// The pod's token that `/prestop` calls must carry in `Portcullis-Stop-Token`; the
+    /// injector sets the variable. Without it, only loopback clients may call `/prestop`.
+    #[arg(long, env = "PORTCULLIS_STOP_TOKEN", hide_env_values = true)]
+    stop_token: Option<String>,
+
     /// Worker threads; 1 runs everything on one thread. Default: the CPUs this process
     /// may use (its affinity, capped by its cgroup's CPU quota, rounded down, at least 1).
     #[arg(long)]
@@ -172,6 +184,7 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
                 .max(1),
             allowed_upgrades: args.allowed_upgrades,
         },
+        stop: StopSettings { delay: args.stop_delay.as_std(), token: args.stop_token },
     };
     sidecar.run(shared::shutdown_signal()).await.map_err(|e| e.to_string())
 }

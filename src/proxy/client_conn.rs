@@ -34,13 +34,18 @@ use tokio::time::Instant;
 use super::body::BoxError;
 use super::client_io::ClientIo;
 use super::client_timer::{ClientTimeouts, HeadTimer, PUT_AWAY_AFTER};
-use super::drain::Drain;
 use super::forward::{Client, Proxy};
+use super::latch::Latch;
 use super::response_body::ProxyBody;
 use super::scanner::H2_PREFACE;
 
 /// How often a connection whose first bytes are part of the preface looks for the rest.
 const PREFACE_POLL: Duration = Duration::from_millis(5);
+/// Once the sidecar drains, how long a connection waiting for a request is still given to
+/// send it. HTTP/1.1 has no way to tell an idle client that its connection is closing: a
+/// request already on its way would be met by the close. A request that comes within it is
+/// answered, with `Connection: close`.
+pub(super) const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// What every client connection is served with.
 pub struct ConnSettings {
@@ -66,7 +71,7 @@ pub async fn serve<Guard: Send>(
     proxy: Arc<Proxy>,
     client: Arc<Client>,
     settings: Arc<ConnSettings>,
-    shutdown: Arc<Drain>,
+    shutdown: Arc<Latch>,
     _held: Guard,
 ) {
     let service = ClientService { proxy, client };
@@ -74,7 +79,7 @@ pub async fn serve<Guard: Send>(
         let by = Instant::now() + settings.timeouts.header;
         let mut first = [0; H2_PREFACE.len()];
         // A client that sends nothing gets the header timeout, with no hyper connection yet.
-        let peeked = until(&io, &shutdown, by, |io, cx| peek(io, cx, &mut first)).await;
+        let peeked = until_or_grace(&io, &shutdown, by, |io, cx| peek(io, cx, &mut first)).await;
         let Some(peeked) = peeked else {
             tracing::debug!("client sent nothing within the header timeout");
             return;
@@ -82,7 +87,7 @@ pub async fn serve<Guard: Send>(
         speaks_http2(&io, peeked, &mut first, by).await
     };
     match http2 {
-        Ok(true) => serve_h2(io, service, &settings, &shutdown).await,
+        Ok(true) => serve_h2(io, service, &settings).await,
         Ok(false) => serve_h1(io, service, &settings, &shutdown).await,
         Err(e) => tracing::debug!(error = %e, "client connection failed before its first request"),
     }
@@ -92,16 +97,38 @@ fn peek(io: &ClientIo, cx: &mut Context<'_>, first: &mut [u8]) -> Poll<std::io::
     io.poll_peek(cx, &mut ReadBuf::new(first))
 }
 
-/// Waits for `ready` on the connection, unless the drain starts or `by` passes first
-/// (`None`). Written by hand, with no future per wait, as it is what an idle connection
-/// holds.
-async fn until<T>(
+/// Waits for `ready` on the connection until `by` (`None` past it); once the drain has
+/// started, for `DRAIN_GRACE` at most.
+async fn until_or_grace<T>(
     io: &ClientIo,
-    shutdown: &Drain,
+    shutdown: &Latch,
     by: Instant,
     mut ready: impl FnMut(&ClientIo, &mut Context<'_>) -> Poll<T>,
 ) -> Option<T> {
-    let mut stop = pin!(shutdown.started());
+    if let Some(value) = until(io, Some(shutdown), by, &mut ready).await {
+        return Some(value);
+    }
+    if !shutdown.is_started() {
+        return None;
+    }
+    until(io, None, by.min(Instant::now() + DRAIN_GRACE), ready).await
+}
+
+/// Waits for `ready` on the connection, unless the drain (if given) starts or `by` passes
+/// first (`None`). Written by hand, with no future per wait, as it is what an idle
+/// connection holds.
+async fn until<T>(
+    io: &ClientIo,
+    shutdown: Option<&Latch>,
+    by: Instant,
+    mut ready: impl FnMut(&ClientIo, &mut Context<'_>) -> Poll<T>,
+) -> Option<T> {
+    let mut stop = pin!(async {
+        match shutdown {
+            Some(shutdown) => shutdown.started().await,
+            None => std::future::pending().await,
+        }
+    });
     let mut sleep = pin!(tokio::time::sleep_until(by));
     poll_fn(|cx| {
         if stop.as_mut().poll(cx).is_ready() {
@@ -141,27 +168,26 @@ async fn speaks_http2(
     }
 }
 
-async fn serve_h2(
-    io: Box<ClientIo>,
-    service: ClientService,
-    settings: &ConnSettings,
-    shutdown: &Drain,
-) {
+async fn serve_h2(io: Box<ClientIo>, service: ClientService, settings: &ConnSettings) {
+    let lifecycle = service.proxy.lifecycle().clone();
     // Boxed, as HTTP/1.1's: the connection's task stays the size of its idle state.
     let conn = Box::pin(settings.h2.serve_connection(TokioIo::new(io), service));
-    if let Err(e) = until_shutdown(conn, shutdown, |conn| conn.graceful_shutdown()).await {
+    // GOAWAY once the pod stops (the drain included): streams under way are answered, and
+    // the client opens its next ones on another pod.
+    let stopping = lifecycle.stopping();
+    if let Err(e) = until_shutdown(conn, stopping, |conn| conn.graceful_shutdown()).await {
         tracing::debug!(error = %e, "client connection ended with an error");
     }
 }
 
-/// Polls `conn` to its end; once the drain starts, calls `graceful` on it once.
+/// Polls `conn` to its end; once `stop` resolves, calls `graceful` on it once.
 async fn until_shutdown<C: Future>(
     mut conn: Pin<Box<C>>,
-    shutdown: &Drain,
+    stop: impl Future<Output = ()>,
     graceful: impl FnOnce(Pin<&mut C>),
 ) -> C::Output {
     let mut graceful = Some(graceful);
-    let mut stop = pin!(shutdown.started());
+    let mut stop = pin!(stop);
     poll_fn(|cx| {
         if graceful.is_some() && stop.as_mut().poll(cx).is_ready() {
             (graceful.take().expect("checked"))(conn.as_mut());
@@ -175,13 +201,13 @@ async fn serve_h1(
     mut io: Box<ClientIo>,
     service: ClientService,
     settings: &ConnSettings,
-    shutdown: &Drain,
+    shutdown: &Latch,
 ) {
     // Whether this client's requests follow each other closely: its connection is then put
     // away only after `PUT_AWAY_AFTER` of silence, not as soon as it is idle.
     let mut busy = false;
     loop {
-        io = match burst(io, &service, settings, shutdown, busy).await {
+        io = match burst(io, &service, settings, busy).await {
             Some(io) => io,
             None => return,
         };
@@ -190,7 +216,7 @@ async fn serve_h1(
         activity.set_parked(true);
         let parked_at = Instant::now();
         let by = parked_at + settings.timeouts.wait_for(service.client.framing.served());
-        let woken = until(&io, shutdown, by, |io, cx| io.poll_readable(cx)).await;
+        let woken = until_or_grace(&io, shutdown, by, |io, cx| io.poll_readable(cx)).await;
         activity.set_parked(false);
         if woken.is_none_or(|readable| readable.is_err()) {
             return;
@@ -201,12 +227,12 @@ async fn serve_h1(
 
 /// Serves requests on one hyper connection until it closes, or until it waits for the next
 /// request with nothing under way: then the socket comes back, to wait without hyper's
-/// buffers.
+/// buffers. A drain changes nothing here: its responses say `Connection: close` (`forward`),
+/// and a connection put away is given `DRAIN_GRACE` before it is closed.
 async fn burst(
     io: Box<ClientIo>,
     service: &ClientService,
     settings: &ConnSettings,
-    shutdown: &Drain,
     busy: bool,
 ) -> Option<Box<ClientIo>> {
     let framing = &service.client.framing;
@@ -216,22 +242,15 @@ async fn burst(
         h1.timer(HeadTimer::new(settings.timeouts, framing.clone()));
         Box::new(h1.serve_connection(TokioIo::new(io), service.clone()).with_upgrades())
     };
-    let mut stop = pin!(shutdown.started());
-    let (mut stopping, mut parking) = (false, false);
+    let mut parking = false;
     let ended = poll_fn(|cx| {
         loop {
-            if !stopping && stop.as_mut().poll(cx).is_ready() {
-                stopping = true;
-                // Past this, an idle connection is closed for good, not put away.
-                framing.activity.end_parking();
-                Pin::new(&mut *conn).graceful_shutdown();
-            }
             if let Poll::Ready(ended) = Pin::new(&mut *conn).poll(cx) {
                 return Poll::Ready(ended);
             }
             let due =
                 if busy { framing.activity.should_put_away() } else { framing.activity.is_idle() };
-            if stopping || parking || !due {
+            if parking || !due {
                 return Poll::Pending;
             }
             // hyper waits for a head with nothing under way: a graceful shutdown closes it
@@ -341,7 +360,7 @@ mod tests {
     use crate::telemetry::metrics::Metrics;
 
     /// A sidecar whose app is away, and a client connection to it, served by `serve`.
-    async fn connection() -> (TcpStream, Arc<Framing>, Arc<Drain>, JoinHandle<()>) {
+    async fn connection() -> (TcpStream, Arc<Framing>, Arc<Latch>, JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -353,10 +372,11 @@ mod tests {
         let io = Box::new(ClientIo::new(stream, framing.clone(), 1024, Duration::from_secs(5)));
         let about = Arc::new(Client::new(peer, framing.clone(), AllowedUpgrades::default()));
         let settings = Arc::new(ConnSettings::new(ClientTimeouts::default()));
-        let stop = Arc::new(Drain::default());
         let pool = Pool::new(app_addr.to_string(), AppProtocol::Http1);
         let (_config, rx) = crate::config::channel();
         let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));
+        // The proxy's own, as the server hands it on.
+        let stop = proxy.lifecycle().draining().clone();
         let task = tokio::spawn(serve(io, proxy, about, settings, stop.clone(), ()));
         (client, framing, stop, task)
     }
@@ -429,16 +449,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_put_away_connection_is_closed_at_shutdown() {
+    async fn a_put_away_connection_is_closed_after_the_drain_grace() {
+        let (mut client, framing, stop, task) = connection().await;
+        client.write_all(GET).await.unwrap();
+        response(&mut client).await;
+        parked(&framing).await;
+        let started = Instant::now();
+        stop.start();
+        tokio::time::timeout(Duration::from_secs(10), task).await.expect("ended").unwrap();
+        assert!(started.elapsed() >= DRAIN_GRACE, "closed before the grace was up");
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "closed without a byte: {rest:?}");
+    }
+
+    /// HTTP/1.1 cannot tell an idle client that its connection is closing: a request on its
+    /// way as the drain begins is answered, with `Connection: close`, not met by the close.
+    #[tokio::test]
+    async fn a_request_sent_as_the_drain_begins_is_answered_then_the_connection_closed() {
         let (mut client, framing, stop, task) = connection().await;
         client.write_all(GET).await.unwrap();
         response(&mut client).await;
         parked(&framing).await;
         stop.start();
+        tokio::time::sleep(DRAIN_GRACE / 4).await;
+        client.write_all(GET).await.unwrap();
+        let answer = response(&mut client).await;
+        // The app is away and the sidecar draining: the pod is being stopped.
+        assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
+        assert!(answer.contains("details=\"app_stopping\""), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
         tokio::time::timeout(Duration::from_secs(10), task).await.expect("ended").unwrap();
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.unwrap();
-        assert!(rest.is_empty(), "closed without a byte: {rest:?}");
+        assert!(rest.is_empty(), "closed after the answer: {rest:?}");
     }
 
     #[tokio::test]
@@ -463,7 +507,7 @@ mod tests {
         let io = Box::new(ClientIo::new(stream, framing.clone(), 1024, Duration::from_secs(1)));
         let client = Arc::new(Client::new(peer, framing, AllowedUpgrades::default()));
         let settings = Arc::new(ConnSettings::new(ClientTimeouts::default()));
-        let stopped = Arc::new(Drain::default());
+        let stopped = Arc::new(Latch::default());
         let pool = Pool::new(addr.to_string(), AppProtocol::Http1);
         let (_config, rx) = crate::config::channel();
         let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));

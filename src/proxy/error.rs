@@ -62,6 +62,9 @@ pub enum ProxyError {
     #[error("the app is starting and does not accept connections yet")]
     AppStarting,
 
+    #[error("the pod is stopping and its app no longer answers")]
+    AppStopping,
+
     #[error("the request head exceeded {limit} bytes")]
     RequestHeadTooLarge { limit: usize },
 
@@ -101,9 +104,11 @@ impl ProxyError {
             | ResponseHeadersTooLarge { .. }
             | ContentTypeMismatch { .. } => StatusCode::BAD_GATEWAY,
             RequestBodyIdle(_) => StatusCode::REQUEST_TIMEOUT,
-            Maintenance(_) | Overloaded { .. } | QueueTimeout { .. } | AppStarting => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Maintenance(_)
+            | Overloaded { .. }
+            | QueueTimeout { .. }
+            | AppStarting
+            | AppStopping => StatusCode::SERVICE_UNAVAILABLE,
             RequestBodyFailed | AmbiguousFraming | MalformedRequest(_) | InvalidHost(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -140,7 +145,7 @@ impl ProxyError {
             | InvalidHost(_)
             | UnsupportedTransferCoding
             | ClientHeaderTimeout(_) => "http_request_error",
-            Maintenance(_) | AppStarting => "destination_unavailable",
+            Maintenance(_) | AppStarting | AppStopping => "destination_unavailable",
             Overloaded { .. } | QueueTimeout { .. } | ClientConnectionLimit { .. } => {
                 "connection_limit_reached"
             }
@@ -169,6 +174,7 @@ impl ProxyError {
             Overloaded { .. } => "overloaded",
             QueueTimeout { .. } => "queue_timeout",
             AppStarting => "app_starting",
+            AppStopping => "app_stopping",
             RequestHeadTooLarge { .. } => "request_head_too_large",
             TooManyRequestHeaders { .. } => "too_many_request_headers",
             MalformedRequest(_) => "malformed_request",
@@ -208,6 +214,7 @@ impl ProxyError {
             | Overloaded { .. }
             | QueueTimeout { .. }
             | AppStarting
+            | AppStopping
             | ClientConnectionLimit { .. } => GrpcStatus::Unavailable,
         }
     }
@@ -219,7 +226,8 @@ impl ProxyError {
             ProxyError::Overloaded { retry_after }
             | ProxyError::QueueTimeout { retry_after, .. }
             | ProxyError::ClientConnectionLimit { retry_after, .. } => Some(*retry_after),
-            ProxyError::AppStarting => Some(1),
+            // Another pod answers at once: the client need only come back through the Service.
+            ProxyError::AppStarting | ProxyError::AppStopping => Some(1),
             _ => None,
         }
     }
@@ -248,6 +256,8 @@ impl ProxyError {
                 | UnsupportedTransferCoding
                 | ClientHeaderTimeout(_)
                 | ClientConnectionLimit { .. }
+                // The pod is going: the client's next request belongs on another one.
+                | AppStopping
                 // What the client sent after the head may already be the refused protocol
                 // (Envoy closes too, against smuggling in upgrade payloads).
                 | UpgradeNotAllowed { .. }
@@ -314,6 +324,7 @@ mod tests {
                 "connection_limit_reached",
             ),
             (ProxyError::UpgradeNotAllowed { protocol: "foo".into() }, 403, "http_request_denied"),
+            (ProxyError::AppStopping, 503, "destination_unavailable"),
         ];
         for (err, status, ps) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
@@ -335,6 +346,7 @@ mod tests {
             (ProxyError::ContentTypeMismatch { found: "x/y".into() }, 14),
             (ProxyError::Overloaded { retry_after: 1 }, 14),
             (ProxyError::AppStarting, 14),
+            (ProxyError::AppStopping, 14),
             (ProxyError::RequestHeadTooLarge { limit: 1 }, 8),
             (ProxyError::UpgradeNotAllowed { protocol: "foo".into() }, 7),
             (ProxyError::InvalidHost("missing"), 13),

@@ -20,6 +20,7 @@ use super::duplex::Duplex;
 use super::error::ProxyError;
 use super::framing::{Framing, Verdict};
 use super::headers;
+use super::lifecycle::Lifecycle;
 use super::pool::{Conn, ConnectOptions, Pool, exchange_error};
 use super::respond::{self, Asked, Audience, Local};
 use super::response_body::{AppBody, Finish, Held, ProxyBody, UpstreamBody};
@@ -68,11 +69,24 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     gate: Gate,
     limiter: Arc<Limiter>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl Proxy {
     pub fn new(pool: Pool, config: ConfigRx, metrics: Arc<Metrics>) -> Self {
-        Proxy { pool, config, metrics, gate: Gate::default(), limiter: Arc::default() }
+        Proxy {
+            pool,
+            config,
+            metrics,
+            gate: Gate::default(),
+            limiter: Arc::default(),
+            lifecycle: Arc::default(),
+        }
+    }
+
+    /// Whether the pod is stopping; the admin server's `/prestop` says so.
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
     }
 
     /// Answers one request: the app's response, or the sidecar's own.
@@ -85,17 +99,23 @@ impl Proxy {
         let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
         let verdict = client.framing.next_request();
         let in_flight = InFlight::start(&self.metrics);
-        let response = match self.admit(client, verdict, req, &snapshot, started, in_flight).await {
-            Ok(response) => response,
-            Err(err) => {
-                let audience = asked.audience(policy.error_format);
-                self.local(&err, audience, version, &method, uri.path())
-            }
-        };
+        let mut response =
+            match self.admit(client, verdict, req, &snapshot, started, in_flight).await {
+                Ok(response) => response,
+                Err(err) => {
+                    let audience = asked.audience(policy.error_format);
+                    self.local(&err, audience, version, &method, uri.path())
+                }
+            };
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if verdict == (Verdict::Serve { answer_switch: true }) {
             // CONNECT never switches: `upgrade::offer` refuses it.
-            let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
             client.framing.answered_upgrade(switched);
+        }
+        if version < Version::HTTP_2 && !switched && self.lifecycle.is_stopping() {
+            // The pod is going: this client's next request belongs on another pod. (HTTP/2
+            // clients are told by GOAWAY, on their connection.)
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -227,6 +247,12 @@ impl Proxy {
             Err(ProxyError::RequestTimeout(timeouts.request.unwrap_or_default()))
         });
         let (mut response, conn, sent_at) = match outcome {
+            // An app gone while its pod stops is being replaced, not broken.
+            Err(ProxyError::ConnectRefused | ProxyError::ConnectionTerminated)
+                if self.lifecycle.is_stopping() =>
+            {
+                return Err(ProxyError::AppStopping);
+            }
             // An app that has never answered and refuses connections is still starting:
             // a rolling restart is not a broken app.
             Err(ProxyError::ConnectRefused) if !self.pool.has_answered() => {

@@ -6,8 +6,10 @@
 //! - What every layer shares: `headers` (header rules, the proxy's name), `error` (the
 //!   failure kinds, which the layers above produce from their own failures), `body` (body
 //!   plumbing: stream errors, the idle and deadline watchdog, the request body), `duplex`
-//!   (what a request's and its response's bodies tell each other), `deadline`, `drain`
-//!   (the word to shut down), `tap`.
+//!   (what a request's and its response's bodies tell each other), `deadline`, `latch`
+//!   (a word given once: shut down, the pod is stopping), `tap`.
+//! - `lifecycle`: whether the pod is stopping (its `preStop` hook called) or the sidecar
+//!   draining (SIGTERM).
 //! - The app side: `app_h1` (the HTTP/1.1 client, on the request's own task) and `pool`
 //!   (connections to the app, hyper's client for the rest).
 //! - The client side: `activity` (whether a connection is idle), `framing` (what a
@@ -28,12 +30,13 @@ mod client_conn;
 mod client_io;
 mod client_timer;
 mod deadline;
-mod drain;
 mod duplex;
 mod error;
 mod forward;
 mod framing;
 mod headers;
+mod latch;
+mod lifecycle;
 mod pool;
 mod respond;
 mod response_body;
@@ -46,6 +49,7 @@ pub use client_timer::ClientTimeouts;
 pub use error::ProxyError;
 pub use forward::{Client, Observed, Proxy};
 pub use framing::DEFAULT_MAX_HEAD_BYTES;
+pub use lifecycle::Lifecycle;
 pub use pool::{AppProtocol, Pool};
 pub use response_body::ProxyBody;
 pub use server::{ClientLimits, default_max_connections, raise_open_file_limit, serve};

@@ -16,7 +16,6 @@ use tokio::sync::Semaphore;
 use super::client_conn::{self, ConnSettings};
 use super::client_io::ClientIo;
 use super::client_timer::ClientTimeouts;
-use super::drain::Drain;
 use super::error::ProxyError;
 use super::forward::{Client, Proxy};
 use super::framing::{DEFAULT_MAX_HEAD_BYTES, Framing};
@@ -84,7 +83,9 @@ pub fn connections_for(nofile: Option<u64>) -> usize {
 
 /// Serves clients until `shutdown` resolves, then stops accepting and lets in-flight
 /// requests finish for up to `drain`: HTTP/1.1 responses go out with `Connection: close`,
-/// HTTP/2 connections get GOAWAY.
+/// HTTP/2 connections get GOAWAY, and a keep-alive connection waiting for its next request
+/// is given `DRAIN_GRACE` to send it (answered, with `Connection: close`) before it is
+/// closed, so that a request already on its way is not met by a closed connection.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
@@ -94,7 +95,7 @@ pub async fn serve(
     limits: ClientLimits,
 ) {
     let settings = Arc::new(ConnSettings::new(timeouts));
-    let drain = Arc::new(Drain::default());
+    let drain = proxy.lifecycle().draining().clone();
     let open = Arc::new(AtomicUsize::new(0));
     let turning_away = Arc::new(Semaphore::new(TURNED_AWAY_AT_ONCE));
     tokio::pin!(shutdown);

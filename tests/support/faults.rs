@@ -234,6 +234,7 @@ pub struct Outcome {
     /// `None`: no response at all (the connection broke after the request was sent).
     pub status: Option<StatusCode>,
     pub proxy_status: String,
+    pub retry_after: String,
     pub connection_close: bool,
     pub body: String,
     pub error: String,
@@ -276,6 +277,7 @@ where
                 // A body cut short is no response.
                 status: error.is_empty().then_some(parts.status),
                 proxy_status: header("proxy-status"),
+                retry_after: header("retry-after"),
                 connection_close: header("connection").eq_ignore_ascii_case("close"),
                 body,
                 error,
@@ -289,6 +291,7 @@ where
             done: Instant::now(),
             status: None,
             proxy_status: String::new(),
+            retry_after: String::new(),
             connection_close: false,
             body: String::new(),
             error,

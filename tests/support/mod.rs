@@ -84,6 +84,7 @@ impl Running {
             drain_timeout: Duration::from_secs(5),
             client_timeouts,
             client_limits,
+            stop: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(sidecar.run(async move {

@@ -1,29 +1,31 @@
-//! The server's word to its connections that it is shutting down: each finishes what it
-//! has under way and closes. A flag and a `Notify` rather than a channel: every idle
-//! connection waits on it, and a `Notify`'s waiter is the smallest there is.
+//! A word given once and heard by everyone, now and to come: the server's to its
+//! connections that it is shutting down (each finishes what it has under way and closes),
+//! and the pod's that it is stopping (see `lifecycle`). A flag and a `Notify` rather than a
+//! channel: every idle connection waits on one, and a `Notify`'s waiter is the smallest
+//! there is.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 
 #[derive(Debug, Default)]
-pub struct Drain {
-    stopping: AtomicBool,
+pub struct Latch {
+    given: AtomicBool,
     notify: Notify,
 }
 
-impl Drain {
-    /// Tells every connection, now and to come, to finish and close.
+impl Latch {
+    /// Gives the word, to every waiter now and to come.
     pub fn start(&self) {
-        self.stopping.store(true, Ordering::Release);
+        self.given.store(true, Ordering::Release);
         self.notify.notify_waiters();
     }
 
     pub fn is_started(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+        self.given.load(Ordering::Acquire)
     }
 
-    /// Resolves once the drain has started, whether before or after this call.
+    /// Resolves once the word is given, whether before or after this call.
     pub async fn started(&self) {
         // Made before the flag is read: a start between the two still wakes it.
         let notified = self.notify.notified();
@@ -43,7 +45,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_before_and_after_the_start_are_told() {
-        let drain = Arc::new(Drain::default());
+        let drain = Arc::new(Latch::default());
         let before = tokio::spawn({
             let drain = drain.clone();
             async move { drain.started().await }
