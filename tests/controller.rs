@@ -325,6 +325,12 @@ async fn the_webhook_reads_the_apps_protocol_from_the_services_the_controller_wa
         patch[1],
         json!({"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-api"})
     );
+    // The app's preStop hook shows the sidecar the token the webhook drew for the pod.
+    let sidecar = &patch[3]["value"][0];
+    assert_eq!(sidecar["env"][3]["name"], "PORTCULLIS_STOP_TOKEN");
+    let token = sidecar["env"][3]["value"].as_str().unwrap();
+    assert_eq!(token.len(), 32);
+    assert_eq!(patch[2], expected::pre_stop_op(0, token));
 
     // The same pod, but no Service selects it: HTTP/1.1, at once (the cache has synced).
     let (_, patch) = admit(webhook_addr, &ca, &api_pod("web")).await;

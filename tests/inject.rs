@@ -106,6 +106,25 @@ fn args_of(sidecar: &Value) -> Vec<&str> {
     sidecar["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect()
 }
 
+/// The sidecar's stop token: its last env var, 32 lowercase hex characters.
+fn token_of(sidecar: &Value) -> String {
+    let env = sidecar["env"].as_array().unwrap();
+    let last = env.last().unwrap();
+    assert_eq!(last["name"], "PORTCULLIS_STOP_TOKEN");
+    let token = last["value"].as_str().unwrap().to_owned();
+    assert!(
+        token.len() == 32 && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{token:?}"
+    );
+    token
+}
+
+/// The preStop hook `portcullis inject` gives the app container, with `token`.
+fn pre_stop(token: &str) -> Value {
+    json!({"httpGet": {"path": "/prestop", "port": 9901,
+        "httpHeaders": [{"name": "Portcullis-Stop-Token", "value": token}]}})
+}
+
 #[test]
 fn injects_every_workload_kind_and_passes_the_rest_through() {
     let run = run_fixture();
@@ -132,17 +151,32 @@ fn injects_every_workload_kind_and_passes_the_rest_through() {
 
     // Each workload: the sidecar last among the init containers, its port named as the
     // app's was, the app's port renamed, and the CA handed over.
+    // The app's own preStop (the CronJob's) is kept; the StatefulSet's 4s grace period
+    // lowers the stop delay to 2s.
     let cases = [
-        ("Deployment", "web", 8080, "http", Some("app-http")),
-        ("StatefulSet", "db-proxy", 5432, "portcullis", None),
-        ("DaemonSet", "node-api", 9100, "node-exporter", Some("app-node-export")),
-        ("Job", "report", 8000, "http", Some("app-http")),
-        ("CronJob", "nightly", 7000, "api", Some("app-api")),
-        ("Pod", "debug", 8080, "http", Some("app-http")),
+        ("Deployment", "web", 8080, "http", Some("app-http"), "5s", "added"),
+        ("StatefulSet", "db-proxy", 5432, "portcullis", None, "2s", "added"),
+        ("DaemonSet", "node-api", 9100, "node-exporter", Some("app-node-export"), "5s", "added"),
+        ("Job", "report", 8000, "http", Some("app-http"), "5s", "added"),
+        ("CronJob", "nightly", 7000, "api", Some("app-api"), "5s", "kept"),
+        ("Pod", "debug", 8080, "http", Some("app-http"), "5s", "added"),
     ];
-    for (kind, name, app_port, port_name, renamed) in cases {
+    let mut tokens = std::collections::BTreeSet::new();
+    for (kind, name, app_port, port_name, renamed, stop_delay, pre_stop_done) in cases {
         let pod = pod_of(named(&run.output, kind, name));
         let sidecar = sidecar_of(pod);
+        let args = args_of(sidecar);
+        let at = args.iter().position(|a| *a == "--stop-delay").unwrap();
+        assert_eq!(args[at - 2..at + 2], ["--log-format", "json", "--stop-delay", stop_delay]);
+        let token = token_of(sidecar);
+        let app = &pod["spec"]["containers"][0];
+        if pre_stop_done == "added" {
+            assert_eq!(app["lifecycle"], json!({"preStop": pre_stop(&token)}), "{kind}");
+        } else {
+            let own = &pod_of(named(&run.input, kind, name))["spec"]["containers"][0]["lifecycle"];
+            assert_eq!(&app["lifecycle"], own, "{kind}");
+        }
+        tokens.insert(token);
         assert_eq!(
             sidecar["ports"],
             json!([{"name": port_name, "containerPort": 4180, "protocol": "TCP"},
@@ -168,6 +202,8 @@ fn injects_every_workload_kind_and_passes_the_rest_through() {
         .unwrap();
         assert_eq!(annotation["appPort"], app_port, "{kind}");
         assert_eq!(annotation["appProtocol"], "http1", "{kind}");
+        assert_eq!(annotation["stopDelay"], stop_delay, "{kind}");
+        assert_eq!(annotation["preStop"], pre_stop_done, "{kind}");
         assert_eq!(annotation["version"], VERSION);
         let volumes = pod["spec"]["volumes"].as_array().unwrap();
         assert_eq!(volumes.last().unwrap()["name"], "portcullis-token", "{kind}");
@@ -177,6 +213,18 @@ fn injects_every_workload_kind_and_passes_the_rest_through() {
             "{kind} {name}: {}",
             run.stderr
         );
+    }
+    // A token of its own for each workload.
+    assert_eq!(tokens.len(), 6);
+    for line in [
+        "StatefulSet shop/db-proxy: injected: sidecar port portcullis (4180) in front of \
+         container pgbouncer port 5432, app protocol http1 (default), preStop added (2s), stop \
+         delay 2s: the configured 5s lowered to half of terminationGracePeriodSeconds (4)",
+        "CronJob default/nightly: injected: sidecar port api (4180) in front of container batch \
+         port 7000, app protocol http1 (default), app port renamed app-api, the app's own \
+         preStop kept: the sidecar learns the pod is stopping only at its own SIGTERM",
+    ] {
+        assert!(run.stderr.lines().any(|l| l == line), "{line}\nnot in\n{}", run.stderr);
     }
 
     // Probes by name went to the number; the app's own quantities kept their form.
@@ -235,9 +283,10 @@ fn reads_a_pod_from_stdin_with_the_ca_from_the_environment() {
     assert_eq!(
         text(&out.stderr),
         "Pod default/web: injected: sidecar port http (4180) in front of container web port \
-         8080, app protocol http1 (default), app port renamed app-http\n"
+         8080, app protocol http1 (default), app port renamed app-http, preStop added (5s)\n"
     );
     let docs = documents(&text(&out.stdout));
+    let token = token_of(sidecar_of(&docs[0]));
     assert_eq!(
         docs,
         [json!({
@@ -246,12 +295,14 @@ fn reads_a_pod_from_stdin_with_the_ca_from_the_environment() {
             "metadata": {
                 "name": "web",
                 "annotations": {"portcullis.dev/injected": format!(
-                    r#"{{"version":"{VERSION}","port":"http","appPort":8080,"appProtocol":"http1","proxyPort":4180,"renamedTo":"app-http"}}"#
+                    r#"{{"version":"{VERSION}","port":"http","appPort":8080,"appProtocol":"http1","proxyPort":4180,"renamedTo":"app-http","stopDelay":"5s","preStop":"added"}}"#
                 )}
             },
             "spec": {
                 "containers": [{"name": "web", "image": "web:1",
-                    "ports": [{"name": "app-http", "containerPort": 8080}]}],
+                    "ports": [{"name": "app-http", "containerPort": 8080}],
+                    "lifecycle": {"preStop": {"httpGet": {"path": "/prestop", "port": 9901,
+                        "httpHeaders": [{"name": "Portcullis-Stop-Token", "value": token}]}}}}],
                 "initContainers": [{
                     "name": "portcullis-proxy",
                     "image": format!("ghcr.io/portcullis-dev/portcullis:{VERSION}"),
@@ -260,13 +311,14 @@ fn reads_a_pod_from_stdin_with_the_ca_from_the_environment() {
                     "args": ["proxy", "--listen", "0.0.0.0:4180", "--upstream", "127.0.0.1:8080",
                         "--app-protocol", "http1", "--admin", "0.0.0.0:9901",
                         "--controller", "https://portcullis.portcullis-system.svc:8090",
-                        "--log-format", "json", "--workers", "1"],
+                        "--log-format", "json", "--stop-delay", "5s", "--workers", "1"],
                     "env": [
                         {"name": "POD_NAME",
                          "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                         {"name": "POD_NAMESPACE",
                          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-                        {"name": "PORTCULLIS_CONTROLLER_CA", "value": ca}
+                        {"name": "PORTCULLIS_CONTROLLER_CA", "value": ca},
+                        {"name": "PORTCULLIS_STOP_TOKEN", "value": token}
                     ],
                     "ports": [
                         {"name": "http", "containerPort": 4180, "protocol": "TCP"},
@@ -340,9 +392,10 @@ spec:
     assert_eq!(
         text(&out.stderr),
         "Pod shop/api: injected: sidecar port grpc-web (4180) in front of container api port \
-         9000, app protocol http2 (port name grpc-web), app port renamed app-grpc-web\n\
+         9000, app protocol http2 (port name grpc-web), app port renamed app-grpc-web, preStop \
+         added (5s)\n\
          Pod shop/legacy: injected: sidecar port grpc (4180) in front of container legacy port \
-         9000, app protocol http1 (annotation), app port renamed app-grpc\n\
+         9000, app protocol http1 (annotation), app port renamed app-grpc, preStop added (5s)\n\
          Pod shop/typo: left unchanged (invalid_annotation): portcullis.dev/app-protocol: \
          \"grpc\" is neither http1 nor http2\n"
     );
@@ -407,7 +460,7 @@ spec:
         text(&out.stderr),
         "Deployment shop/api: injected: sidecar port api (4180) in front of container api \
          port 9000, app protocol http2 (Service api port grpc appProtocol kubernetes.io/h2c), \
-         app port renamed app-api\n"
+         app port renamed app-api, preStop added (5s)\n"
     );
     let input = documents(manifests);
     let output = documents(&text(&out.stdout));
@@ -536,10 +589,15 @@ fn the_config_file_shapes_the_sidecar() {
             "https://pc.ops.svc:8090",
             "--log-format",
             "plain",
+            "--stop-delay",
+            "5s",
             "--workers",
             "3"
         ]
     );
+    // The hook calls the admin port of this config.
+    let app = &pod_of(named(&output, "Deployment", "web"))["spec"]["containers"][0];
+    assert_eq!(app["lifecycle"]["preStop"]["httpGet"]["port"], 15000);
     assert_eq!(web["resources"], json!({"requests": {"cpu": "500m"}, "limits": {"cpu": "3"}}));
     // The DaemonSet's namespace is excluded by this config.
     let stderr = text(&out.stderr);
@@ -591,4 +649,171 @@ fn a_broken_manifest_prints_nothing() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The app's preStop hook as `portcullis inject` writes it: the annotation's delay
+/// honoured, one that is no duration or that leaves no time to stop refused, a pod with no
+/// grace period left without a hook; each pod its own token, shown by its hook.
+#[test]
+fn the_stop_delay_follows_the_annotation_and_the_grace_period() {
+    let ca = ca_pem();
+    let pod = |name: &str, annotation: Option<&str>, grace: Option<i64>| {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"containers": [{"name": "web", "image": "web:1",
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "lifecycle": {"postStart": {"exec": {"command": ["warm"]}}}}]}});
+        if let Some(value) = annotation {
+            pod["metadata"]["annotations"] = json!({"portcullis.dev/stop-delay": value});
+        }
+        if let Some(grace) = grace {
+            pod["spec"]["terminationGracePeriodSeconds"] = json!(grace);
+        }
+        pod
+    };
+    let input = [
+        pod("slow", Some("12s"), None),
+        pod("typo", Some("12"), None),
+        pod("greedy", Some("1m"), Some(60)),
+        pod("abrupt", None, Some(0)),
+    ];
+    let manifests: Vec<String> = input.iter().map(|p| serde_yaml::to_string(p).unwrap()).collect();
+    let out = inject(&["-f", "-", "--ca-pem", &ca], &manifests.join("---\n"), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "Pod shop/slow: injected: sidecar port http (4180) in front of container web port 8080, \
+         app protocol http1 (default), app port renamed app-http, preStop added (12s, \
+         portcullis.dev/stop-delay)\n\
+         Pod shop/typo: left unchanged (invalid_annotation): portcullis.dev/stop-delay: \"12\" \
+         is not a duration (e.g. 5s, 1m30s, 0s)\n\
+         Pod shop/greedy: left unchanged (invalid_annotation): portcullis.dev/stop-delay: 1m is \
+         not less than the pod's terminationGracePeriodSeconds (60), which would leave the app \
+         no time to stop\n\
+         Pod shop/abrupt: injected: sidecar port http (4180) in front of container web port \
+         8080, app protocol http1 (default), app port renamed app-http, no preStop: \
+         terminationGracePeriodSeconds is not above 0, and the kubelet runs no preStop hook \
+         without a grace period, stop delay 0s: the configured 5s lowered to half of \
+         terminationGracePeriodSeconds (0)\n"
+    );
+    let output = documents(&text(&out.stdout));
+    let slow = named(&output, "Pod", "slow");
+    let args = args_of(sidecar_of(slow));
+    assert_eq!(args[11..17], ["--log-format", "json", "--stop-delay", "12s", "--workers", "1"]);
+    let token = token_of(sidecar_of(slow));
+    // The postStart stays; the hook goes beside it.
+    assert_eq!(
+        slow["spec"]["containers"][0]["lifecycle"],
+        json!({"postStart": {"exec": {"command": ["warm"]}}, "preStop": pre_stop(&token)})
+    );
+    let annotation: Value = serde_json::from_str(
+        slow["metadata"]["annotations"]["portcullis.dev/injected"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&annotation["stopDelay"], &annotation["preStop"]),
+        (&json!("12s"), &json!("added"))
+    );
+    for name in ["typo", "greedy"] {
+        assert_eq!(named(&output, "Pod", name), named(&input, "Pod", name));
+    }
+    let abrupt = named(&output, "Pod", "abrupt");
+    assert_eq!(
+        abrupt["spec"]["containers"][0]["lifecycle"],
+        json!({"postStart": {"exec": {"command": ["warm"]}}})
+    );
+    assert_eq!(args_of(sidecar_of(abrupt))[14], "0s");
+    assert_ne!(token_of(sidecar_of(abrupt)), token);
+    kubernetes_validate::validate(&text(&out.stdout), 4);
+}
+
+/// A sidecar process, killed when the test is done with it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port free on 127.0.0.1 as of now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET path` on 127.0.0.1:`port` with `headers`: the status, once answered.
+fn get(port: u16, path: &str, headers: &[(String, String)]) -> std::io::Result<u16> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok());
+    status.ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {answer:?}")))
+}
+
+/// The contract with the sidecar, end to end: `portcullis proxy` run with exactly the args
+/// and env that `portcullis inject` writes (but for the controller, a config file here)
+/// takes them, and answers the app's preStop hook, made as the kubelet makes it from the
+/// injected pod, once the stop delay has passed; without the token, at once and never OK.
+#[test]
+fn the_sidecar_takes_what_the_injector_writes_and_answers_its_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let config = dir.path().join("inject.yaml");
+    std::fs::write(&config, format!("proxyPort: {proxy_port}\nadminPort: {admin_port}\n")).unwrap();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations:\n    \
+               portcullis.dev/stop-delay: 300ms\nspec:\n  containers:\n  - name: web\n    \
+               image: web:1\n    ports:\n    - name: http\n      containerPort: 8080\n";
+    let out =
+        inject(&["-f", "-", "--config", config.to_str().unwrap(), "--ca-pem", &ca_pem()], pod, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let injected = documents(&text(&out.stdout)).remove(0);
+    let sidecar = sidecar_of(&injected);
+    let mut args: Vec<String> = args_of(sidecar).iter().map(|a| a.to_string()).collect();
+    assert_eq!(args[13..15], ["--stop-delay", "300ms"]);
+    let at = args.iter().position(|a| a == "--controller").unwrap();
+    let sidecar_config = dir.path().join("portcullis.yaml");
+    std::fs::write(&sidecar_config, "").unwrap();
+    args.splice(at..at + 2, ["--config".to_owned(), sidecar_config.display().to_string()]);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    command.args(&args).env_clear().stdout(Stdio::null()).stderr(Stdio::null());
+    // The sidecar's env as injected, but the fields the kubelet fills in and the CA, which
+    // goes with --controller only.
+    for var in sidecar["env"].as_array().unwrap() {
+        if let (Some(name), Some(value)) = (var["name"].as_str(), var["value"].as_str())
+            && name != "PORTCULLIS_CONTROLLER_CA"
+        {
+            command.env(name, value);
+        }
+    }
+    let _running = Running(command.spawn().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while get(admin_port, "/livez", &[]).ok() != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "the sidecar never came up: {args:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // The hook, read from the app container as the kubelet reads it.
+    let hook = &injected["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"];
+    assert_eq!(hook["port"], admin_port);
+    let path = hook["path"].as_str().unwrap();
+    let headers: Vec<(String, String)> = hook["httpHeaders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["name"].as_str().unwrap().to_owned(), h["value"].as_str().unwrap().to_owned()))
+        .collect();
+    let wrong = [(headers[0].0.clone(), "0".repeat(32))];
+    assert_eq!(get(admin_port, path, &wrong).unwrap(), 403);
+    let started = std::time::Instant::now();
+    assert_eq!(get(admin_port, path, &headers).unwrap(), 200);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "{:?}", started.elapsed());
 }

@@ -11,18 +11,31 @@
 //! taken-over port with `appProtocol: kubernetes.io/h2c` changes the patch in the app's
 //! protocol only (the sidecar's `--app-protocol` and the annotation's `appProtocol`). A mutation the injector
 //! holds back as invalid is a failure here: it means the injector planned a bad pod.
+//!
+//! Pods have grace periods of every length (unset, 0, short, long), and now and then a
+//! `portcullis.dev/stop-delay`. The app container's own preStop hook is kept (but for its
+//! port, moved to the number when it named the taken-over port) and no hook is added; else
+//! it gets ours when the grace period is above 0, with the token its sidecar has. Every
+//! other container's hooks stay as they were; the stop delay stays under the grace period.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use portcullis::apiserver::validate_pod;
-use portcullis::inject::{InjectConfig, Injection, Outcome, SkipReason, mutate};
+use portcullis::inject::{
+    InjectConfig, Injection, Outcome, PreStop, SkipReason, StopToken, mutate,
+};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Value, json};
 
 const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+const TOKEN: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+fn token() -> StopToken {
+    TOKEN.parse().unwrap()
+}
 
 /// A DNS-1123 label of 1..=max characters: a-z0-9 and '-', alphanumeric at both ends.
 fn label(max: usize) -> impl Strategy<Value = String> {
@@ -264,6 +277,8 @@ struct PodDraft {
     volumes: Vec<String>,
     annotations: Vec<(String, String)>,
     port_annotation: Option<(usize, bool)>,
+    grace: Option<i64>,
+    stop_delay: Option<&'static str>,
 }
 
 fn pod_draft() -> impl Strategy<Value = PodDraft> {
@@ -276,13 +291,14 @@ fn pod_draft() -> impl Strategy<Value = PodDraft> {
             0..4,
         ),
         prop::option::weighted(0.3, (0usize..8, any::<bool>())),
+        prop::option::weighted(0.5, prop_oneof![Just(0i64), Just(1), Just(4), 5i64..=600]),
+        prop::option::weighted(
+            0.2,
+            prop_oneof![Just("0s"), Just("3s"), Just("12s"), Just("1m30s"), Just("soon")],
+        ),
     )
-        .prop_map(|(apps, inits, volumes, annotations, port_annotation)| PodDraft {
-            apps,
-            inits,
-            volumes,
-            annotations,
-            port_annotation,
+        .prop_map(|(apps, inits, volumes, annotations, port_annotation, grace, stop_delay)| {
+            PodDraft { apps, inits, volumes, annotations, port_annotation, grace, stop_delay }
         })
 }
 
@@ -318,6 +334,9 @@ fn build(draft: &PodDraft) -> Value {
             annotations.insert("portcullis.dev/port".into(), value);
         }
     }
+    if let Some(delay) = draft.stop_delay {
+        annotations.insert("portcullis.dev/stop-delay".into(), json!(delay));
+    }
     let mut pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -338,6 +357,20 @@ fn build(draft: &PodDraft) -> Value {
         let volumes: Vec<Value> =
             builder.volumes.iter().map(|v| json!({"name": v, "emptyDir": {}})).collect();
         pod["spec"]["volumes"] = json!(volumes);
+    }
+    if let Some(grace) = draft.grace {
+        pod["spec"]["terminationGracePeriodSeconds"] = json!(grace);
+        // A sleep hook may not outlast the grace period.
+        for list in ["containers", "initContainers"] {
+            for container in pod["spec"][list].as_array_mut().into_iter().flatten() {
+                for hook in ["postStart", "preStop"] {
+                    if let Some(sleep) = container.pointer_mut(&format!("/lifecycle/{hook}/sleep"))
+                    {
+                        sleep["seconds"] = json!(grace.min(1));
+                    }
+                }
+            }
+        }
     }
     pod
 }
@@ -362,6 +395,8 @@ fn errors(pod: &Value) -> Vec<String> {
 struct Tally {
     injected: u32,
     skipped: std::collections::BTreeMap<&'static str, u32>,
+    /// Injected pods by what became of the app's preStop.
+    pre_stops: std::collections::BTreeMap<&'static str, u32>,
 }
 
 /// One pod through the injector, and its patched pod through the API server's rules.
@@ -369,13 +404,15 @@ fn check(pod: &Value, tally: &mut Tally) -> Result<(), TestCaseError> {
     prop_assert_eq!(errors(pod), Vec::<String>::new(), "the generator made an invalid pod");
     let typed: Pod = serde_json::from_value(pod.clone()).unwrap();
     let config = InjectConfig::default();
-    match mutate(&typed, "shop", &config, CA, &[]) {
+    match mutate(&typed, "shop", &config, CA, &[], &token()) {
         Outcome::Injected(injection) => {
             tally.injected += 1;
+            *tally.pre_stops.entry(injection.summary.pre_stop.as_str()).or_default() += 1;
             check_a_service_says_http2(&typed, &injection)?;
             let mut patched = pod.clone();
             json_patch::patch(&mut patched, &injection.patch).unwrap();
             prop_assert_eq!(errors(&patched), Vec::<String>::new(), "{:#}", patched);
+            check_hooks(pod, &patched, &injection)?;
             // The API server refuses a port name twice in one container only; in two
             // containers it would let Services and probes reach either. The generator
             // makes names unique in the pod, and so must the injector keep them.
@@ -383,7 +420,7 @@ fn check(pod: &Value, tally: &mut Tally) -> Result<(), TestCaseError> {
             let unique: BTreeSet<&String> = names.iter().collect();
             prop_assert_eq!(unique.len(), names.len(), "port names: {:?}", names);
             let again: Pod = serde_json::from_value(patched).unwrap();
-            match mutate(&again, "shop", &config, CA, &[]) {
+            match mutate(&again, "shop", &config, CA, &[], &token()) {
                 Outcome::Skipped(skip) => prop_assert_eq!(skip.reason, SkipReason::AlreadyInjected),
                 other => prop_assert!(false, "injected twice: {:?}", other),
             }
@@ -411,7 +448,8 @@ fn check_a_service_says_http2(pod: &Pod, without: &Injection) -> Result<(), Test
             "targetPort": target, "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"}]}
     }))
     .unwrap();
-    let with = match mutate(pod, "shop", &InjectConfig::default(), CA, &[Arc::new(service)]) {
+    let services = [Arc::new(service)];
+    let with = match mutate(pod, "shop", &InjectConfig::default(), CA, &services, &token()) {
         Outcome::Injected(injection) => injection,
         other => return Err(TestCaseError::fail(format!("not injected: {other:?}"))),
     };
@@ -437,6 +475,51 @@ fn check_a_service_says_http2(pod: &Pod, without: &Injection) -> Result<(), Test
         }
     }
     prop_assert_eq!(serde_json::to_value(&with.patch).unwrap(), expected);
+    Ok(())
+}
+
+/// The app container's own preStop kept (its port on the number when it named the port
+/// taken over), else ours added when there is a grace period; other containers' hooks as
+/// they were; the delay under the grace period.
+fn check_hooks(pod: &Value, patched: &Value, injection: &Injection) -> Result<(), TestCaseError> {
+    let summary = &injection.summary;
+    let grace = pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+    let containers = pod["spec"]["containers"].as_array().unwrap();
+    let after = patched["spec"]["containers"].as_array().unwrap();
+    for (before, after) in containers.iter().zip(after) {
+        if before["name"] != summary.container.as_str() {
+            prop_assert_eq!(&before["lifecycle"], &after["lifecycle"], "{}", before["name"]);
+            continue;
+        }
+        let own = &before["lifecycle"]["preStop"];
+        let mut expected = before["lifecycle"].clone();
+        if !own.is_null() {
+            prop_assert_eq!(summary.pre_stop, PreStop::Kept);
+            if summary.rewritten.iter().any(|r| r == "lifecycle.preStop") {
+                let action = if own["httpGet"].is_object() { "httpGet" } else { "tcpSocket" };
+                expected["preStop"][action]["port"] = json!(summary.app_port);
+            }
+        } else if grace > 0 {
+            prop_assert_eq!(summary.pre_stop, PreStop::Added);
+            expected["preStop"] = json!({"httpGet": {"path": "/prestop", "port": 9901,
+                "httpHeaders": [{"name": "Portcullis-Stop-Token", "value": TOKEN}]}});
+        } else {
+            prop_assert_eq!(summary.pre_stop, PreStop::NoGracePeriod);
+        }
+        if summary.rewritten.iter().any(|r| r == "lifecycle.postStart") {
+            let post = &before["lifecycle"]["postStart"];
+            let action = if post["httpGet"].is_object() { "httpGet" } else { "tcpSocket" };
+            expected["postStart"][action]["port"] = json!(summary.app_port);
+        }
+        prop_assert_eq!(&after["lifecycle"], &expected);
+    }
+    let delay = summary.stop_delay.delay.as_std();
+    prop_assert!(
+        grace <= 0 && delay.is_zero() || delay < std::time::Duration::from_secs(grace as u64),
+        "stop delay {:?} for a grace period of {}",
+        delay,
+        grace
+    );
     Ok(())
 }
 
@@ -468,6 +551,16 @@ fn every_injected_pod_passes_the_api_servers_validation() {
         tally.injected >= 200,
         "only {} pods injected; skipped: {:?}",
         tally.injected,
+        tally.skipped
+    );
+    // Each way an app's preStop can go, often enough to have been checked.
+    for pre_stop in ["added", "kept", "none"] {
+        let seen = tally.pre_stops.get(pre_stop).copied().unwrap_or(0);
+        assert!(seen >= 10, "preStop {pre_stop}: {:?}", tally.pre_stops);
+    }
+    assert!(
+        tally.skipped.get("invalid_annotation").copied().unwrap_or(0) >= 10,
+        "{:?}",
         tally.skipped
     );
 }

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use expected::{CA, sidecar, sidecar_with_protocol, token_volume};
+use expected::{CA, pre_stop_op, sidecar_stopping, token_volume};
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 
 // --- Transport: the only place that knows how bytes reach the webhook. ---
@@ -261,6 +261,25 @@ fn injected_annotation(port: &str, app_port: i32, renamed: &str) -> Value {
     json!({"portcullis.dev/injected": expected::annotation(port, app_port, renamed)})
 }
 
+/// The stop token the webhook drew for a pod, from its sidecar's env in `patch`: 32
+/// lowercase hex characters. The callers then expect it, whole, everywhere else.
+fn token_in(patch: &Value) -> String {
+    let ops = patch.as_array().unwrap();
+    let op = ops.iter().find(|op| op["path"].as_str().unwrap().starts_with("/spec/initContainers"));
+    let value = &op.expect("the sidecar's operation")["value"];
+    let sidecar = if value.is_array() { &value[0] } else { value };
+    let env = sidecar["env"].as_array().unwrap();
+    let token = env.iter().find(|e| e["name"] == "PORTCULLIS_STOP_TOKEN").unwrap();
+    let token = token["value"].as_str().unwrap().to_owned();
+    assert!(token.parse::<portcullis::inject::StopToken>().is_ok(), "{token:?}");
+    token
+}
+
+/// The sidecar as the default config injects it, speaking `protocol` with `token`.
+fn sidecar(app_port: i32, port_name: Value, protocol: &str, token: &str) -> Value {
+    sidecar_stopping(app_port, port_name, "1", protocol, "5s", token)
+}
+
 /// Applies `patch` to `pod`, checks that the result is a valid Pod for every supported
 /// Kubernetes version, and that admitting it again changes nothing (reinvocation).
 async fn check_patched(harness: &Harness, pod: &Value, patch: &Value) -> Value {
@@ -294,13 +313,16 @@ async fn plain_pod_gets_the_sidecar() {
     let (answer, patch) = harness.admit(&pod).await;
     assert_eq!(answer, allowed_with_patch());
     let patch = patch.expect("a patch");
+    let token = token_in(&patch);
     assert_eq!(
         patch,
         json!([
             {"op": "add", "path": "/metadata/annotations",
              "value": injected_annotation("http", 8080, "app-http")},
             {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
-            {"op": "add", "path": "/spec/initContainers", "value": [sidecar(8080, json!("http"), "1")]},
+            pre_stop_op(0, &token),
+            {"op": "add", "path": "/spec/initContainers",
+             "value": [sidecar(8080, json!("http"), "http1", &token)]},
             {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
         ])
     );
@@ -338,11 +360,14 @@ async fn probes_on_the_named_port_go_to_its_number() {
     let (answer, patch) = harness.admit(&pod).await;
     assert_eq!(answer, allowed_with_patch());
     let patch = patch.expect("a patch");
+    let token = token_in(&patch);
+    // The app's own preStop (by the port's name) is kept, on the port's number.
     assert_eq!(
         patch,
         json!([
             {"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
-             "value": injected_annotation("http", 8080, "app-http")["portcullis.dev/injected"]},
+             "value": expected::annotation_stopping("http", 8080, "http1", "app-http", "5s",
+                "kept")},
             {"op": "replace", "path": "/spec/containers/0/ports/1/name", "value": "app-http"},
             {"op": "replace", "path": "/spec/containers/0/livenessProbe/httpGet/port",
              "value": 8080},
@@ -350,7 +375,8 @@ async fn probes_on_the_named_port_go_to_its_number() {
              "value": 8080},
             {"op": "replace", "path": "/spec/containers/0/lifecycle/preStop/httpGet/port",
              "value": 8080},
-            {"op": "add", "path": "/spec/initContainers", "value": [sidecar(8080, json!("http"), "1")]},
+            {"op": "add", "path": "/spec/initContainers",
+             "value": [sidecar(8080, json!("http"), "http1", &token)]},
             {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
         ])
     );
@@ -387,15 +413,18 @@ async fn several_containers() {
     let (answer, patch) = harness.admit(&pod).await;
     assert_eq!(answer, allowed_with_patch());
     let patch = patch.expect("a patch");
+    let token = token_in(&patch);
     assert_eq!(
         patch,
         json!([
             {"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
              "value": expected::annotation_with_protocol("grpc", 9000, "http2", "app-grpc")},
             {"op": "replace", "path": "/spec/containers/1/ports/0/name", "value": "app-grpc"},
+            // The hook goes to the container whose port was taken over, only.
+            pre_stop_op(1, &token),
             // Named grpc: the sidecar speaks HTTP/2 to the app.
             {"op": "add", "path": "/spec/initContainers/-",
-             "value": sidecar_with_protocol(9000, json!("grpc"), "1", "http2")},
+             "value": sidecar(9000, json!("grpc"), "http2", &token)},
             {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
         ])
     );
@@ -563,15 +592,16 @@ async fn the_app_protocol_annotation_wins_and_a_bad_one_is_an_event() {
     let (answer, patch) = harness.admit(&pod).await;
     assert_eq!(answer, allowed_with_patch());
     let patch = patch.expect("a patch");
+    let token = token_in(&patch);
     assert_eq!(
         patch[0],
         json!({"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
                "value": expected::annotation_with_protocol("grpc", 9000, "http1", "app-grpc")})
     );
     assert_eq!(
-        patch[2],
+        patch[3],
         json!({"op": "add", "path": "/spec/initContainers",
-               "value": [sidecar_with_protocol(9000, json!("grpc"), "1", "http1")]})
+               "value": [sidecar(9000, json!("grpc"), "http1", &token)]})
     );
     check_patched(&harness, &pod, &patch).await;
 
@@ -628,14 +658,16 @@ async fn a_services_app_protocol_says_the_apps_protocol() {
     let (answer, patch) = harness.admit(&pod).await;
     assert_eq!(answer, allowed_with_patch());
     let patch = patch.expect("a patch");
+    let token = token_in(&patch);
     assert_eq!(
         patch,
         json!([
             {"op": "add", "path": "/metadata/annotations", "value": {"portcullis.dev/injected":
                 expected::annotation_with_protocol("http", 8080, "http2", "app-http")}},
             {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
+            pre_stop_op(0, &token),
             {"op": "add", "path": "/spec/initContainers",
-             "value": [sidecar_with_protocol(8080, json!("http"), "1", "http2")]},
+             "value": [sidecar(8080, json!("http"), "http2", &token)]},
             {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
         ])
     );
@@ -643,10 +675,11 @@ async fn a_services_app_protocol_says_the_apps_protocol() {
 
     let (_, patch) = Harness::start().await.admit(&pod).await;
     let patch = patch.expect("a patch");
+    let token = token_in(&patch);
     assert_eq!(
-        patch[2],
+        patch[3],
         json!({"op": "add", "path": "/spec/initContainers",
-               "value": [sidecar(8080, json!("http"), "1")]})
+               "value": [sidecar(8080, json!("http"), "http1", &token)]})
     );
 }
 
@@ -726,5 +759,122 @@ async fn a_mutation_the_api_server_would_refuse_is_not_applied() {
         "pod web-7d9c5b8f4-: the sidecar was not added: the API server would refuse the \
          injected pod: metadata.annotations: Too long: must have at most 262144 bytes \
          (invalid_mutation)"
+    );
+}
+
+/// The app container's own preStop is kept, the pod injected and counted so, and its owner
+/// told that the sidecar will learn of the pod's stop only at its own SIGTERM: a Normal
+/// Event `PreStopKept`, not for a dry run. A hook added is no news.
+#[tokio::test]
+async fn a_kept_pre_stop_is_an_event_on_the_owner() {
+    let api = support::fake_api::FakeApi::start().await;
+    let reporter = Reporter { controller: "portcullis".into(), instance: Some("test-0".into()) };
+    let harness = Harness::start_with(Some(Recorder::new(api.client(), reporter)), CA).await;
+    let own = json!({"preStop": {"exec": {"command": ["/bin/drain"]}}});
+    let web = container(
+        "web",
+        json!({"ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+               "lifecycle": own}),
+    );
+    let pod = pod(json!({}), json!([web]));
+
+    // A dry run first: answered the same, announced never.
+    let mut dry_run: Value = serde_json::from_slice(&admission_review(&pod)).unwrap();
+    dry_run["request"]["dryRun"] = json!(true);
+    let (status, _) = post(harness.addr, "/inject", serde_json::to_vec(&dry_run).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (answer, patch) = harness.admit(&pod).await;
+    assert_eq!(answer, allowed_with_patch());
+    let patch = patch.expect("a patch");
+    let token = token_in(&patch);
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "add", "path": "/metadata/annotations", "value": {"portcullis.dev/injected":
+                expected::annotation_stopping("http", 8080, "http1", "app-http", "5s", "kept")}},
+            {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
+            {"op": "add", "path": "/spec/initContainers",
+             "value": [sidecar(8080, json!("http"), "http1", &token)]},
+            {"op": "add", "path": "/spec/volumes/-", "value": token_volume()}
+        ])
+    );
+    let patched = check_patched(&harness, &pod, &patch).await;
+    assert_eq!(patched["spec"]["containers"][0]["lifecycle"], own);
+    assert_eq!(harness.count("injected", "injected"), 2);
+
+    let published = events(&api, 1).await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    let (path, event) = &published[0];
+    assert_eq!(path, "/apis/events.k8s.io/v1/namespaces/shop/events");
+    assert_eq!(
+        event["regarding"],
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c5b8f4",
+               "namespace": "shop", "uid": "4f3b2a10-9c1d-4e6f-8a7b-2c3d4e5f6a7b"})
+    );
+    assert_eq!((&event["type"], &event["reason"]), (&json!("Normal"), &json!("PreStopKept")));
+    assert_eq!(event["action"], "Inject");
+    assert_eq!(
+        event["note"],
+        "pod web-7d9c5b8f4-: sidecar port http (4180) in front of container web port 8080, app \
+         protocol http1 (default), app port renamed app-http, the app's own preStop kept: the \
+         sidecar learns the pod is stopping only at its own SIGTERM (injected)"
+    );
+
+    // A pod that gets the hook: no Event.
+    harness.admit(&plain_pod()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(events(&api, 1).await.len(), 1);
+}
+
+/// Each admission draws a token of its own, even for the same pod.
+#[tokio::test]
+async fn every_pod_gets_a_stop_token_of_its_own() {
+    let harness = Harness::start().await;
+    let (_, first) = harness.admit(&plain_pod()).await;
+    let (_, second) = harness.admit(&plain_pod()).await;
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_ne!(token_in(&first), token_in(&second));
+    // And nothing else differs.
+    let token = token_in(&first);
+    let again = serde_json::to_string(&second).unwrap().replace(&token_in(&second), &token);
+    assert_eq!(serde_json::from_str::<Value>(&again).unwrap(), first);
+}
+
+/// A stop delay the pod's grace period cannot hold leaves the pod alone, and its owner is
+/// told both; one it can is written to the sidecar and the annotation.
+#[tokio::test]
+async fn the_stop_delay_annotation_within_the_grace_period() {
+    let api = support::fake_api::FakeApi::start().await;
+    let reporter = Reporter { controller: "portcullis".into(), instance: Some("test-0".into()) };
+    let harness = Harness::start_with(Some(Recorder::new(api.client(), reporter)), CA).await;
+    let mut pod = plain_pod();
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/stop-delay": "12s"});
+    let (_, patch) = harness.admit(&pod).await;
+    let patch = patch.expect("a patch");
+    let token = token_in(&patch);
+    assert_eq!(
+        patch[0]["value"],
+        expected::annotation_stopping("http", 8080, "http1", "app-http", "12s", "added")
+    );
+    assert_eq!(patch[2], pre_stop_op(0, &token));
+    assert_eq!(
+        patch[3]["value"][0],
+        sidecar_stopping(8080, json!("http"), "1", "http1", "12s", &token)
+    );
+    check_patched(&harness, &pod, &patch).await;
+
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/stop-delay": "30s"});
+    let (answer, patch) = harness.admit(&pod).await;
+    assert_eq!((answer, patch), (allowed_unchanged(), None));
+    assert_eq!(harness.count("skipped", "invalid_annotation"), 1);
+    let published = events(&api, 1).await;
+    let (_, event) = &published[0];
+    assert_eq!((&event["type"], &event["reason"]), (&json!("Normal"), &json!("InjectionSkipped")));
+    assert_eq!(
+        event["note"],
+        "pod web-7d9c5b8f4-: portcullis.dev/stop-delay: 30s is not less than the pod's \
+         terminationGracePeriodSeconds (30), which would leave the app no time to stop \
+         (invalid_annotation)"
     );
 }

@@ -162,8 +162,11 @@ fn validate_handler(
     }
 }
 
+/// `validateHTTPGetAction`: the same for probes and hooks. Header names only, as Go
+/// checks no header value.
 fn validate_http_get(http: &HTTPGetAction, path: &str, out: &mut Vec<FieldError>) {
-    // An empty path has become "/" and an empty scheme HTTP by defaulting.
+    // An empty path has become "/" and an empty scheme HTTP by defaulting
+    // (`SetDefaults_HTTPGetAction`), so Go's "Required" on the path never fires.
     validate_port_num_or_name(&http.port, &child(path, "port"), out);
     let scheme = http.scheme.as_deref().filter(|s| !s.is_empty()).unwrap_or("HTTP");
     if !matches!(scheme, "HTTP" | "HTTPS") {
@@ -178,6 +181,8 @@ fn validate_http_get(http: &HTTPGetAction, path: &str, out: &mut Vec<FieldError>
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::core::v1::HTTPHeader;
+
     use super::*;
 
     fn shown(errs: Vec<FieldError>) -> Vec<String> {
@@ -264,6 +269,38 @@ mod tests {
                 "l.postStart.httpGet.port: Invalid value: 70000: must be between 1 and 65535, inclusive",
                 r#"l.postStart.httpGet.scheme: Unsupported value: "http": supported values: "HTTP", "HTTPS""#,
                 "l.preStop.sleep: Invalid value: 40: must be non-negative and less than terminationGracePeriodSeconds (30)",
+            ]
+        );
+    }
+
+    /// `IsHTTPHeaderName`: letters, digits and '-', one error per bad name, on the list.
+    #[test]
+    fn http_header_names_of_a_hook() {
+        let header = |name: &str| HTTPHeader { name: name.into(), value: "any value: ok".into() };
+        let hook = |names: &[&str]| LifecycleHandler {
+            http_get: Some(HTTPGetAction {
+                path: Some("/prestop".into()),
+                port: IntOrString::Int(9901),
+                http_headers: Some(names.iter().map(|n| header(n)).collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let lifecycle =
+            |names: &[&str]| Lifecycle { pre_stop: Some(hook(names)), ..Default::default() };
+        let mut out = Vec::new();
+        validate_lifecycle(&lifecycle(&["Portcullis-Stop-Token", "x-1"]), Some(30), "l", &mut out);
+        assert_eq!(shown(out), Vec::<String>::new());
+        let mut out = Vec::new();
+        validate_lifecycle(&lifecycle(&["Stop Token", "", "X_Token"]), Some(30), "l", &mut out);
+        let message = "a valid HTTP header must consist of alphanumeric characters or '-' (e.g. \
+                       'X-Header-Name', regex used for validation is '[-A-Za-z0-9]+')";
+        assert_eq!(
+            shown(out),
+            [
+                format!(r#"l.preStop.httpGet.httpHeaders: Invalid value: "Stop Token": {message}"#),
+                format!(r#"l.preStop.httpGet.httpHeaders: Invalid value: "": {message}"#),
+                format!(r#"l.preStop.httpGet.httpHeaders: Invalid value: "X_Token": {message}"#),
             ]
         );
     }

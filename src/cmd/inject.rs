@@ -10,6 +10,9 @@
 //! The Services of the input (anywhere in it, Lists included) are read before any pod, and
 //! their ports' `appProtocol` says the app's protocol as it does to the webhook: a file
 //! with a Deployment and its Service is injected as the cluster would inject its pods.
+//!
+//! Each workload gets a stop token of its own, drawn from the system's CSPRNG, which the
+//! pods of its template share; so injecting the same file twice writes different tokens.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,8 +23,8 @@ use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use super::shared;
-use crate::inject::InjectConfig;
 use crate::inject::workload::{inject_document, services_in};
+use crate::inject::{InjectConfig, StopToken};
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("ca").required(true).multiple(true).args(["ca_file", "ca_pem"])))]
@@ -95,7 +98,7 @@ fn inject(args: &InjectArgs) -> Result<String, String> {
     }
     let mut documents = Vec::new();
     for (index, mut doc) in parsed {
-        let reports = inject_document(&mut doc, &config, &ca_pem, &services)
+        let reports = inject_document(&mut doc, &config, &ca_pem, &services, &StopToken::generate)
             .map_err(|e| format!("{source}: document {}: {e}", index + 1))?;
         for report in reports {
             match report.outcome {

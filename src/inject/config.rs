@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Deserialize;
 
 use super::quantity::{Amount, QuantityError};
+use crate::api::Duration;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -29,6 +30,10 @@ pub struct InjectConfig {
     /// The sidecar's resources (core/v1 ResourceRequirements).
     pub resources: ResourceRequirements,
     pub startup_probe: StartupProbe,
+    /// How long the sidecar holds the app's stop, its preStop hook waiting, for traffic
+    /// to move away from the pod (a Gateway API duration); lowered for a pod whose grace
+    /// period it does not fit (see `stop_delay`).
+    pub stop_delay: Duration,
     /// Namespaces never injected, whatever their labels say.
     pub excluded_namespaces: Vec<String>,
 }
@@ -102,6 +107,7 @@ impl Default for InjectConfig {
                 ..ResourceRequirements::default()
             },
             startup_probe: StartupProbe::default(),
+            stop_delay: Duration::from_secs(5),
             excluded_namespaces: vec!["kube-system".to_owned(), "portcullis-system".to_owned()],
         }
     }
@@ -198,6 +204,7 @@ mod tests {
         assert_eq!(defaults.admin_port, 9901);
         assert_eq!(defaults.controller_url, "https://portcullis.portcullis-system.svc:8090");
         assert_eq!(defaults.image, "ghcr.io/portcullis-dev/portcullis:0.1.0");
+        assert_eq!(defaults.stop_delay, Duration::from_secs(5));
         assert_eq!(
             serde_json::to_value(&defaults.resources).unwrap(),
             serde_json::json!({"limits": {"memory": "128Mi"},
@@ -216,6 +223,7 @@ mod tests {
              logFormat: plain\n\
              resources:\n  requests: {cpu: 250m, memory: 64Mi}\n  limits: {cpu: 2, memory: 256Mi}\n\
              startupProbe: {periodSeconds: 2, failureThreshold: 30}\n\
+             stopDelay: 1m30s\n\
              excludedNamespaces: [kube-system, ops]\n",
         )
         .unwrap();
@@ -227,6 +235,7 @@ mod tests {
         // A bare YAML number is a valid Quantity, as the API server reads it.
         assert_eq!(config.resources.limits.as_ref().unwrap()["cpu"], Quantity("2".into()));
         assert_eq!(config.startup_probe, StartupProbe { period_seconds: 2, failure_threshold: 30 });
+        assert_eq!(config.stop_delay, Duration::from_secs(90));
         assert_eq!(config.excluded_namespaces, ["kube-system", "ops"]);
     }
 
@@ -254,5 +263,13 @@ mod tests {
         );
         assert!(error("startupProbe: {periodSeconds: 0}\n").contains("at least 1"));
         assert!(error("image: ''\n").contains("image reference"));
+        assert_eq!(
+            error("stopDelay: soon\n"),
+            "cannot read the inject config: invalid duration \"soon\": expected one to four \
+             parts such as 250ms, 5s, 2m or 1h"
+        );
+        // A bare number is no duration: which unit would it be?
+        assert!(error("stopDelay: 5\n").contains("invalid duration \"5\""));
+        assert_eq!(InjectConfig::from_yaml("stopDelay: 0s\n").unwrap().stop_delay, Duration::ZERO);
     }
 }

@@ -8,6 +8,7 @@
 //! - [`app_protocol`]: what the sidecar speaks to the app, HTTP/1.1 or HTTP/2.
 //! - [`service_ports`]: the Service ports that send traffic to a container port.
 //! - [`sidecar`]: the sidecar container and its token volume.
+//! - [`stop_delay`], [`pre_stop`], [`stop_token`]: how the pod stops (see below).
 //! - [`port_name`]: the app port's new name, a valid and unique IANA service name.
 //! - [`quantity`]: resource quantities, for per-pod overrides and the worker count.
 //! - [`config`]: the injector's YAML config.
@@ -67,6 +68,33 @@
 //! (`appProtocol`), and with its source in the summary (the log, and `portcullis
 //! inject`'s note), e.g. `app protocol http2 (Service web port grpc appProtocol
 //! kubernetes.io/h2c)`.
+//!
+//! # Stopping
+//!
+//! A native sidecar gets SIGTERM only once the app containers have exited: an app that
+//! exits at once would leave the sidecar forwarding to a closed port while the pod's
+//! endpoint is still being removed (502s on every rolling restart). So the app container
+//! whose port is taken over gets a preStop hook, `GET /prestop` on the sidecar's admin port
+//! with the header `Portcullis-Stop-Token`. The kubelet runs it first; the sidecar marks
+//! the pod stopping (failing readiness) and answers once `--stop-delay` has passed; only
+//! then does the app get SIGTERM, its traffic gone.
+//!
+//! - The delay: `stopDelay` (5s), or the pod's `portcullis.dev/stop-delay` annotation; it
+//!   must leave the app time to stop within `terminationGracePeriodSeconds` (30 when
+//!   unset). An annotation at or above it skips the pod (`invalid_annotation`); the
+//!   config's default at or above it is lowered, for that pod, to half of it.
+//! - The token: 32 lowercase hex characters from the system's CSPRNG, one per pod (per
+//!   workload for `portcullis inject`), handed to the sidecar in `PORTCULLIS_STOP_TOKEN`.
+//!   The admin port is reachable from any pod of the cluster: without it, anyone could
+//!   take a pod out of its Service.
+//! - A preStop the app container already has (of any kind) is kept as it is and nothing
+//!   is added: the sidecar then learns that the pod is stopping only at its own SIGTERM.
+//!   The summary says so, and the webhook tells the pod's owner (Event `PreStopKept`).
+//! - A pod whose grace period is 0 gets no hook: the kubelet runs none without one.
+//! - Other app containers keep their hooks, or lack of them.
+//!
+//! The `portcullis.dev/injected` annotation says what was done: `"stopDelay":"5s"` and
+//! `"preStop":"added"`, `"kept"` or `"none"`.
 
 pub mod app_protocol;
 pub mod config;
@@ -81,10 +109,13 @@ mod overrides;
 pub mod pod;
 mod port_choice;
 pub mod port_name;
+pub mod pre_stop;
 pub mod quantity;
 pub mod review;
 pub mod service_ports;
 pub mod sidecar;
+pub mod stop_delay;
+pub mod stop_token;
 pub mod webhook;
 pub mod workload;
 
@@ -94,7 +125,11 @@ pub use mutate::mutate;
 pub use names::{
     ADMIN_PORT_NAME, APP_PROTOCOL_ANNOTATION, CA_ENV, CPU_LIMIT_ANNOTATION, CPU_REQUEST_ANNOTATION,
     IMAGE_ANNOTATION, INJECT_LABEL, INJECTED_ANNOTATION, MEMORY_LIMIT_ANNOTATION,
-    MEMORY_REQUEST_ANNOTATION, PORT_ANNOTATION, SIDECAR_NAME, TOKEN_AUDIENCE, TOKEN_MOUNT_PATH,
-    TOKEN_VOLUME, UNNAMED_PORT_NAME,
+    MEMORY_REQUEST_ANNOTATION, PORT_ANNOTATION, PRESTOP_PATH, SIDECAR_NAME, STOP_DELAY_ANNOTATION,
+    STOP_TOKEN_ENV, STOP_TOKEN_HEADER, TOKEN_AUDIENCE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
+    UNNAMED_PORT_NAME,
 };
 pub use outcome::{Injection, InvalidMutation, Outcome, Skip, SkipReason, Summary};
+pub use pre_stop::PreStop;
+pub use stop_delay::{DelaySource, StopDelay};
+pub use stop_token::StopToken;

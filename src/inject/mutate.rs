@@ -13,19 +13,23 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use super::config::InjectConfig;
 use super::outcome::{InvalidMutation, Outcome};
 use super::pod::plan;
+use super::stop_token::StopToken;
 use crate::apiserver::{ErrorType, FieldError, validate_pod};
 
 /// Decides what to do with `pod`, created in `namespace`; `ca_pem` is the controller's CA
 /// bundle handed to the sidecar; `services` are Services known in `namespace` (others are
-/// ignored), whose ports may say the app's protocol (`&[]` when none are known).
+/// ignored), whose ports may say the app's protocol (`&[]` when none are known);
+/// `stop_token` is the pod's own secret for its preStop call to the sidecar, drawn by the
+/// caller ([`StopToken::generate`]) so that this stays pure.
 pub fn mutate(
     pod: &Pod,
     namespace: &str,
     config: &InjectConfig,
     ca_pem: &str,
     services: &[Arc<Service>],
+    stop_token: &StopToken,
 ) -> Outcome {
-    let injection = match plan(pod, namespace, config, ca_pem, services) {
+    let injection = match plan(pod, namespace, config, ca_pem, services, stop_token) {
         Ok(injection) => injection,
         Err(skip) => return Outcome::Skipped(skip),
     };

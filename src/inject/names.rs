@@ -11,6 +11,8 @@ pub const CPU_REQUEST_ANNOTATION: &str = "portcullis.dev/proxy-cpu-request";
 pub const CPU_LIMIT_ANNOTATION: &str = "portcullis.dev/proxy-cpu-limit";
 pub const MEMORY_REQUEST_ANNOTATION: &str = "portcullis.dev/proxy-memory-request";
 pub const MEMORY_LIMIT_ANNOTATION: &str = "portcullis.dev/proxy-memory-limit";
+/// How long the sidecar holds the app's stop (a Gateway API duration), over `stopDelay`.
+pub const STOP_DELAY_ANNOTATION: &str = "portcullis.dev/stop-delay";
 /// Written on injected pods: what was injected, as JSON.
 pub const INJECTED_ANNOTATION: &str = "portcullis.dev/injected";
 
@@ -23,3 +25,9 @@ pub const ADMIN_PORT_NAME: &str = "portcullis-adm";
 pub const UNNAMED_PORT_NAME: &str = "portcullis";
 /// The env var that carries the controller's CA bundle to the sidecar.
 pub const CA_ENV: &str = "PORTCULLIS_CONTROLLER_CA";
+/// The env var that carries the pod's stop token to the sidecar.
+pub const STOP_TOKEN_ENV: &str = "PORTCULLIS_STOP_TOKEN";
+/// The sidecar's admin path that the app's preStop hook calls.
+pub const PRESTOP_PATH: &str = "/prestop";
+/// The header of that call that carries the pod's stop token.
+pub const STOP_TOKEN_HEADER: &str = "Portcullis-Stop-Token";

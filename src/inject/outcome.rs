@@ -6,6 +6,9 @@ use std::fmt;
 use json_patch::Patch;
 
 use super::app_protocol::{AppProtocol, ProtocolSource};
+use super::names::STOP_DELAY_ANNOTATION;
+use super::pre_stop::PreStop;
+use super::stop_delay::{DelaySource, StopDelay};
 use crate::apiserver::FieldError;
 
 /// Why a pod was left alone; `as_str` is the `reason` label of
@@ -77,6 +80,10 @@ pub struct Summary {
     pub workers: Option<u32>,
     /// Probes and hooks moved from the port's name to its number, e.g. `livenessProbe`.
     pub rewritten: Vec<String>,
+    /// The sidecar's `--stop-delay`, and where it comes from.
+    pub stop_delay: StopDelay,
+    /// What became of the app container's preStop hook.
+    pub pre_stop: PreStop,
 }
 
 impl fmt::Display for Summary {
@@ -94,6 +101,30 @@ impl fmt::Display for Summary {
         if !self.rewritten.is_empty() {
             let verb = if self.rewritten.len() == 1 { "reaches" } else { "reach" };
             write!(f, ", {} now {verb} the app port by number", self.rewritten.join(", "))?;
+        }
+        let delay = self.stop_delay.delay;
+        match self.pre_stop {
+            PreStop::Added if self.stop_delay.source == DelaySource::Annotation => {
+                write!(f, ", preStop added ({delay}, {STOP_DELAY_ANNOTATION})")?;
+            }
+            PreStop::Added => write!(f, ", preStop added ({delay})")?,
+            PreStop::Kept => write!(
+                f,
+                ", the app's own preStop kept: the sidecar learns the pod is stopping only at \
+                 its own SIGTERM"
+            )?,
+            PreStop::NoGracePeriod => write!(
+                f,
+                ", no preStop: terminationGracePeriodSeconds is not above 0, and the kubelet \
+                 runs no preStop hook without a grace period"
+            )?,
+        }
+        if let DelaySource::Lowered { configured, grace_seconds } = self.stop_delay.source {
+            write!(
+                f,
+                ", stop delay {delay}: the configured {configured} lowered to half of \
+                 terminationGracePeriodSeconds ({grace_seconds})"
+            )?;
         }
         Ok(())
     }

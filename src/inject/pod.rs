@@ -15,7 +15,8 @@
 //! `unsupported_app_protocol` (an `appProtocol` that is neither HTTP/1.1 nor cleartext
 //! HTTP/2) and `conflicting_app_protocol` (one says HTTP/1.1, another HTTP/2); and last
 //! the sidecar's own overrides: `invalid_annotation` (image or resource quantity; the
-//! message names the annotation).
+//! message names the annotation), and the stop delay: `invalid_annotation`
+//! (`portcullis.dev/stop-delay` not a duration, or not under the pod's grace period).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -37,8 +38,12 @@ use super::outcome::{Injection, Skip, SkipReason, Summary, skip};
 use super::overrides::settings;
 use super::port_choice::{all_containers, choose_port, ports_free};
 use super::port_name::app_port_name;
+use super::pre_stop::pre_stop;
 use super::service_ports::Target;
 use super::sidecar::{Sidecar, token_volume};
+use super::stop_delay::{DEFAULT_GRACE_SECONDS, stop_delay};
+use super::stop_token::StopToken;
+use crate::api::Duration;
 
 /// The `portcullis.dev/injected` annotation's JSON.
 #[derive(Serialize)]
@@ -52,17 +57,22 @@ struct InjectedAnnotation<'a> {
     proxy_port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     renamed_to: Option<&'a str>,
+    stop_delay: Duration,
+    /// `added`, `kept` (the app's own) or `none` (no grace period).
+    pre_stop: &'a str,
 }
 
 /// The patch that adds the sidecar to `pod`, created in `namespace`, or why it is left
-/// alone; `services` may say the app's protocol. Not yet checked against the API server's
-/// rules: [`super::mutate`] does that.
+/// alone; `services` may say the app's protocol; `stop_token` is the pod's own (see
+/// `stop_token`). Not yet checked against the API server's rules: [`super::mutate`] does
+/// that.
 pub(super) fn plan(
     pod: &Pod,
     namespace: &str,
     config: &InjectConfig,
     ca_pem: &str,
     services: &[Arc<Service>],
+    stop_token: &StopToken,
 ) -> Result<Injection, Skip> {
     let empty = BTreeMap::new();
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
@@ -139,6 +149,10 @@ pub(super) fn plan(
             skip(reason, error.to_string())
         })?;
     let settings = settings(annotations, config)?;
+    let grace_seconds = spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+    let stop_delay = stop_delay(annotations, config.stop_delay, grace_seconds)
+        .or_else(|error| skip(SkipReason::InvalidAnnotation, error.to_string()))?;
+    let (pre_stop, hook) = pre_stop(app, grace_seconds, config.admin_port, stop_token);
 
     // Every name in the pod, so that neither new name collides with one.
     let mut taken: HashSet<String> = all_containers(spec)
@@ -160,6 +174,8 @@ pub(super) fn plan(
         app_protocol: protocol.as_flag(),
         proxy_port: config.proxy_port,
         renamed_to: renamed_to.as_deref(),
+        stop_delay: stop_delay.delay,
+        pre_stop: pre_stop.as_str(),
     })
     .expect("a struct of strings and numbers serializes");
     ops.push(match &pod.metadata.annotations {
@@ -184,6 +200,11 @@ pub(super) fn plan(
             rewritten.push(field);
         }
     }
+    if let Some((within, value)) = hook {
+        let path: Vec<String> =
+            container_path.iter().cloned().chain(within.iter().map(|t| t.to_string())).collect();
+        ops.push(PatchOperation::Add(AddOperation { path: pointer(&path), value }));
+    }
     let sidecar = Sidecar {
         config,
         image: &settings.image,
@@ -193,6 +214,8 @@ pub(super) fn plan(
         app_port: port.container_port,
         app_protocol: protocol,
         ca_pem,
+        stop_delay: stop_delay.delay,
+        stop_token,
     };
     let container = to_json(&sidecar.container());
     ops.push(append(&["spec", "initContainers"], spec.init_containers.is_some(), container));
@@ -211,6 +234,8 @@ pub(super) fn plan(
             image: settings.image,
             workers: settings.workers,
             rewritten,
+            stop_delay,
+            pre_stop,
         },
     })
 }

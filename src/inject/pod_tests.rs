@@ -7,11 +7,30 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use crate::inject::app_protocol::{AppProtocol, ProtocolSource};
 use crate::inject::expected;
 use crate::inject::mutate::refusals_after;
+use crate::inject::pre_stop::PreStop;
+use crate::inject::stop_delay::{DelaySource, StopDelay};
 use crate::inject::{Outcome, mutate};
 
 use expected::{
-    CA, VERSION, annotation, annotation_with_protocol, sidecar, sidecar_with_protocol, token_volume,
+    CA, STOP_TOKEN, VERSION, annotation, annotation_with_protocol, pre_stop_op, sidecar,
+    sidecar_with_protocol, token_volume,
 };
+
+/// The stop token every pod of these tests gets.
+fn token() -> StopToken {
+    STOP_TOKEN.parse().unwrap()
+}
+
+/// The injected sidecar, wherever its operation is in the patch.
+fn sidecar_of(injection: &Injection) -> Value {
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    let op =
+        ops.as_array().unwrap().iter().find(|op| {
+            op["path"] == "/spec/initContainers" || op["path"] == "/spec/initContainers/-"
+        });
+    let value = &op.expect("the sidecar's operation")["value"];
+    if value.is_array() { value[0].clone() } else { value.clone() }
+}
 
 fn plain_pod() -> Value {
     json!({
@@ -34,7 +53,7 @@ fn outcome_with(pod: &Value, config: &InjectConfig) -> Outcome {
 
 /// The outcome for `pod` in `shop`, with these Services known.
 fn outcome_among(pod: &Value, config: &InjectConfig, services: &[Arc<Service>]) -> Outcome {
-    mutate(&serde_json::from_value(pod.clone()).unwrap(), "shop", config, CA, services)
+    mutate(&serde_json::from_value(pod.clone()).unwrap(), "shop", config, CA, services, &token())
 }
 
 fn injected(pod: &Value) -> Injection {
@@ -76,6 +95,9 @@ fn plain_pod_gets_these_exact_operations() {
             {"op": "add", "path": "/metadata/annotations",
              "value": {"portcullis.dev/injected": annotation("http", 8080, "app-http")}},
             {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
+            {"op": "add", "path": "/spec/containers/0/lifecycle",
+             "value": {"preStop": {"httpGet": {"path": "/prestop", "port": 9901,
+                "httpHeaders": [{"name": "Portcullis-Stop-Token", "value": STOP_TOKEN}]}}}},
             {"op": "add", "path": "/spec/initContainers",
              "value": [sidecar(8080, json!("http"), "1")]},
             {"op": "add", "path": "/spec/volumes", "value": [token_volume()]}
@@ -94,12 +116,17 @@ fn plain_pod_gets_these_exact_operations() {
             image: format!("ghcr.io/portcullis-dev/portcullis:{VERSION}"),
             workers: Some(1),
             rewritten: vec![],
+            stop_delay: StopDelay {
+                delay: crate::api::Duration::from_secs(5),
+                source: DelaySource::Config
+            },
+            pre_stop: PreStop::Added,
         }
     );
     assert_eq!(
         injection.summary.to_string(),
         "sidecar port http (4180) in front of container web port 8080, app protocol http1 \
-         (default), app port renamed app-http"
+         (default), app port renamed app-http, preStop added (5s)"
     );
 }
 
@@ -120,7 +147,9 @@ fn plain_pod_patched_is_exactly_this_pod() {
                 "containers": [{
                     "name": "web",
                     "image": "nginx:1.27",
-                    "ports": [{"name": "app-http", "containerPort": 8080, "protocol": "TCP"}]
+                    "ports": [{"name": "app-http", "containerPort": 8080, "protocol": "TCP"}],
+                    "lifecycle": {"preStop": {"httpGet": {"path": "/prestop", "port": 9901,
+                        "httpHeaders": [{"name": "Portcullis-Stop-Token", "value": STOP_TOKEN}]}}}
                 }],
                 "initContainers": [sidecar(8080, json!("http"), "1")],
                 "volumes": [token_volume()]
@@ -164,8 +193,9 @@ fn appends_to_what_the_pod_already_has() {
     let ops = serde_json::to_value(&injection.patch).unwrap();
     assert_eq!(ops[0]["path"], "/metadata/annotations/portcullis.dev~1injected");
     assert_eq!(ops[0]["value"], annotation("http", 8080, "app-http"));
-    assert_eq!(ops[2]["path"], "/spec/initContainers/-");
-    assert_eq!(ops[3]["path"], "/spec/volumes/-");
+    assert_eq!(ops[2], pre_stop_op(0, STOP_TOKEN));
+    assert_eq!(ops[3]["path"], "/spec/initContainers/-");
+    assert_eq!(ops[4]["path"], "/spec/volumes/-");
     let patched = apply(&pod, &injection.patch);
     assert_eq!(patched["metadata"]["annotations"]["team"], "shop");
     assert_eq!(patched["spec"]["initContainers"][0]["name"], "migrate");
@@ -210,11 +240,14 @@ fn probes_and_hooks_on_the_named_port_move_to_its_number() {
         injection.summary.rewritten,
         ["livenessProbe", "readinessProbe", "lifecycle.preStop"]
     );
+    // The app's own preStop: kept (its port moved to the number), nothing added.
+    assert_eq!(injection.summary.pre_stop, PreStop::Kept);
     assert_eq!(
         injection.summary.to_string(),
         "sidecar port http (4180) in front of container web port 8080, app protocol http1 \
          (default), app port renamed app-http, livenessProbe, readinessProbe, lifecycle.preStop now reach the app port by \
-         number"
+         number, the app's own preStop kept: the sidecar learns the pod is stopping only at \
+         its own SIGTERM"
     );
     let patched = apply(&pod, &injection.patch);
     let app = &patched["spec"]["containers"][0];
@@ -247,8 +280,10 @@ fn the_first_named_port_of_the_first_container_that_has_one_is_taken() {
     let ops = serde_json::to_value(&injection.patch).unwrap();
     assert_eq!(ops[1]["path"], "/spec/containers/1/ports/1/name");
     assert_eq!(ops[1]["value"], "app-grpc");
+    // The hook goes to the container whose port was taken, the second one.
+    assert_eq!(ops[2], pre_stop_op(1, STOP_TOKEN));
     // Named grpc: the sidecar speaks HTTP/2 to it.
-    assert_eq!(ops[2]["value"][0], sidecar_with_protocol(9000, json!("grpc"), "1", "http2"));
+    assert_eq!(ops[3]["value"][0], sidecar_with_protocol(9000, json!("grpc"), "1", "http2"));
 }
 
 #[test]
@@ -261,11 +296,13 @@ fn annotation_by_number_takes_an_unnamed_port() {
     assert_eq!(
         ops[0],
         json!({"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
-               "value": format!(r#"{{"version":"{VERSION}","port":"portcullis","appPort":8080,"appProtocol":"http1","proxyPort":4180}}"#)})
+               "value": format!(r#"{{"version":"{VERSION}","port":"portcullis","appPort":8080,"appProtocol":"http1","proxyPort":4180,"stopDelay":"5s","preStop":"added"}}"#)})
     );
-    // No rename: the next operation is the sidecar, whose port is named `portcullis`.
-    assert_eq!(ops[1]["path"], "/spec/initContainers");
-    assert_eq!(ops[1]["value"][0], sidecar(8080, json!("portcullis"), "1"));
+    // No rename: the next operations are the hook and the sidecar, whose port is named
+    // `portcullis`.
+    assert_eq!(ops[1], pre_stop_op(0, STOP_TOKEN));
+    assert_eq!(ops[2]["path"], "/spec/initContainers");
+    assert_eq!(ops[2]["value"][0], sidecar(8080, json!("portcullis"), "1"));
     assert_eq!(injection.summary.renamed_to, None);
     // No name to go by: HTTP/1.1.
     assert_eq!(
@@ -303,8 +340,7 @@ fn a_long_port_name_is_shortened_to_a_valid_unique_one() {
     ]);
     let injection = injected(&pod);
     assert_eq!(injection.summary.renamed_to.as_deref(), Some("app1-public-htt"));
-    let ops = serde_json::to_value(&injection.patch).unwrap();
-    assert_eq!(ops[2]["value"][0]["ports"][0]["name"], "public-https");
+    assert_eq!(sidecar_of(&injection)["ports"][0]["name"], "public-https");
 }
 
 #[test]
@@ -313,7 +349,7 @@ fn workers_follow_the_cpu_limit_then_the_request() {
     pod["metadata"]["annotations"] = json!({"portcullis.dev/proxy-cpu-limit": "2500m"});
     let injection = injected(&pod);
     assert_eq!(injection.summary.workers, Some(2));
-    let sidecar = &serde_json::to_value(&injection.patch).unwrap()[2]["value"][0];
+    let sidecar = &sidecar_of(&injection);
     let args = sidecar["args"].as_array().unwrap();
     assert_eq!(args[args.len() - 2..], [json!("--workers"), json!("2")]);
     assert_eq!(
@@ -332,7 +368,7 @@ fn workers_follow_the_cpu_limit_then_the_request() {
     config.resources = ResourceRequirements::default();
     let injection = injected_with(&plain_pod(), &config);
     assert_eq!(injection.summary.workers, None);
-    let sidecar = &serde_json::to_value(&injection.patch).unwrap()[2]["value"][0];
+    let sidecar = &sidecar_of(&injection);
     assert!(!sidecar["args"].as_array().unwrap().contains(&json!("--workers")));
     assert_eq!(sidecar["resources"], json!({}));
 }
@@ -347,7 +383,7 @@ fn annotations_override_image_and_resources() {
         "portcullis.dev/proxy-memory-limit": "1Gi"
     });
     let injection = injected(&pod);
-    let sidecar = &serde_json::to_value(&injection.patch).unwrap()[2]["value"][0];
+    let sidecar = &sidecar_of(&injection);
     assert_eq!(sidecar["image"], "registry.local/portcullis:dev");
     assert_eq!(
         sidecar["resources"],
@@ -361,11 +397,13 @@ fn config_shapes_the_sidecar() {
     let config = InjectConfig::from_yaml(
         "image: img:1\nimagePullPolicy: Always\nproxyPort: 15001\nadminPort: 15000\n\
          controllerUrl: https://c.ops.svc:8090\nlogFormat: plain\n\
-         startupProbe: {periodSeconds: 2, failureThreshold: 30}\n",
+         startupProbe: {periodSeconds: 2, failureThreshold: 30}\nstopDelay: 1m30s\n",
     )
     .unwrap();
-    let injection = injected_with(&plain_pod(), &config);
-    let sidecar = &serde_json::to_value(&injection.patch).unwrap()[2]["value"][0];
+    let mut pod = plain_pod();
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(120);
+    let injection = injected_with(&pod, &config);
+    let sidecar = &sidecar_of(&injection);
     assert_eq!(sidecar["image"], "img:1");
     assert_eq!(sidecar["imagePullPolicy"], "Always");
     assert_eq!(
@@ -384,6 +422,8 @@ fn config_shapes_the_sidecar() {
             "https://c.ops.svc:8090",
             "--log-format",
             "plain",
+            "--stop-delay",
+            "1m30s",
             "--workers",
             "1"
         ])
@@ -399,6 +439,9 @@ fn config_shapes_the_sidecar() {
                "failureThreshold": 30})
     );
     assert_eq!(sidecar["livenessProbe"]["httpGet"]["port"], 15000);
+    // The app's preStop calls the admin port the config says.
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(ops[2]["value"]["preStop"]["httpGet"]["port"], 15000);
 }
 
 #[test]
@@ -419,7 +462,8 @@ fn opted_out_pods_are_left_alone() {
 #[test]
 fn excluded_namespaces_are_left_alone() {
     let pod: Pod = serde_json::from_value(plain_pod()).unwrap();
-    let Outcome::Skipped(skip) = mutate(&pod, "kube-system", &InjectConfig::default(), CA, &[])
+    let Outcome::Skipped(skip) =
+        mutate(&pod, "kube-system", &InjectConfig::default(), CA, &[], &token())
     else {
         panic!()
     };
@@ -621,6 +665,7 @@ fn a_port_named_grpc_gets_a_sidecar_speaking_http2() {
             {"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
              "value": annotation_with_protocol("grpc", 8080, "http2", "app-grpc")},
             {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-grpc"},
+            pre_stop_op(0, STOP_TOKEN),
             {"op": "add", "path": "/spec/initContainers",
              "value": [sidecar_with_protocol(8080, json!("grpc"), "1", "http2")]},
             {"op": "add", "path": "/spec/volumes", "value": [token_volume()]}
@@ -629,7 +674,7 @@ fn a_port_named_grpc_gets_a_sidecar_speaking_http2() {
     assert_eq!(
         ops[0]["value"],
         format!(
-            r#"{{"version":"{VERSION}","port":"grpc","appPort":8080,"appProtocol":"http2","proxyPort":4180,"renamedTo":"app-grpc"}}"#
+            r#"{{"version":"{VERSION}","port":"grpc","appPort":8080,"appProtocol":"http2","proxyPort":4180,"renamedTo":"app-grpc","stopDelay":"5s","preStop":"added"}}"#
         )
     );
     assert_eq!(injection.summary.app_protocol, AppProtocol::Http2);
@@ -637,7 +682,7 @@ fn a_port_named_grpc_gets_a_sidecar_speaking_http2() {
     assert_eq!(
         injection.summary.to_string(),
         "sidecar port grpc (4180) in front of container web port 8080, app protocol http2 \
-         (port name grpc), app port renamed app-grpc"
+         (port name grpc), app port renamed app-grpc, preStop added (5s)"
     );
 }
 
@@ -678,7 +723,7 @@ fn the_annotation_wins_over_the_port_name() {
     assert_eq!(
         injection.summary.to_string(),
         "sidecar port grpc (4180) in front of container web port 8080, app protocol http1 \
-         (annotation), app port renamed app-grpc"
+         (annotation), app port renamed app-grpc, preStop added (5s)"
     );
 
     let http2 = pod_with_port("http", json!({"portcullis.dev/app-protocol": " http2 "}));
@@ -736,6 +781,7 @@ fn a_services_app_protocol_reaches_the_sidecar_the_annotation_and_the_summary() 
             {"op": "add", "path": "/metadata/annotations/portcullis.dev~1injected",
              "value": annotation_with_protocol("http", 8080, "http2", "app-http")},
             {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
+            pre_stop_op(0, STOP_TOKEN),
             {"op": "add", "path": "/spec/initContainers",
              "value": [sidecar_with_protocol(8080, json!("http"), "1", "http2")]},
             {"op": "add", "path": "/spec/volumes", "value": [token_volume()]}
@@ -744,7 +790,8 @@ fn a_services_app_protocol_reaches_the_sidecar_the_annotation_and_the_summary() 
     assert_eq!(
         injection.summary.to_string(),
         "sidecar port http (4180) in front of container web port 8080, app protocol http2 \
-         (Service web port main appProtocol kubernetes.io/h2c), app port renamed app-http"
+         (Service web port main appProtocol kubernetes.io/h2c), app port renamed app-http, \
+         preStop added (5s)"
     );
     // The same pod, no Service known: by its port's name.
     assert_eq!(protocol_written(&injected(&pod)), (json!("http1"), json!("http1")));
@@ -825,4 +872,206 @@ fn reasons_are_stable_metric_labels() {
     for (reason, label) in all {
         assert_eq!(reason.as_str(), label);
     }
+}
+
+/// The app container's preStop hook as added, calling admin port 9901 with the test token.
+fn hook() -> Value {
+    json!({"httpGet": {"path": "/prestop", "port": 9901,
+        "httpHeaders": [{"name": "Portcullis-Stop-Token", "value": STOP_TOKEN}]}})
+}
+
+/// The injected annotation, read back.
+fn annotation_of(injection: &Injection) -> Value {
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    let text = &ops[0]["value"];
+    let text = text.as_str().or_else(|| text["portcullis.dev/injected"].as_str()).unwrap();
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn a_lifecycle_with_only_post_start_gets_the_pre_stop_beside_it() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"][0]["lifecycle"] =
+        json!({"postStart": {"exec": {"command": ["warm-up"]}}});
+    let injection = injected(&pod);
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(
+        ops.as_array().unwrap()[1..3],
+        [
+            json!({"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"}),
+            json!({"op": "add", "path": "/spec/containers/0/lifecycle/preStop", "value": hook()}),
+        ]
+    );
+    assert_eq!(ops.as_array().unwrap().len(), 5);
+    let patched = apply(&pod, &injection.patch);
+    assert_eq!(
+        patched["spec"]["containers"][0]["lifecycle"],
+        json!({"postStart": {"exec": {"command": ["warm-up"]}}, "preStop": hook()})
+    );
+    assert_eq!(injection.summary.pre_stop, PreStop::Added);
+}
+
+#[test]
+fn an_apps_own_pre_stop_is_kept_and_said_so() {
+    let mut pod = plain_pod();
+    let own = json!({"preStop": {"exec": {"command": ["sh", "-c", "sleep 10"]}}});
+    pod["spec"]["containers"][0]["lifecycle"] = own.clone();
+    let injection = injected(&pod);
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(
+        ops,
+        json!([
+            {"op": "add", "path": "/metadata/annotations", "value": {"portcullis.dev/injected":
+                format!(r#"{{"version":"{VERSION}","port":"http","appPort":8080,"appProtocol":"http1","proxyPort":4180,"renamedTo":"app-http","stopDelay":"5s","preStop":"kept"}}"#)}},
+            {"op": "replace", "path": "/spec/containers/0/ports/0/name", "value": "app-http"},
+            {"op": "add", "path": "/spec/initContainers",
+             "value": [sidecar(8080, json!("http"), "1")]},
+            {"op": "add", "path": "/spec/volumes", "value": [token_volume()]}
+        ])
+    );
+    assert_eq!(injection.summary.pre_stop, PreStop::Kept);
+    assert_eq!(
+        injection.summary.to_string(),
+        "sidecar port http (4180) in front of container web port 8080, app protocol http1 \
+         (default), app port renamed app-http, the app's own preStop kept: the sidecar learns \
+         the pod is stopping only at its own SIGTERM"
+    );
+    assert_eq!(apply(&pod, &injection.patch)["spec"]["containers"][0]["lifecycle"], own);
+}
+
+#[test]
+fn other_app_containers_get_no_hook() {
+    let mut pod = plain_pod();
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "worker", "image": "worker:1"}));
+    let injection = injected(&pod);
+    let patched = apply(&pod, &injection.patch);
+    assert_eq!(patched["spec"]["containers"][0]["lifecycle"], json!({"preStop": hook()}));
+    assert_eq!(patched["spec"]["containers"][1], json!({"name": "worker", "image": "worker:1"}));
+}
+
+#[test]
+fn the_stop_delay_annotation_is_honoured() {
+    let mut pod = plain_pod();
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/stop-delay": "12s"});
+    let injection = injected(&pod);
+    let sidecar = sidecar_of(&injection);
+    let args = sidecar["args"].as_array().unwrap();
+    assert_eq!(args[13..17], [json!("--stop-delay"), json!("12s"), json!("--workers"), json!("1")]);
+    assert_eq!(annotation_of(&injection)["stopDelay"], "12s");
+    assert_eq!(annotation_of(&injection)["preStop"], "added");
+    assert_eq!(
+        injection.summary.stop_delay,
+        StopDelay { delay: crate::api::Duration::from_secs(12), source: DelaySource::Annotation }
+    );
+    assert!(
+        injection.summary.to_string().ends_with(", preStop added (12s, portcullis.dev/stop-delay)"),
+        "{}",
+        injection.summary
+    );
+    // Written in its shortest form.
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/stop-delay": "90s"});
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(120);
+    assert_eq!(annotation_of(&injected(&pod))["stopDelay"], "1m30s");
+}
+
+#[test]
+fn a_stop_delay_annotation_that_cannot_be_is_reported() {
+    let mut pod = plain_pod();
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/stop-delay": "ten seconds"});
+    assert_eq!(
+        skipped(&pod),
+        Skip {
+            reason: SkipReason::InvalidAnnotation,
+            message: "portcullis.dev/stop-delay: \"ten seconds\" is not a duration (e.g. 5s, \
+                      1m30s, 0s)"
+                .into()
+        }
+    );
+    // The grace period left unset is 30 seconds.
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/stop-delay": "30s"});
+    assert_eq!(
+        skipped(&pod),
+        Skip {
+            reason: SkipReason::InvalidAnnotation,
+            message: "portcullis.dev/stop-delay: 30s is not less than the pod's \
+                      terminationGracePeriodSeconds (30), which would leave the app no time to \
+                      stop"
+                .into()
+        }
+    );
+    pod["metadata"]["annotations"] = json!({"portcullis.dev/stop-delay": "1m"});
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(45);
+    assert_eq!(
+        skipped(&pod).message,
+        "portcullis.dev/stop-delay: 1m is not less than the pod's terminationGracePeriodSeconds \
+         (45), which would leave the app no time to stop"
+    );
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(61);
+    assert_eq!(annotation_of(&injected(&pod))["stopDelay"], "1m");
+}
+
+#[test]
+fn the_configs_stop_delay_is_lowered_for_a_short_grace_period() {
+    let mut pod = plain_pod();
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(5);
+    let injection = injected(&pod);
+    let sidecar = sidecar_of(&injection);
+    let args = sidecar["args"].as_array().unwrap();
+    assert_eq!(args[13..15], [json!("--stop-delay"), json!("2s")]);
+    assert_eq!(annotation_of(&injection)["stopDelay"], "2s");
+    assert_eq!(
+        injection.summary.stop_delay,
+        StopDelay {
+            delay: crate::api::Duration::from_secs(2),
+            source: DelaySource::Lowered {
+                configured: crate::api::Duration::from_secs(5),
+                grace_seconds: 5
+            }
+        }
+    );
+    assert_eq!(
+        injection.summary.to_string(),
+        "sidecar port http (4180) in front of container web port 8080, app protocol http1 \
+         (default), app port renamed app-http, preStop added (2s), stop delay 2s: the \
+         configured 5s lowered to half of terminationGracePeriodSeconds (5)"
+    );
+    // Above the default, or at 6s, the config's 5s fits.
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(6);
+    assert_eq!(injected(&pod).summary.stop_delay.source, DelaySource::Config);
+}
+
+#[test]
+fn a_zero_stop_delay_still_adds_the_hook() {
+    let config = InjectConfig::from_yaml("stopDelay: 0s\n").unwrap();
+    let injection = injected_with(&plain_pod(), &config);
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(ops[2], pre_stop_op(0, STOP_TOKEN));
+    assert_eq!(sidecar_of(&injection)["args"][14], "0s");
+    assert!(injection.summary.to_string().ends_with(", preStop added (0s)"));
+}
+
+#[test]
+fn a_pod_without_a_grace_period_gets_no_hook() {
+    let mut pod = plain_pod();
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(0);
+    let injection = injected(&pod);
+    let ops = serde_json::to_value(&injection.patch).unwrap();
+    assert_eq!(ops.as_array().unwrap().len(), 4);
+    assert_eq!(ops[2]["path"], "/spec/initContainers");
+    assert_eq!(
+        annotation_of(&injection),
+        json!({"version": VERSION, "port": "http", "appPort": 8080, "appProtocol": "http1",
+               "proxyPort": 4180, "renamedTo": "app-http", "stopDelay": "0s", "preStop": "none"})
+    );
+    assert_eq!(sidecar_of(&injection)["args"][14], "0s");
+    assert_eq!(
+        injection.summary.to_string(),
+        "sidecar port http (4180) in front of container web port 8080, app protocol http1 \
+         (default), app port renamed app-http, no preStop: terminationGracePeriodSeconds is not \
+         above 0, and the kubelet runs no preStop hook without a grace period, stop delay 0s: \
+         the configured 5s lowered to half of terminationGracePeriodSeconds (0)"
+    );
 }

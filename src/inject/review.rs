@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use super::config::InjectConfig;
 use super::mutate::mutate;
-use super::outcome::{InvalidMutation, Outcome};
+use super::outcome::{InvalidMutation, Outcome, Summary};
+use super::stop_token::StopTokens;
 
 /// The `result` label of `portcullis_injections_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct Decision {
     /// The pod's controller (else first owner), whose Events tell users about skips.
     pub owner: Option<ObjectReference>,
     pub dry_run: bool,
+    /// What was injected, when it was: the Events say what users should know of it.
+    pub injected: Option<Summary>,
 }
 
 pub struct Reviewed {
@@ -67,12 +70,14 @@ pub enum ReviewError {
 pub type ServicesOf<'a> = &'a dyn Fn(&str) -> Vec<Arc<Service>>;
 
 /// Answers one AdmissionReview; `ca_pem` is the controller's CA bundle for the sidecar;
-/// `services` gives the Services of the pod's namespace, asked only for a pod to decide on.
+/// `services` gives the Services of the pod's namespace, and `stop_tokens` the pod's stop
+/// token, both asked only for a pod to decide on.
 pub fn review(
     body: &[u8],
     config: &InjectConfig,
     ca_pem: &str,
     services: ServicesOf<'_>,
+    stop_tokens: StopTokens<'_>,
 ) -> Result<Reviewed, ReviewError> {
     let mut envelope: Value = serde_json::from_slice(body).map_err(ReviewError::NotAReview)?;
     // The pod is read on its own, so that a pod this version cannot read is allowed
@@ -89,9 +94,10 @@ pub fn review(
         pod: request.name.clone(),
         owner: None,
         dry_run: request.dry_run,
+        injected: None,
     };
     let (verdict, reason, message, patch) =
-        decide(&request, object, config, ca_pem, services, &mut decision);
+        decide(&request, object, config, ca_pem, services, stop_tokens, &mut decision);
     decision.verdict = verdict;
     decision.reason = reason;
     decision.message = message;
@@ -107,6 +113,7 @@ fn decide(
     config: &InjectConfig,
     ca_pem: &str,
     services: ServicesOf<'_>,
+    stop_tokens: StopTokens<'_>,
     decision: &mut Decision,
 ) -> Answer {
     if request.operation != Operation::Create {
@@ -138,7 +145,11 @@ fn decide(
     }
     decision.owner = owner(&pod, &decision.namespace);
     let services = services(&decision.namespace);
-    match mutate(&pod, &decision.namespace, config, ca_pem, &services) {
+    let stop_token = match stop_tokens() {
+        Ok(token) => token,
+        Err(error) => return (Verdict::Failed, "stop_token_unavailable", error.to_string(), None),
+    };
+    match mutate(&pod, &decision.namespace, config, ca_pem, &services, &stop_token) {
         // Only a pod that would get a sidecar needs the CA; the others are skipped as ever.
         Outcome::Injected(_) if ca_pem.trim().is_empty() => {
             let message = "the controller has no CA bundle yet for the sidecar to trust".into();
@@ -146,6 +157,7 @@ fn decide(
         }
         Outcome::Injected(injection) => {
             let message = injection.summary.to_string();
+            decision.injected = Some(injection.summary);
             (Verdict::Injected, "injected", message, Some(injection.patch))
         }
         Outcome::Skipped(skip) => (Verdict::Skipped, skip.reason.as_str(), skip.message, None),

@@ -9,8 +9,15 @@ fn none(_: &str) -> Vec<Arc<Service>> {
 }
 
 use crate::inject::expected;
+use crate::inject::pre_stop::PreStop;
+use crate::inject::stop_token::{RandomError, StopToken};
 
-use expected::CA;
+use expected::{CA, STOP_TOKEN};
+
+/// The test's stop token, for every pod.
+fn fixed() -> Result<StopToken, RandomError> {
+    Ok(STOP_TOKEN.parse().unwrap())
+}
 
 /// A pod as a ReplicaSet creates it, as the API server hands it to mutating webhooks: no
 /// name yet, defaults applied, the ServiceAccount admission plugin's volume added.
@@ -64,13 +71,14 @@ fn request(operation: &str, object: Value) -> Value {
 
 fn answer(body: &Value) -> (Value, Decision) {
     let reviewed =
-        review(&serde_json::to_vec(body).unwrap(), &InjectConfig::default(), CA, &none).unwrap();
+        review(&serde_json::to_vec(body).unwrap(), &InjectConfig::default(), CA, &none, &fixed)
+            .unwrap();
     (serde_json::from_slice(&reviewed.body).unwrap(), reviewed.decision)
 }
 
 fn expected_injection(pod: &Value) -> Injection {
     let pod: Pod = serde_json::from_value(pod.clone()).unwrap();
-    match mutate(&pod, "shop", &InjectConfig::default(), CA, &[]) {
+    match mutate(&pod, "shop", &InjectConfig::default(), CA, &[], &fixed().unwrap()) {
         Outcome::Injected(injection) => {
             let errors = crate::inject::mutate::refusals_after(&pod, &injection.patch);
             assert_eq!(errors, Vec::<String>::new(), "the API server would refuse the pod");
@@ -128,6 +136,7 @@ fn a_created_pod_gets_the_patch_as_base64() {
                 ..ObjectReference::default()
             }),
             dry_run: false,
+            injected: Some(injection.summary.clone()),
         }
     );
 }
@@ -188,7 +197,7 @@ fn failures_allow_the_pod_unchanged() {
     assert_eq!((decision.verdict, decision.reason), (Verdict::Failed, "undecodable_pod"));
 
     let body = serde_json::to_vec(&request("CREATE", replicaset_pod())).unwrap();
-    let reviewed = review(&body, &InjectConfig::default(), "", &none).unwrap();
+    let reviewed = review(&body, &InjectConfig::default(), "", &none, &fixed).unwrap();
     assert_eq!(serde_json::from_slice::<Value>(&reviewed.body).unwrap(), allowed_unchanged());
     assert_eq!(reviewed.decision.reason, "ca_unavailable");
     assert_eq!(reviewed.decision.verdict, Verdict::Failed);
@@ -197,7 +206,7 @@ fn failures_allow_the_pod_unchanged() {
     let mut opted_out = replicaset_pod();
     opted_out["metadata"]["labels"]["portcullis.dev/inject"] = json!("disabled");
     let body = serde_json::to_vec(&request("CREATE", opted_out)).unwrap();
-    let reviewed = review(&body, &InjectConfig::default(), "", &none).unwrap();
+    let reviewed = review(&body, &InjectConfig::default(), "", &none, &fixed).unwrap();
     assert_eq!(reviewed.decision.verdict, Verdict::Skipped);
     assert_eq!(reviewed.decision.reason, "opted_out");
 }
@@ -222,13 +231,16 @@ fn the_answer_speaks_the_version_it_was_asked_in() {
 #[test]
 fn what_is_no_review_is_an_error() {
     let config = InjectConfig::default();
-    assert!(matches!(review(b"not json", &config, CA, &none), Err(ReviewError::NotAReview(_))));
     assert!(matches!(
-        review(b"{\"kind\": 3}", &config, CA, &none),
+        review(b"not json", &config, CA, &none, &fixed),
+        Err(ReviewError::NotAReview(_))
+    ));
+    assert!(matches!(
+        review(b"{\"kind\": 3}", &config, CA, &none, &fixed),
         Err(ReviewError::NotAReview(_))
     ));
     let no_request = br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#;
-    assert!(matches!(review(no_request, &config, CA, &none), Err(ReviewError::NoRequest)));
+    assert!(matches!(review(no_request, &config, CA, &none, &fixed), Err(ReviewError::NoRequest)));
 }
 
 /// The Services of the pod's namespace are asked for once, and only for a pod to decide
@@ -249,25 +261,71 @@ fn the_services_of_the_pods_namespace_say_its_protocol() {
         vec![h2c.clone()]
     };
     let body = serde_json::to_vec(&request("CREATE", replicaset_pod())).unwrap();
-    let reviewed = review(&body, &InjectConfig::default(), CA, &services).unwrap();
+    let reviewed = review(&body, &InjectConfig::default(), CA, &services, &fixed).unwrap();
     assert_eq!(*asked.borrow(), ["shop"]);
     assert_eq!(reviewed.decision.verdict, Verdict::Injected);
     assert_eq!(
         reviewed.decision.message,
         "sidecar port http (4180) in front of container web port 8080, app protocol http2 \
-         (Service web port h2 appProtocol kubernetes.io/h2c), app port renamed app-http"
+         (Service web port h2 appProtocol kubernetes.io/h2c), app port renamed app-http, \
+         preStop added (5s)"
     );
     let response: Value = serde_json::from_slice(&reviewed.body).unwrap();
     let k8s_openapi::ByteString(patch) =
         serde_json::from_value(response["response"]["patch"].clone()).unwrap();
     let patch: Value = serde_json::from_slice(&patch).unwrap();
-    let args = &patch[2]["value"][0]["args"];
+    assert_eq!(patch[2], expected::pre_stop_op(0, STOP_TOKEN));
+    let args = &patch[3]["value"][0]["args"];
     assert_eq!((&args[5], &args[6]), (&json!("--app-protocol"), &json!("http2")));
 
     // Not a creation: nothing to decide, nothing asked.
     asked.borrow_mut().clear();
     let body = serde_json::to_vec(&request("UPDATE", replicaset_pod())).unwrap();
-    let reviewed = review(&body, &InjectConfig::default(), CA, &services).unwrap();
+    let reviewed = review(&body, &InjectConfig::default(), CA, &services, &fixed).unwrap();
     assert_eq!(reviewed.decision.reason, "not_create");
     assert_eq!(*asked.borrow(), Vec::<String>::new());
+}
+
+/// A pod that keeps its own preStop: injected, and the decision carries what was done, for
+/// the webhook to tell the pod's owner.
+#[test]
+fn a_kept_pre_stop_is_in_the_decision() {
+    let mut pod = replicaset_pod();
+    pod["spec"]["containers"][0]["lifecycle"] =
+        json!({"preStop": {"exec": {"command": ["drain"]}}});
+    let (_, decision) = answer(&request("CREATE", pod));
+    assert_eq!((decision.verdict, decision.reason), (Verdict::Injected, "injected"));
+    assert_eq!(decision.injected.map(|s| s.pre_stop), Some(PreStop::Kept));
+    let (_, decision) = answer(&request("CREATE", replicaset_pod()));
+    assert_eq!(decision.injected.map(|s| s.pre_stop), Some(PreStop::Added));
+    let mut skipped = replicaset_pod();
+    skipped["spec"]["hostNetwork"] = json!(true);
+    assert_eq!(answer(&request("CREATE", skipped)).1.injected, None);
+}
+
+/// No token, no sidecar: the pod is allowed unchanged and the failure said; a token is
+/// drawn only for a pod to decide on.
+#[test]
+fn no_random_source_fails_open() {
+    let drawn = std::cell::Cell::new(0);
+    let none = || {
+        drawn.set(drawn.get() + 1);
+        Err(RandomError::from(getrandom::Error::UNSUPPORTED))
+    };
+    let body = serde_json::to_vec(&request("CREATE", replicaset_pod())).unwrap();
+    let reviewed = review(&body, &InjectConfig::default(), CA, &self::none, &none).unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&reviewed.body).unwrap(), allowed_unchanged());
+    assert_eq!(
+        (reviewed.decision.verdict, reviewed.decision.reason),
+        (Verdict::Failed, "stop_token_unavailable")
+    );
+    assert_eq!(
+        reviewed.decision.message,
+        "cannot draw a stop token from the system's random source: getrandom: this target is \
+         not supported"
+    );
+    assert_eq!(drawn.get(), 1);
+    let body = serde_json::to_vec(&request("UPDATE", replicaset_pod())).unwrap();
+    review(&body, &InjectConfig::default(), CA, &self::none, &none).unwrap();
+    assert_eq!(drawn.get(), 1);
 }

@@ -15,8 +15,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::app_protocol::AppProtocol;
 use super::config::InjectConfig;
 use super::names::{
-    ADMIN_PORT_NAME, CA_ENV, SIDECAR_NAME, TOKEN_AUDIENCE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
+    ADMIN_PORT_NAME, CA_ENV, SIDECAR_NAME, STOP_TOKEN_ENV, TOKEN_AUDIENCE, TOKEN_MOUNT_PATH,
+    TOKEN_VOLUME,
 };
+use super::stop_token::StopToken;
+use crate::api::Duration;
 
 /// The non-root user and group of the image.
 const RUN_AS: i64 = 65532;
@@ -38,6 +41,10 @@ pub struct Sidecar<'a> {
     pub app_protocol: AppProtocol,
     /// The controller's CA bundle (PEM), the only roots the sidecar trusts.
     pub ca_pem: &'a str,
+    /// How long the sidecar holds the app's stop once the pod is stopping.
+    pub stop_delay: Duration,
+    /// The secret the app's preStop call must show (see `stop_token`).
+    pub stop_token: &'a StopToken,
 }
 
 impl Sidecar<'_> {
@@ -64,6 +71,8 @@ impl Sidecar<'_> {
             &config.controller_url,
             "--log-format",
             config.log_format.as_str(),
+            "--stop-delay",
+            &self.stop_delay.to_string(),
         ]
         .map(str::to_owned)
         .into();
@@ -82,6 +91,14 @@ impl Sidecar<'_> {
                 EnvVar {
                     name: CA_ENV.to_owned(),
                     value: Some(self.ca_pem.to_owned()),
+                    ..EnvVar::default()
+                },
+                // A plain value: a Secret per pod would be created during admission, before
+                // the pod has a uid to own it and take it away with it. Whoever may read
+                // the pod may read the token.
+                EnvVar {
+                    name: STOP_TOKEN_ENV.to_owned(),
+                    value: Some(self.stop_token.as_str().to_owned()),
                     ..EnvVar::default()
                 },
             ]),

@@ -4,7 +4,11 @@
 //! Every decision is counted in `portcullis_injections_total{result,reason}` and logged;
 //! skips and failures also become an Event on the pod's owner (a pod being created has no
 //! uid yet to hang one on), published on a task of its own so that admission never waits
-//! for it, and never for dry runs (the webhook declares `sideEffects: NoneOnDryRun`).
+//! for it, and never for dry runs (the webhook declares `sideEffects: NoneOnDryRun`). So
+//! does an injection that kept the app's own preStop hook (`PreStopKept`): the pod runs,
+//! but its sidecar learns that it is stopping too late to hold the app's stop.
+//!
+//! Each pod gets a stop token of its own, drawn here from the system's CSPRNG.
 //!
 //! The Services whose `appProtocol` may say the app's protocol come from a cache the
 //! controller keeps (`services`): nothing is asked of the API server while a pod waits.
@@ -20,7 +24,9 @@ use kube::runtime::events::{Event, EventType, Recorder};
 
 use super::config::InjectConfig;
 use super::outcome::SkipReason;
+use super::pre_stop::PreStop;
 use super::review::{Decision, Verdict, review};
+use super::stop_token::StopToken;
 use crate::telemetry::controller_metrics::{ControllerMetrics, InjectionLabels};
 
 /// The path the webhook configuration names.
@@ -81,7 +87,7 @@ impl Webhook {
             }
         };
         let ca_pem = (self.ca_pem)();
-        match review(&body, &self.config, &ca_pem, &*self.services) {
+        match review(&body, &self.config, &ca_pem, &*self.services, &StopToken::generate) {
             Ok(reviewed) => {
                 self.record(&reviewed.decision);
                 let mut response = Response::new(Full::new(Bytes::from(reviewed.body)));
@@ -114,10 +120,12 @@ impl Webhook {
         self.publish(decision);
     }
 
-    /// An Event on the pod's owner for a skip or a failure; pods without an owner are only
-    /// logged.
+    /// An Event on the pod's owner for a skip, a failure or a kept preStop hook; pods
+    /// without an owner are only logged.
     fn publish(&self, decision: &Decision) {
+        let kept = |d: &Decision| d.injected.as_ref().is_some_and(|s| s.pre_stop == PreStop::Kept);
         let (type_, reason) = match decision.verdict {
+            Verdict::Injected if kept(decision) => (EventType::Normal, "PreStopKept"),
             Verdict::Injected => return,
             Verdict::Skipped => (EventType::Normal, "InjectionSkipped"),
             Verdict::Failed => (EventType::Warning, "InjectionFailed"),

@@ -154,6 +154,7 @@ fn notes_fit_in_an_event() {
         pod: "web-".into(),
         owner: None,
         dry_run: false,
+        injected: None,
     };
     let cut = note(&decision);
     assert!(cut.len() <= MAX_NOTE);

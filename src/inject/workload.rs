@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use super::config::InjectConfig;
 use super::mutate::mutate;
 use super::outcome::{InvalidMutation, Outcome, Summary};
+use super::stop_token::{RandomError, StopTokens};
 use crate::apiserver::validate_pod;
 
 /// What happened to the pod of one workload.
@@ -53,6 +54,8 @@ pub enum WorkloadError {
     Patch { workload: String, source: json_patch::PatchError },
     #[error("{service}: cannot read it: {source}")]
     NotAService { service: String, source: serde_json::Error },
+    #[error("{workload}: {source}")]
+    StopToken { workload: String, source: RandomError },
 }
 
 /// Where a document of `apiVersion` and `kind` keeps its pod, as a JSON pointer ("" for a
@@ -130,24 +133,30 @@ pub fn services_in(doc: &Value) -> Result<Vec<Arc<Service>>, WorkloadError> {
 
 /// Injects the pod of `doc` in place, when it is a workload; returns what happened to each
 /// pod (none for a document that carries no pod). `services` are those the manifests hold
-/// (see [`services_in`]), of any namespace.
+/// (see [`services_in`]), of any namespace; `stop_tokens` gives each workload its own stop
+/// token, which all of its pods share (they come from one template).
 pub fn inject_document(
     doc: &mut Value,
     config: &InjectConfig,
     ca_pem: &str,
     services: &[Arc<Service>],
+    stop_tokens: StopTokens<'_>,
 ) -> Result<Vec<Report>, WorkloadError> {
     if type_of(doc) == ("v1", "List") {
         let mut reports = Vec::new();
         for item in doc.get_mut("items").and_then(Value::as_array_mut).into_iter().flatten() {
-            reports.extend(inject_document(item, config, ca_pem, services)?);
+            reports.extend(inject_document(item, config, ca_pem, services, stop_tokens)?);
         }
         return Ok(reports);
     }
     let Some(PodAt { workload, namespace, pointer, pod }) = pod_at(doc)? else {
         return Ok(Vec::new());
     };
-    let outcome = match mutate(&pod, &namespace, config, ca_pem, services) {
+    let stop_token = match stop_tokens() {
+        Ok(token) => token,
+        Err(source) => return Err(WorkloadError::StopToken { workload, source }),
+    };
+    let outcome = match mutate(&pod, &namespace, config, ca_pem, services, &stop_token) {
         Outcome::Injected(injection) => {
             let pod_value = doc.pointer_mut(pointer).expect("pod_at found an object there");
             // The patch adds annotations under metadata, which a template may lack.
@@ -204,6 +213,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::inject::stop_token::StopToken;
 
     const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
@@ -218,7 +228,9 @@ mod tests {
     /// Injects `doc`; every pod it holds then passes the API server's validation.
     fn run(doc: &mut Value) -> Vec<Report> {
         let services = services_in(doc).unwrap();
-        let reports = inject_document(doc, &InjectConfig::default(), CA, &services).unwrap();
+        let reports =
+            inject_document(doc, &InjectConfig::default(), CA, &services, &StopToken::generate)
+                .unwrap();
         for (workload, errors) in refusals(doc).unwrap() {
             assert_eq!(errors, Vec::<String>::new(), "the API server would refuse {workload}");
         }
@@ -309,15 +321,67 @@ mod tests {
         assert_eq!(doc["items"][2], service);
     }
 
+    /// The stop token of an injected pod, from its sidecar's env, which its app's preStop
+    /// hook shows too.
+    fn token_of(pod: &Value) -> String {
+        let env = pod["spec"]["initContainers"][0]["env"].as_array().unwrap();
+        let token = env.iter().find(|e| e["name"] == "PORTCULLIS_STOP_TOKEN").unwrap();
+        let token = token["value"].as_str().unwrap().to_owned();
+        let header =
+            &pod["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"]["httpHeaders"][0];
+        assert_eq!(*header, json!({"name": "Portcullis-Stop-Token", "value": token}));
+        token
+    }
+
+    #[test]
+    fn each_workload_gets_a_stop_token_of_its_own() {
+        let pod = |name: &str| {
+            let mut pod = template();
+            pod["apiVersion"] = json!("v1");
+            pod["kind"] = json!("Pod");
+            pod["metadata"]["name"] = json!(name);
+            pod
+        };
+        let mut doc = json!({"apiVersion": "v1", "kind": "List", "items": [pod("a"), pod("b")]});
+        run(&mut doc);
+        let (a, b) = (token_of(&doc["items"][0]), token_of(&doc["items"][1]));
+        assert_ne!(a, b);
+        for token in [a, b] {
+            assert!(token.parse::<StopToken>().is_ok(), "{token}");
+        }
+    }
+
+    #[test]
+    fn no_random_source_is_an_error() {
+        let mut doc = template();
+        doc["apiVersion"] = json!("v1");
+        doc["kind"] = json!("Pod");
+        doc["metadata"]["name"] = json!("web");
+        let none = || Err(RandomError::from(getrandom::Error::UNSUPPORTED));
+        let error = inject_document(&mut doc, &InjectConfig::default(), CA, &[], &none);
+        assert_eq!(
+            error.unwrap_err().to_string(),
+            "Pod default/web: cannot draw a stop token from the system's random source: \
+             getrandom: this target is not supported"
+        );
+        // A document without a pod needs none.
+        let mut service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}});
+        assert!(inject_document(&mut service, &InjectConfig::default(), CA, &[], &none).is_ok());
+    }
+
     #[test]
     fn a_workload_without_a_pod_is_an_error() {
         let mut doc = json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web"}, "spec": {}});
-        let error = inject_document(&mut doc, &InjectConfig::default(), CA, &[]).unwrap_err();
+        let error =
+            inject_document(&mut doc, &InjectConfig::default(), CA, &[], &StopToken::generate)
+                .unwrap_err();
         assert_eq!(error.to_string(), "Deployment default/web: no pod template at spec.template");
         let mut doc = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": "none"}});
-        let error = inject_document(&mut doc, &InjectConfig::default(), CA, &[]).unwrap_err();
+        let error =
+            inject_document(&mut doc, &InjectConfig::default(), CA, &[], &StopToken::generate)
+                .unwrap_err();
         assert!(error.to_string().starts_with("Pod default/p: cannot read its pod:"), "{error}");
     }
 

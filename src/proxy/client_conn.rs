@@ -79,7 +79,7 @@ pub async fn serve<Guard: Send>(
         let by = Instant::now() + settings.timeouts.header;
         let mut first = [0; H2_PREFACE.len()];
         // A client that sends nothing gets the header timeout, with no hyper connection yet.
-        let peeked = until_or_grace(&io, &shutdown, by, |io, cx| peek(io, cx, &mut first)).await;
+        let peeked = until(&io, &shutdown, by, |io, cx| peek(io, cx, &mut first)).await;
         let Some(peeked) = peeked else {
             tracing::debug!("client sent nothing within the header timeout");
             return;
@@ -87,7 +87,9 @@ pub async fn serve<Guard: Send>(
         speaks_http2(&io, peeked, &mut first, by).await
     };
     match http2 {
-        Ok(true) => serve_h2(io, service, &settings).await,
+        // Boxed: watching for the pod's stop makes it larger than HTTP/1.1's idle state,
+        // which is what the task is sized by.
+        Ok(true) => Box::pin(serve_h2(io, service, &settings)).await,
         Ok(false) => serve_h1(io, service, &settings, &shutdown).await,
         Err(e) => tracing::debug!(error = %e, "client connection failed before its first request"),
     }
@@ -98,41 +100,24 @@ fn peek(io: &ClientIo, cx: &mut Context<'_>, first: &mut [u8]) -> Poll<std::io::
 }
 
 /// Waits for `ready` on the connection until `by` (`None` past it); once the drain has
-/// started, for `DRAIN_GRACE` at most.
-async fn until_or_grace<T>(
+/// started, for `DRAIN_GRACE` more at most. Written by hand, with no future per wait, as it
+/// is what an idle connection holds.
+async fn until<T>(
     io: &ClientIo,
     shutdown: &Latch,
     by: Instant,
     mut ready: impl FnMut(&ClientIo, &mut Context<'_>) -> Poll<T>,
 ) -> Option<T> {
-    if let Some(value) = until(io, Some(shutdown), by, &mut ready).await {
-        return Some(value);
-    }
-    if !shutdown.is_started() {
-        return None;
-    }
-    until(io, None, by.min(Instant::now() + DRAIN_GRACE), ready).await
-}
-
-/// Waits for `ready` on the connection, unless the drain (if given) starts or `by` passes
-/// first (`None`). Written by hand, with no future per wait, as it is what an idle
-/// connection holds.
-async fn until<T>(
-    io: &ClientIo,
-    shutdown: Option<&Latch>,
-    by: Instant,
-    mut ready: impl FnMut(&ClientIo, &mut Context<'_>) -> Poll<T>,
-) -> Option<T> {
-    let mut stop = pin!(async {
-        match shutdown {
-            Some(shutdown) => shutdown.started().await,
-            None => std::future::pending().await,
-        }
-    });
+    let mut stop = pin!(shutdown.started());
     let mut sleep = pin!(tokio::time::sleep_until(by));
+    let mut draining = false;
     poll_fn(|cx| {
-        if stop.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
+        if !draining && stop.as_mut().poll(cx).is_ready() {
+            draining = true;
+            let grace_ends = Instant::now() + DRAIN_GRACE;
+            if grace_ends < sleep.deadline() {
+                sleep.as_mut().reset(grace_ends);
+            }
         }
         if let Poll::Ready(value) = ready(io, cx) {
             return Poll::Ready(Some(value));
@@ -216,7 +201,7 @@ async fn serve_h1(
         activity.set_parked(true);
         let parked_at = Instant::now();
         let by = parked_at + settings.timeouts.wait_for(service.client.framing.served());
-        let woken = until_or_grace(&io, shutdown, by, |io, cx| io.poll_readable(cx)).await;
+        let woken = until(&io, shutdown, by, |io, cx| io.poll_readable(cx)).await;
         activity.set_parked(false);
         if woken.is_none_or(|readable| readable.is_err()) {
             return;

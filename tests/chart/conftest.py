@@ -45,6 +45,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "fail-open": {"webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 5}},
     "excluded-namespaces": {"proxy": {"excludedNamespaces": ["monitoring", "istio-system", "kube-system"]}},
+    "stop-delay": {"proxy": {"stopDelay": "12s"}},
     "scheduling": {
         "controller": {
             "priorityClassName": "system-cluster-critical",

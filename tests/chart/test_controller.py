@@ -169,6 +169,7 @@ def test_inject_config_defaults(render):
         "logFormat": "json",
         "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
         "startupProbe": {"periodSeconds": 1, "failureThreshold": 120},
+        "stopDelay": "5s",
         "excludedNamespaces": [NAMESPACE, "kube-system"],
     }
 

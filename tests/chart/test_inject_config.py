@@ -68,7 +68,7 @@ def sidecar(pod: dict) -> dict:
     return found
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "images", "custom-resources", "everything"])
+@pytest.mark.parametrize("scenario", ["defaults", "images", "custom-resources", "stop-delay", "everything"])
 def test_the_injector_reads_the_chart_config(render, tmp_path, scenario):
     rendered = render(SCENARIOS[scenario])
     config_text = rendered.one("ConfigMap")["data"]["inject.yaml"]
@@ -83,11 +83,30 @@ def test_the_injector_reads_the_chart_config(render, tmp_path, scenario):
     assert args[args.index("--listen") + 1] == f"0.0.0.0:{config['proxyPort']}"
     assert args[args.index("--admin") + 1] == f"0.0.0.0:{config['adminPort']}"
     assert args[args.index("--log-format") + 1] == config["logFormat"]
+    assert args[args.index("--stop-delay") + 1] == config["stopDelay"]
+    # The app's preStop hook calls the admin port, with the token the sidecar has.
+    (token,) = [e["value"] for e in proxy["env"] if e["name"] == "PORTCULLIS_STOP_TOKEN"]
+    assert injected["spec"]["containers"][0]["lifecycle"] == {
+        "preStop": {
+            "httpGet": {
+                "path": "/prestop",
+                "port": config["adminPort"],
+                "httpHeaders": [{"name": "Portcullis-Stop-Token", "value": token}],
+            }
+        }
+    }
     assert {"name": "portcullis-adm", "containerPort": config["adminPort"]} in proxy["ports"]
     assert {"name": "http", "containerPort": config["proxyPort"], "protocol": "TCP"} in proxy["ports"]
     for version in ("1.33.0", "1.35.0"):
         kubernetes_validate.validate(injected, version, strict=True)
     api_server_accepts(tmp_path, injected)
+
+
+def test_the_stop_delay_value_is_rendered(render):
+    """`proxy.stopDelay` reaches `inject.yaml` as written; `5s` unless set."""
+    for scenario, expected in (("defaults", "5s"), ("stop-delay", "12s")):
+        config = yaml.safe_load(render(SCENARIOS[scenario]).one("ConfigMap")["data"]["inject.yaml"])
+        assert config["stopDelay"] == expected, scenario
 
 
 def test_the_injector_honours_the_excluded_namespaces(render, tmp_path):

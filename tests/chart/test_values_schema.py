@@ -23,6 +23,8 @@ BAD_VALUES = [
     ({"proxy": {"excludedNamespaces": ["Not_A_Namespace"]}}, ["proxy", "excludedNamespaces"]),
     ({"proxy": {"resources": {"requests": {"cpu": "a lot"}}}}, ["proxy", "resources", "requests", "cpu"]),
     ({"proxy": {"startupProbe": {"periodSeconds": 0}}}, ["proxy", "startupProbe", "periodSeconds"]),
+    ({"proxy": {"stopDelay": "5 seconds"}}, ["proxy", "stopDelay"]),
+    ({"proxy": {"stopDelay": 5}}, ["proxy", "stopDelay"]),
     ({"tls": {"certManager": {"issuerRef": {"kind": "ClusterIssuer"}}}}, ["tls", "certManager", "issuerRef"]),
     ({"tls": {"certManager": {"duration": "90 days"}}}, ["tls", "certManager", "duration"]),
     ({"image": {"digest": "latest"}}, ["image", "digest"]),

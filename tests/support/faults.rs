@@ -1,6 +1,8 @@
-//! Pieces for the fault tests (`tests/faults.rs`): an app that can be killed and started
-//! again on its port, the `portcullis` binary as a process, and clients that record what
-//! became of every request they sent.
+//! Pieces for the fault tests (`tests/faults.rs`, `tests/rollout.rs`): an app that can be
+//! killed and started again on its port, the `portcullis` binary as a process, and clients
+//! that record what became of every request they sent.
+// Each test binary that includes this uses part of it.
+#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
