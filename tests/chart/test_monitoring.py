@@ -71,7 +71,7 @@ def test_alerts(render):
         "PortcullisStatusWritesFailing",
     ]
     proxy = alerts["PortcullisProxyErrors"]["expr"]
-    assert 'source="proxy"' in proxy and 'reason!="maintenance"' in proxy
+    assert 'source="proxy"' in proxy and 'reason!~"maintenance|app_stopping"' in proxy
     assert proxy.strip().endswith("> 0.5")
     assert "sum by (namespace, reason)" in proxy
     assert alerts["PortcullisMaintenanceTooLong"]["for"] == "4h"
@@ -100,5 +100,6 @@ def test_alerts_read_only_exported_metrics_and_label_values(render):
         ('"failed"', "src/inject/review.rs"),
         ('"proxy"', "src/telemetry/metrics.rs"),
         ('"maintenance"', "src/proxy/error.rs"),
+        ('"app_stopping"', "src/proxy/error.rs"),
     ]:
         assert value in (REPO / path).read_text(), f"{value} is not in {path}"
