@@ -117,21 +117,7 @@ async fn roll(scenario: Scenario) -> Seen {
     let dir = tempfile::tempdir().unwrap();
     let (listen, admin) = (free_addr(), free_addr());
     let delay = scenario.hook.unwrap_or("0s");
-    let args: Vec<String> = [
-        "proxy",
-        "--listen",
-        &listen.to_string(),
-        "--upstream",
-        &app.addr.to_string(),
-        "--admin",
-        &admin.to_string(),
-        "--stop-delay",
-        delay,
-    ]
-    .map(String::from)
-    .into();
-    let env = [("PORTCULLIS_STOP_TOKEN", TOKEN.to_string())];
-    let mut sidecar = Proc::spawn(&args, &env, &dir.path().join("sidecar.log"));
+    let mut sidecar = spawn(listen, app.addr, admin, delay, dir.path());
     faults::wait_for_200(admin, "/readyz", Duration::from_secs(10), "the sidecar").await;
 
     let withdrawn = Arc::new(AtomicBool::new(false));
@@ -177,6 +163,31 @@ async fn roll(scenario: Scenario) -> Seen {
     }
     assert!(seen.ok > 50, "too little traffic to say anything: {}", seen.summary());
     seen
+}
+
+/// The sidecar as a process, with the pod's stop token, as the injector starts it.
+fn spawn(
+    listen: SocketAddr,
+    app: SocketAddr,
+    admin: SocketAddr,
+    stop_delay: &str,
+    dir: &std::path::Path,
+) -> Proc {
+    let args: Vec<String> = [
+        "proxy",
+        "--listen",
+        &listen.to_string(),
+        "--upstream",
+        &app.to_string(),
+        "--admin",
+        &admin.to_string(),
+        "--stop-delay",
+        stop_delay,
+    ]
+    .map(String::from)
+    .into();
+    let env = [("PORTCULLIS_STOP_TOKEN", TOKEN.to_string())];
+    Proc::spawn(&args, &env, &dir.join("sidecar.log"))
 }
 
 fn get(path: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
@@ -281,19 +292,7 @@ async fn the_hook_needs_the_pods_token() {
     let app = KillableApp::start(None, faults::handler(|_, _| async { faults::ok("ok") })).await;
     let dir = tempfile::tempdir().unwrap();
     let (listen, admin) = (free_addr(), free_addr());
-    let args: Vec<String> = [
-        "proxy",
-        "--listen",
-        &listen.to_string(),
-        "--upstream",
-        &app.addr.to_string(),
-        "--admin",
-        &admin.to_string(),
-    ]
-    .map(String::from)
-    .into();
-    let env = [("PORTCULLIS_STOP_TOKEN", TOKEN.to_string())];
-    let _sidecar = Proc::spawn(&args, &env, &dir.path().join("sidecar.log"));
+    let _sidecar = spawn(listen, app.addr, admin, "0s", dir.path());
     faults::wait_for_200(admin, "/readyz", Duration::from_secs(10), "the sidecar").await;
     let wrong = [(TOKEN_HEADER, "0000000000000000ffffffffffffffff")];
     for headers in [&[][..], &wrong[..]] {

@@ -498,6 +498,14 @@ async fn events(api: &support::fake_api::FakeApi, count: usize) -> Vec<(String, 
     panic!("fewer than {count} Events: {:?}", api.posts());
 }
 
+/// The note of the one Event published, which must say a pod was skipped.
+async fn skip_note(api: &support::fake_api::FakeApi) -> Value {
+    let published = events(api, 1).await;
+    let (_, event) = &published[0];
+    assert_eq!((&event["type"], &event["reason"]), (&json!("Normal"), &json!("InjectionSkipped")));
+    event["note"].clone()
+}
+
 #[tokio::test]
 async fn skips_and_failures_are_events_on_the_owner() {
     let api = support::fake_api::FakeApi::start().await;
@@ -609,11 +617,8 @@ async fn the_app_protocol_annotation_wins_and_a_bad_one_is_an_event() {
     let (answer, patch) = harness.admit(&pod).await;
     assert_eq!((answer, patch), (allowed_unchanged(), None));
     assert_eq!(harness.count("skipped", "invalid_annotation"), 1);
-    let published = events(&api, 1).await;
-    let (_, event) = &published[0];
-    assert_eq!((&event["type"], &event["reason"]), (&json!("Normal"), &json!("InjectionSkipped")));
     assert_eq!(
-        event["note"],
+        skip_note(&api).await,
         "pod web-7d9c5b8f4-: portcullis.dev/app-protocol: \"grpc\" is neither http1 nor http2 \
          (invalid_annotation)"
     );
@@ -868,11 +873,8 @@ async fn the_stop_delay_annotation_within_the_grace_period() {
     let (answer, patch) = harness.admit(&pod).await;
     assert_eq!((answer, patch), (allowed_unchanged(), None));
     assert_eq!(harness.count("skipped", "invalid_annotation"), 1);
-    let published = events(&api, 1).await;
-    let (_, event) = &published[0];
-    assert_eq!((&event["type"], &event["reason"]), (&json!("Normal"), &json!("InjectionSkipped")));
     assert_eq!(
-        event["note"],
+        skip_note(&api).await,
         "pod web-7d9c5b8f4-: portcullis.dev/stop-delay: 30s is not less than the pod's \
          terminationGracePeriodSeconds (30), which would leave the app no time to stop \
          (invalid_annotation)"
