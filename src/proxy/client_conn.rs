@@ -64,16 +64,16 @@ impl ConnSettings {
     }
 }
 
-/// Serves one client connection until it closes, or until the drain starts and its
+/// Serves one client connection until it closes, or until the proxy drains and its
 /// requests in flight are answered; `_held` is dropped then.
 pub async fn serve<Guard: Send>(
     io: Box<ClientIo>,
     proxy: Arc<Proxy>,
     client: Arc<Client>,
     settings: Arc<ConnSettings>,
-    shutdown: Arc<Latch>,
     _held: Guard,
 ) {
+    let shutdown = proxy.lifecycle().draining().clone();
     let service = ClientService { proxy, client };
     let http2 = {
         let by = Instant::now() + settings.timeouts.header;
@@ -360,9 +360,9 @@ mod tests {
         let pool = Pool::new(app_addr.to_string(), AppProtocol::Http1);
         let (_config, rx) = crate::config::channel();
         let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));
-        // The proxy's own, as the server hands it on.
+        // The word the server gives on shutdown, which the connection hears.
         let stop = proxy.lifecycle().draining().clone();
-        let task = tokio::spawn(serve(io, proxy, about, settings, stop.clone(), ()));
+        let task = tokio::spawn(serve(io, proxy, about, settings, ()));
         (client, framing, stop, task)
     }
 
@@ -492,11 +492,10 @@ mod tests {
         let io = Box::new(ClientIo::new(stream, framing.clone(), 1024, Duration::from_secs(1)));
         let client = Arc::new(Client::new(peer, framing, AllowedUpgrades::default()));
         let settings = Arc::new(ConnSettings::new(ClientTimeouts::default()));
-        let stopped = Arc::new(Latch::default());
         let pool = Pool::new(addr.to_string(), AppProtocol::Http1);
         let (_config, rx) = crate::config::channel();
         let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));
-        let task = serve(io, proxy, client, settings, stopped, ());
+        let task = serve(io, proxy, client, settings, ());
         let size = std::mem::size_of_val(&task);
         assert!(size <= 600, "{size} bytes");
     }

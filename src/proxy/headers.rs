@@ -75,17 +75,31 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == HTTP2_SETTINGS
 }
 
-/// Whether a request is gRPC (`application/grpc`, `application/grpc+proto`, ...), which
-/// exists only over HTTP/2 and so goes to the app over HTTP/2 whatever its protocol.
-/// gRPC-Web (`application/grpc-web...`) is not: it was made for HTTP/1.1, and follows the
-/// app's protocol like any other request.
-pub fn is_grpc(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else { return false };
-    let ct = ct.as_bytes();
+/// What a `content-type` says of gRPC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grpc {
+    /// `application/grpc`, alone or followed by `+proto`, `+json`... or parameters: it
+    /// exists only over HTTP/2, so it goes to the app over HTTP/2 whatever its protocol.
+    Native,
+    /// `application/grpc-web...`: made for HTTP/1.1, it follows the app's protocol like any
+    /// other request; its clients read a trailers-only answer as gRPC's do.
+    Web,
+}
+
+pub fn grpc_kind(content_type: &HeaderValue) -> Option<Grpc> {
     const GRPC: &[u8] = b"application/grpc";
-    ct.len() >= GRPC.len()
-        && ct[..GRPC.len()].eq_ignore_ascii_case(GRPC)
-        && matches!(ct.get(GRPC.len()), None | Some(b'+' | b';' | b' ' | b'\t'))
+    let ct = content_type.as_bytes();
+    let rest = ct.get(GRPC.len()..).filter(|_| ct[..GRPC.len()].eq_ignore_ascii_case(GRPC))?;
+    match rest {
+        [] | [b'+' | b';' | b' ' | b'\t', ..] => Some(Grpc::Native),
+        [b'-', w, e, b, ..] if [*w, *e, *b].eq_ignore_ascii_case(b"web") => Some(Grpc::Web),
+        _ => None,
+    }
+}
+
+/// Whether a request is gRPC proper (see [`Grpc::Native`]).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(grpc_kind) == Some(Grpc::Native)
 }
 
 /// Appends this hop to Via, naming the protocol version it was received with.
@@ -231,6 +245,10 @@ mod tests {
             assert!(!is_grpc(&map(&[("content-type", ct)])), "{ct}");
         }
         assert!(!is_grpc(&HeaderMap::new()));
+        let kind = |ct: &str| grpc_kind(&HeaderValue::from_str(ct).unwrap());
+        assert_eq!(kind("application/grpc-web-text+proto"), Some(Grpc::Web));
+        assert_eq!(kind("APPLICATION/GRPC-WEB"), Some(Grpc::Web));
+        assert_eq!(kind("application/grpcx"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::error::GrpcStatus;
-use super::headers::PROXY_NAME;
+use super::headers::{PROXY_NAME, grpc_kind};
 use super::response_body::ProxyBody;
 use crate::api::ErrorFormat;
 
@@ -45,12 +45,8 @@ impl Asked {
     }
 
     pub fn audience(&self, configured: ErrorFormat) -> Audience {
-        let is_grpc = self
-            .content_type
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/grpc"));
-        let form = if is_grpc {
+        // gRPC and gRPC-Web clients both read a trailers-only answer.
+        let form = if self.content_type.as_ref().and_then(grpc_kind).is_some() {
             Form::Grpc
         } else {
             match configured {

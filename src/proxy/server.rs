@@ -134,10 +134,10 @@ pub async fn serve(
         ));
         let upgrades = limits.allowed_upgrades.clone();
         let client = Arc::new(Client::new(addr, framing, upgrades));
-        let (proxy, settings, drain) = (proxy.clone(), settings.clone(), drain.clone());
+        let (proxy, settings) = (proxy.clone(), settings.clone());
         // Spawned as it is: wrapped in another future, it would be held twice, once as that
         // future's capture and once as what it awaits.
-        tokio::spawn(client_conn::serve(io, proxy, client, settings, drain, counted));
+        tokio::spawn(client_conn::serve(io, proxy, client, settings, counted));
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests for up to {drain_for:?}");
