@@ -14,11 +14,9 @@ use portcullis::controller::run::{CertSource, Controller, Leadership, WebhookLis
 use portcullis::inject::InjectConfig;
 use portcullis::tls::issue::SERVING_VALIDITY;
 use portcullis::tls::self_issued::SelfIssued;
-use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsConnector;
+use tokio::net::TcpListener;
 
 const POLICIES: &str = "/apis/portcullis.dev/v1alpha1/upstreampolicies";
 const WINDOWS: &str = "/apis/portcullis.dev/v1alpha1/maintenancewindows";
@@ -201,23 +199,9 @@ fn api_pod(app: &str) -> Value {
 /// Admits `pod` through the webhook over TLS, as the API server does: the answer, and its
 /// patch decoded.
 async fn admit(addr: std::net::SocketAddr, ca_pem: &str, pod: &Value) -> (Value, Option<Value>) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = portcullis::tls::client_config(ca_pem).unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    let stream = TlsConnector::from(tls).connect(name, tcp).await.unwrap();
-    let (mut tx, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
     let review =
         expected::admission_review("3c2b1a09-8f7e-4d6c-9b5a-0e1f2a3b4c5d", "CREATE", pod.clone());
-    let req = http::Request::post("/inject?timeout=10s")
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(review.to_string())))
-        .unwrap();
-    let reply = support::client::collect(tx.send_request(req).await.unwrap()).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let answer = reply.json();
+    let answer = support::tls_client::post_review(addr, ca_pem, &review).await;
     let patch = answer["response"]["patch"].as_str().map(|b64| {
         let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
         serde_json::from_slice(&bytes).unwrap()

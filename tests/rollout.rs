@@ -202,8 +202,9 @@ async fn prestop(admin: SocketAddr) -> StatusCode {
     tx.send_request(req).await.unwrap().status()
 }
 
-/// The stop as pods were injected before the hook: the app gets SIGTERM at once. Not an
-/// assertion, the baseline for the counts (the app is gone while clients still come: 502s).
+/// The stop as pods were injected before the hook: the app gets SIGTERM at once, and the
+/// clients still routed to the pod meet its exit as 502s (the baseline of the counts, and
+/// proof that the scenario reaches the race the hook closes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_hook_clients_meet_the_apps_exit() {
     let seen = roll(Scenario {
@@ -213,6 +214,9 @@ async fn without_the_hook_clients_meet_the_apps_exit() {
     })
     .await;
     eprintln!("rollout without the preStop hook: {}", seen.summary());
+    let refused = (502, r#"portcullis; error=connection_refused; details="connection_refused""#);
+    let refused = seen.answers.get(&(refused.0, refused.1.to_owned())).copied().unwrap_or(0);
+    assert!(refused > 0, "the app's exit was never met: {}", seen.summary());
 }
 
 /// The hook holds the app's stop until the endpoint is withdrawn: nothing fails.

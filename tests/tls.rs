@@ -14,15 +14,14 @@ use base64::Engine;
 use portcullis::controller::run::{CertSource, Controller, Leadership, WebhookListener};
 use portcullis::inject::InjectConfig;
 use portcullis::telemetry::controller_metrics::ControllerMetrics;
+use portcullis::tls::CertStore;
 use portcullis::tls::issue::{self, SERVING_VALIDITY};
 use portcullis::tls::self_issued::{KeepError, Kept, SelfIssued};
-use portcullis::tls::{CertStore, client_config};
-use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
+use support::tls_client::{post_review, tls_connect};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsConnector;
 
 const SECRETS: &str = "/api/v1/secrets";
 const PODS: &str = "/api/v1/pods";
@@ -113,16 +112,6 @@ fn secret_value(api: &FakeApi, key: &str) -> String {
     let secret = api.object(SECRETS, NAMESPACE, "portcullis-tls").unwrap();
     let b64 = secret["data"][key].as_str().unwrap_or_else(|| panic!("no {key} in {secret}"));
     String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
-}
-
-/// A TLS connection to the stream listener that trusts `ca_pem`.
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-    ca_pem: &str,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(client_config(ca_pem).unwrap()).connect(name, tcp).await
 }
 
 /// The serving certificate a new connection is shown (DER).
@@ -435,22 +424,6 @@ async fn the_webhook_is_served_over_tls_and_hands_sidecars_the_ca() {
     assert_eq!(event["regarding"]["kind"], "ReplicaSet", "{event}");
     assert_eq!(event["regarding"]["name"], "web-7d9f8b", "{event}");
     api.save_requests("tls-webhook");
-}
-
-/// POSTs an AdmissionReview to the webhook over TLS, as the API server does.
-async fn post_review(addr: std::net::SocketAddr, ca: &str, review: &Value) -> Value {
-    let stream = tls_connect(addr, ca).await.unwrap();
-    let (mut tx, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::post("/inject?timeout=10s")
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(review.to_string())))
-        .unwrap();
-    let reply = support::client::collect(tx.send_request(req).await.unwrap()).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()
 }
 
 /// `portcullis proxy --controller https://...` as injected: the CA in
