@@ -88,8 +88,15 @@ impl Sidecar {
         ));
         let lifecycle = proxy.lifecycle().clone();
         let stop = StopHook::new(lifecycle.clone(), self.stop.delay, self.stop.token.as_deref());
-        let admin =
-            Admin { metrics: metrics.clone(), config: rx, ready, stop: Arc::new(stop), lifecycle };
+        let admin = Admin {
+            metrics: metrics.clone(),
+            config: rx,
+            ready,
+            stop: Arc::new(stop),
+            lifecycle,
+            recent: Arc::default(),
+        };
+        let sampler = tokio::spawn(admin.clone().sample_recent());
         let admin_task = tokio::spawn(crate::admin::serve(self.admin, admin));
         tracing::info!(
             listen = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -116,6 +123,7 @@ impl Sidecar {
         )
         .await;
         gauges.abort();
+        sampler.abort();
         admin_task.abort();
         if let Some(task) = reload_task {
             task.abort();

@@ -1,10 +1,11 @@
 //! Admin servers: health, readiness, metrics, and for the sidecar the effective config and
-//! the app container's `preStop` hook (`prestop`). They listen on localhost unless told
+//! the app container's `preStop` hook (`prestop`), and what it enforces now (`state`). They listen on localhost unless told
 //! otherwise; `/config`, which shows the whole policy, answers loopback clients only even
 //! then.
 
 pub mod prestop;
 mod reply;
+pub mod state;
 
 pub use reply::reply;
 
@@ -107,6 +108,8 @@ pub struct Admin {
     /// `/prestop`, and whether the pod is stopping.
     pub stop: Arc<StopHook>,
     pub lifecycle: Arc<Lifecycle>,
+    /// Samples of the 5xx totals, for `/v1/state`.
+    pub recent: Arc<state::Recent>,
 }
 
 impl Endpoints for Admin {
@@ -132,6 +135,9 @@ impl Endpoints for Admin {
     /// on every address for the kubelet's probes and Prometheus, and the config (bypass
     /// digests included) is nobody else's business. `kubectl port-forward` counts as local.
     fn other(&self, path: &str, local: bool) -> Option<Response<Full<Bytes>>> {
+        if path == state::STATE_PATH {
+            return Some(self.state());
+        }
         (path == "/config").then(|| {
             if !local {
                 let message = "/config is shown to loopback clients only (kubectl port-forward)\n";
@@ -141,6 +147,27 @@ impl Endpoints for Admin {
             let body = serde_json::to_string_pretty(&snapshot).expect("config serializes");
             reply(StatusCode::OK, "application/json", body + "\n")
         })
+    }
+}
+
+impl Admin {
+    fn state(&self) -> Response<Full<Bytes>> {
+        let totals = state::totals_5xx(&self.metrics.encode());
+        let recent = self.recent.since_oldest(std::time::Instant::now(), &totals);
+        let connected = self.metrics.controller_connected.get() == 1;
+        let snapshot = self.config.borrow().clone();
+        let status = state::status_of(&snapshot, jiff::Timestamp::now(), connected, recent);
+        let body = serde_json::to_string_pretty(&status).expect("a state serializes");
+        reply(StatusCode::OK, "application/json", body + "\n")
+    }
+
+    /// Samples the 5xx totals every [`state::SAMPLE_EVERY`] for as long as it runs.
+    pub async fn sample_recent(self) {
+        let mut tick = tokio::time::interval(state::SAMPLE_EVERY);
+        loop {
+            let at = tick.tick().await.into_std();
+            self.recent.sample(at, state::totals_5xx(&self.metrics.encode()));
+        }
     }
 }
 
@@ -157,8 +184,14 @@ mod tests {
         let (_tx, config) = crate::config::channel();
         let lifecycle = Arc::new(Lifecycle::default());
         let stop = Arc::new(StopHook::new(lifecycle.clone(), Duration::ZERO, None));
-        let admin =
-            Admin { metrics: Arc::default(), config, ready: Arc::default(), stop, lifecycle };
+        let admin = Admin {
+            metrics: Arc::default(),
+            config,
+            ready: Arc::default(),
+            stop,
+            lifecycle,
+            recent: Arc::default(),
+        };
         let refused = admin.other("/config", false).expect("a response");
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
         let shown = admin.other("/config", true).expect("a response");

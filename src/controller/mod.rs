@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod index;
+pub mod report;
 pub mod run;
 pub mod status;
 pub mod stream;

@@ -33,6 +33,9 @@ struct Store {
     puts: Vec<(String, Value)>,
     /// Every request: method, path, query.
     requests: Vec<(String, String, String)>,
+    /// Collections whose lists are answered only after this long, as a busy API server
+    /// answers a list of 10,000 pods.
+    slow_lists: BTreeMap<String, std::time::Duration>,
     /// Every watch event so far, with its resourceVersion and collection, so that a watch
     /// from resourceVersion N first gets what happened after N, as the API server does.
     log: Vec<(u64, String, Value)>,
@@ -104,6 +107,11 @@ impl FakeApi {
                 json!({"type": "DELETED", "object": object}),
             );
         }
+    }
+
+    /// Answers every later list of `collection` only after `delay`.
+    pub fn slow_list(&self, collection: &str, delay: std::time::Duration) {
+        self.store.lock().unwrap().slow_lists.insert(collection.to_owned(), delay);
     }
 
     /// POST requests (other than TokenReviews) received so far: (path, body).
@@ -305,6 +313,10 @@ impl FakeApi {
                 }
             }
             Method::GET => {
+                let delay = self.store.lock().unwrap().slow_lists.get(&path).copied();
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
                 let store = self.store.lock().unwrap();
                 let (api_version, kind, built_in) = list_type(&path);
                 let items: Vec<Value> = store
