@@ -11,6 +11,7 @@
 //! - [`telemetry`]: logs and metrics.
 //! - [`inject`]: the sidecar injected into pods (webhook and `portcullis inject`).
 //! - [`tls`]: the controller's CA and serving certificate, and TLS for its listeners.
+//! - [`plugin`]: `kubectl portcullis`: the sidecars as the controller and they see themselves.
 //! - [`apiserver`]: the API server's own Pod validation and its 422 answer, for patches.
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod cpus;
 pub mod inject;
 pub mod maintenance;
 pub mod overload;
+pub mod plugin;
 pub mod policy;
 pub mod proxy;
 pub mod schedule;

@@ -79,6 +79,7 @@ async fn watched_resources_reach_the_pods_stream() {
         leadership: portcullis::controller::run::Leadership::Always,
         certs: None,
         webhook: None,
+        peers: None,
     };
     tokio::spawn(controller.run(std::future::pending()));
 
@@ -282,6 +283,7 @@ async fn the_webhook_reads_the_apps_protocol_from_the_services_the_controller_wa
             listener: webhook,
             config: Arc::new(InjectConfig::default()),
         }),
+        peers: None,
     };
     tokio::spawn(controller.run(std::future::pending()));
     let deadline = Instant::now() + Duration::from_secs(20);

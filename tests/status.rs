@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
-use portcullis::controller::index::{Index, Meta, ObjectKey};
+use portcullis::controller::index::{Index, Labels, Meta, ObjectKey};
 use portcullis::controller::status::StatusWriter;
 use serde_json::Value;
 use support::fake_api::FakeApi;
@@ -28,8 +28,9 @@ fn patch_for<'a>(patches: &'a [(String, Value)], path: &str) -> Vec<&'a Value> {
 async fn statuses_and_events_follow_the_index() {
     let api = FakeApi::start().await;
     let mut index = Index::default();
-    index.apply_pod(shop("checkout-1"), [("app".to_string(), "checkout".to_string())].into());
-    index.apply_pod(shop("checkout-2"), [("app".to_string(), "checkout".to_string())].into());
+    index.assume_listed();
+    index.apply_pod(shop("checkout-1"), Labels::from([("app".to_string(), "checkout".to_string())]));
+    index.apply_pod(shop("checkout-2"), Labels::from([("app".to_string(), "checkout".to_string())]));
     fn spec<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
         serde_yaml::from_str(yaml).unwrap()
     }

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use jiff::Timestamp;
 use portcullis::config::wire::StreamMessage;
 use portcullis::controller::auth::Authenticator;
-use portcullis::controller::index::{Index, ObjectKey};
+use portcullis::controller::index::{Index, Labels, ObjectKey};
 use portcullis::controller::stream::StreamServer;
 use support::fake_api::FakeApi;
 use support::{apps, client};
@@ -46,6 +46,7 @@ impl Controller {
             keepalive: Duration::from_millis(200),
             metrics: Default::default(),
             tls: None,
+            sidecars: Default::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.serve_until(listener, async move {
@@ -71,8 +72,9 @@ fn shop(name: &str) -> ObjectKey {
 
 fn index_with_pods() -> Arc<Mutex<Index>> {
     let mut index = Index::default();
-    index.apply_pod(shop("a"), [("app".to_string(), "checkout".to_string())].into());
-    index.apply_pod(shop("b"), [("app".to_string(), "cart".to_string())].into());
+    index.assume_listed();
+    index.apply_pod(shop("a"), Labels::from([("app".to_string(), "checkout".to_string())]));
+    index.apply_pod(shop("b"), Labels::from([("app".to_string(), "cart".to_string())]));
     index.apply_policy(
         shop("checkout"),
         "2026-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),

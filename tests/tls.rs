@@ -98,6 +98,7 @@ async fn start_controller(api: &FakeApi) -> Running {
             listener: webhook,
             config: Arc::new(InjectConfig::default()),
         }),
+        peers: None,
     };
     tokio::spawn(controller.run(std::future::pending()));
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -5,7 +5,8 @@
 //!
 //! Asserted: never a panic; one decision per complete line, the same however the bytes are
 //! framed; a snapshot is applied only whole: the config applied holds exactly the policy
-//! and windows the line carried, and a line with any invalid part is refused; and every
+//! and windows the line carried, and a line with any invalid part, or with a field the
+//! sidecar does not know, is refused; a message of an unknown type is ignored; and every
 //! message the sidecar accepts survives the trip the controller gives it (serialized, then
 //! read again), so what a controller holds always reaches the sidecar.
 #![no_main]
@@ -39,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
         let message = serde_json::from_slice::<StreamMessage>(line);
         match d {
             Decoded::Keepalive => assert!(matches!(message, Ok(StreamMessage::Keepalive))),
+            Decoded::Ignored => assert!(message.is_err(), "a known message ignored"),
             Decoded::Config { version, config } => {
                 let Ok(StreamMessage::Snapshot(ref snapshot)) = message else { panic!("{message:?}") };
                 assert_eq!(*version, snapshot.version);
@@ -48,10 +50,12 @@ fuzz_target!(|data: &[u8]| {
                 let sent_names: Vec<_> = sent.windows.iter().map(|w| &w.name).collect();
                 assert_eq!(names, sent_names, "every window or none");
             }
-            Decoded::Refused(why) => {
-                // Refused: unreadable, or some part of the snapshot invalid.
-                if let Ok(StreamMessage::Snapshot(snapshot)) = &message {
-                    assert!(snapshot.config.to_config().is_err(), "refused a valid one: {why}");
+            Decoded::Refused { reason, unknown_fields, .. } => {
+                // Refused: unreadable, a field it does not know, or some part invalid.
+                if let Ok(StreamMessage::Snapshot(snapshot)) = &message
+                    && unknown_fields.is_empty()
+                {
+                    assert!(snapshot.config.to_config().is_err(), "refused a valid one: {reason}");
                 }
             }
         }
@@ -62,7 +66,14 @@ fuzz_target!(|data: &[u8]| {
             let read = read.unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&sent)));
             assert_eq!(serde_json::to_vec(&read).unwrap(), sent, "changed on the way");
             if let StreamMessage::Snapshot(s) = &read {
-                let before = matches!(d, Decoded::Config { .. });
+                // Unknown fields do not survive the trip; what remains is judged alone.
+                let before = match d {
+                    Decoded::Config { .. } => true,
+                    Decoded::Refused { unknown_fields, .. } => {
+                        !unknown_fields.is_empty() && s.config.to_config().is_ok()
+                    }
+                    _ => false,
+                };
                 assert_eq!(s.config.to_config().is_ok(), before, "the trip changed the verdict");
             }
         }

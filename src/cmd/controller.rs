@@ -64,6 +64,12 @@ pub struct ControllerArgs {
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
 
+    /// Label selector of this controller's replicas (in --lease-namespace): the leader
+    /// reads each one's /v1/sidecars on its container port named `admin`, so that statuses
+    /// count every sidecar, whichever replica it follows.
+    #[arg(long, default_value = "app.kubernetes.io/component=controller")]
+    peer_selector: String,
+
     /// How long a stream may stay silent before a keepalive line is sent.
     #[arg(long, default_value = "15s")]
     keepalive: Duration,
@@ -101,6 +107,7 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         leadership,
         certs: Some(certs),
         webhook,
+        peers: Some(args.peer_selector),
     };
     controller.run(shared::shutdown_signal()).await;
     Ok(())

@@ -2,6 +2,7 @@
 
 mod controller;
 mod inject;
+mod plugin;
 mod proxy;
 mod shared;
 mod validate;
@@ -32,9 +33,15 @@ enum Command {
     /// that Portcullis knows (those of every field it writes), as `kubectl apply` would
     /// find out too late.
     Validate(validate::ValidateArgs),
+    /// The kubectl plugin (`status`, `why`): what `kubectl portcullis` runs when this binary
+    /// is on the PATH as `kubectl-portcullis`.
+    Kubectl(Box<crate::plugin::KubectlArgs>),
 }
 
 pub fn main() -> ExitCode {
+    if plugin::invoked_as_plugin() {
+        return plugin::run(crate::plugin::PluginCli::parse().args);
+    }
     match Cli::parse().command {
         Command::Proxy(args) => proxy::run(*args),
         Command::Controller(args) => controller::run(*args),
@@ -44,5 +51,6 @@ pub fn main() -> ExitCode {
         }
         Command::Inject(args) => inject::run(*args),
         Command::Validate(args) => validate::run(args),
+        Command::Kubectl(args) => plugin::run(*args),
     }
 }

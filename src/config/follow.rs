@@ -1,7 +1,11 @@
 //! The sidecar following its pod's config stream from the controller.
 //!
-//! Each snapshot is checked and applied whole (requests in flight keep the config they
-//! started with). When the controller is away the last good config stays in force, window
+//! The stream is one HTTP/2 request: the controller's snapshots come down its response, and
+//! the sidecar's acknowledgements go up its request body, one line per snapshot: applied,
+//! or refused and why (see docs/controller.md). Each snapshot is checked and applied whole
+//! (requests in flight keep the config they started with); one that carries fields this
+//! sidecar does not know is refused, since enforcing part of it would be claiming what it
+//! does not do. When the controller is away the last good config stays in force, window
 //! schedules included, so maintenance still starts and ends on time; the sidecar reconnects
 //! with exponential backoff and full jitter, so that a restarted controller is not met by
 //! every sidecar at once.
@@ -11,16 +15,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::snapshot::{Config, ConfigTx, publish};
-use super::wire::StreamMessage;
+use super::wire::{AckMessage, PodSnapshot, SIDECAR_VERSION_HEADER, StreamMessage};
+
+/// The acknowledgements waiting to go up; the sidecar never has more than a few.
+const ACKS_QUEUED: usize = 16;
 
 /// Where the sidecar's config comes from when a controller runs.
 #[derive(Clone, Debug)]
@@ -110,8 +119,8 @@ impl ControllerSource {
         backoff: &mut Backoff,
         on_event: &mut impl FnMut(FollowEvent),
     ) -> FollowError {
-        let mut body = match self.open().await {
-            Ok(body) => body,
+        let (mut body, acks) = match self.open().await {
+            Ok(opened) => opened,
             Err(e) => return e,
         };
         let mut lines = Lines::default();
@@ -125,16 +134,24 @@ impl ControllerSource {
             let Ok(data) = frame.into_data() else { continue };
             lines.push(&data);
             while let Some(line) = lines.next_line() {
-                match decode_line(&line) {
-                    Decoded::Keepalive => {}
+                let ack = match decode_line(&line) {
+                    Decoded::Keepalive | Decoded::Ignored => continue,
                     Decoded::Config { version, config } => {
                         let generation = publish(tx, *config);
                         ready.store(true, Ordering::Release);
                         backoff.attempt = 0;
                         on_event(FollowEvent::Applied { version, generation });
+                        AckMessage::Applied { version }
                     }
-                    Decoded::Refused(why) => on_event(FollowEvent::Refused(why)),
-                }
+                    Decoded::Refused { version, reason, unknown_fields } => {
+                        on_event(FollowEvent::Refused(reason.clone()));
+                        AckMessage::Refused { version, reason, unknown_fields }
+                    }
+                };
+                let mut line = serde_json::to_vec(&ack).expect("an acknowledgement serializes");
+                line.push(b'\n');
+                // A closed request body means a broken stream, found on the next read.
+                let _ = acks.send(Bytes::from(line)).await;
             }
             if lines.overflowed() {
                 return FollowError::Stream("a line longer than 16 MiB".into());
@@ -142,7 +159,9 @@ impl ControllerSource {
         }
     }
 
-    async fn open(&self) -> Result<hyper::body::Incoming, FollowError> {
+    async fn open(
+        &self,
+    ) -> Result<(hyper::body::Incoming, tokio::sync::mpsc::Sender<Bytes>), FollowError> {
         let token = std::fs::read_to_string(&self.token_file).map_err(|source| {
             FollowError::Token { path: self.token_file.display().to_string(), source }
         })?;
@@ -162,7 +181,9 @@ impl ControllerSource {
             Some(tls) => {
                 let name = ServerName::try_from(host.to_owned())
                     .map_err(|_| FollowError::Url(self.url.clone()))?;
-                let stream = TlsConnector::from(tls.clone())
+                let mut tls = (**tls).clone();
+                tls.alpn_protocols = vec![b"h2".to_vec()];
+                let stream = TlsConnector::from(Arc::new(tls))
                     .connect(name, tcp)
                     .await
                     .map_err(FollowError::Tls)?;
@@ -170,11 +191,17 @@ impl ControllerSource {
             }
             None => handshake(tcp).await?,
         };
-        let path = format!("/v1/config/{}/{}", self.namespace, self.pod);
-        let req = Request::get(path)
-            .header(header::HOST, authority.as_str())
+        let path = format!("{scheme}://{authority}/v1/config/{}/{}", self.namespace, self.pod);
+        let (acks, queued) = tokio::sync::mpsc::channel::<Bytes>(ACKS_QUEUED);
+        let lines = futures::stream::unfold(queued, |mut queued| async move {
+            let line = queued.recv().await?;
+            Some((Ok(Frame::data(line)), queued))
+        });
+        let req = Request::post(path)
             .header(header::AUTHORIZATION, format!("Bearer {}", token.trim()))
-            .body(Empty::<bytes::Bytes>::new())
+            .header(header::CONTENT_TYPE, "application/x-ndjson")
+            .header(SIDECAR_VERSION_HEADER, env!("CARGO_PKG_VERSION"))
+            .body(StreamBody::new(lines).boxed_unsync())
             .map_err(|e| FollowError::Stream(e.to_string()))?;
         let response =
             sender.send_request(req).await.map_err(|e| FollowError::Stream(e.to_string()))?;
@@ -187,7 +214,7 @@ impl ControllerSource {
                 body: String::from_utf8_lossy(&body).trim().to_owned(),
             });
         }
-        Ok(response.into_body())
+        Ok((response.into_body(), acks))
     }
 }
 
@@ -215,7 +242,12 @@ impl Lines {
 
     /// Whether more than [`Lines::MAX_LINE`] bytes wait without a newline.
     pub fn overflowed(&self) -> bool {
-        self.buffer.len() > Self::MAX_LINE
+        self.pending() > Self::MAX_LINE
+    }
+
+    /// Bytes waiting for their newline.
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
     }
 }
 
@@ -223,37 +255,97 @@ impl Lines {
 #[derive(Debug)]
 pub enum Decoded {
     Keepalive,
+    /// A message of a type this sidecar does not know, from a newer controller: nothing
+    /// to enforce, so nothing to refuse.
+    Ignored,
     /// A snapshot whose whole config passed every check: to be applied whole.
     Config {
         version: u64,
         config: Box<Config>,
     },
-    /// An unreadable line, or a snapshot that failed a check: the last good config stays.
-    Refused(String),
+    /// An unreadable line, a snapshot with fields this sidecar does not know, or one that
+    /// failed a check: the last good config stays.
+    Refused {
+        version: Option<u64>,
+        reason: String,
+        unknown_fields: Vec<String>,
+    },
 }
 
 /// Reads one line of the stream (without its newline) and checks the config it carries.
 pub fn decode_line(line: &[u8]) -> Decoded {
-    match serde_json::from_slice::<StreamMessage>(line) {
-        Ok(StreamMessage::Keepalive) => Decoded::Keepalive,
-        Ok(StreamMessage::Snapshot(snapshot)) => match snapshot.config.to_config() {
-            Ok(config) => Decoded::Config { version: snapshot.version, config: Box::new(config) },
-            Err(e) => Decoded::Refused(e.to_string()),
-        },
-        Err(e) => Decoded::Refused(format!("unreadable stream line: {e}")),
+    let refused = |version, reason| Decoded::Refused { version, reason, unknown_fields: vec![] };
+    let snapshot = match serde_json::from_slice::<StreamMessage>(line) {
+        Ok(StreamMessage::Keepalive) => return Decoded::Keepalive,
+        Ok(StreamMessage::Snapshot(snapshot)) => snapshot,
+        Err(e) => {
+            let value = serde_json::from_slice::<serde_json::Value>(line).ok();
+            let kind = value.as_ref().and_then(|v| v.get("type")?.as_str());
+            if kind.is_some_and(|k| k != "snapshot" && k != "keepalive") {
+                return Decoded::Ignored;
+            }
+            let version = value.as_ref().and_then(|v| v.get("version")?.as_u64());
+            return refused(version, format!("unreadable stream line: {e}"));
+        }
+    };
+    let unknown_fields = unknown_fields(line);
+    if !unknown_fields.is_empty() {
+        let reason = format!(
+            "this sidecar ({}) does not know {}: it is older than the controller",
+            env!("CARGO_PKG_VERSION"),
+            unknown_fields.join(", ")
+        );
+        return Decoded::Refused { version: Some(snapshot.version), reason, unknown_fields };
+    }
+    match snapshot.config.to_config() {
+        Ok(config) => Decoded::Config { version: snapshot.version, config: Box::new(config) },
+        Err(e) => refused(Some(snapshot.version), e.to_string()),
     }
 }
 
-/// An HTTP/1.1 connection over `io`, driven on its own task.
+/// The fields of a snapshot line that this sidecar's types do not have.
+fn unknown_fields(line: &[u8]) -> Vec<String> {
+    let Ok(serde_json::Value::Object(mut message)) = serde_json::from_slice(line) else {
+        return Vec::new();
+    };
+    message.remove("type");
+    let mut unknown = Vec::new();
+    let _: Result<PodSnapshot, _> =
+        serde_ignored::deserialize(serde_json::Value::Object(message), |path| {
+            unknown.push(field_path(&path))
+        });
+    unknown
+}
+
+/// A field's path as docs and errors write it: `config.windows[0].spec.x`.
+fn field_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            parent if parent.is_empty() => key.clone(),
+            parent => format!("{parent}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+type AckBody = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+/// An HTTP/2 connection over `io`, driven on its own task.
 async fn handshake<IO>(
     io: IO,
-) -> Result<hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, FollowError>
+) -> Result<hyper::client::conn::http2::SendRequest<AckBody>, FollowError>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| FollowError::Stream(e.to_string()))?;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .map_err(|e| FollowError::Stream(e.to_string()))?;
     tokio::spawn(conn);
     Ok(sender)
 }
@@ -290,6 +382,40 @@ mod tests {
         let source = ControllerSource { token_file: token.path().into(), ..source };
         let err = source.open().await.expect_err("refused");
         assert!(matches!(err, FollowError::Url(_)), "{err}");
+    }
+
+    fn refusal(line: &str) -> (Option<u64>, String, Vec<String>) {
+        match decode_line(line.as_bytes()) {
+            Decoded::Refused { version, reason, unknown_fields } => {
+                (version, reason, unknown_fields)
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_with_fields_this_sidecar_does_not_know_is_refused_by_name() {
+        let known = r#"{"type":"snapshot","version":7,"config":{"policy":{"name":"shop/p","spec":{"timeouts":{"request":"3s"}}}}}"#;
+        assert!(matches!(decode_line(known.as_bytes()), Decoded::Config { version: 7, .. }));
+        let newer = r#"{"type":"snapshot","version":8,"config":{"policy":{"name":"shop/p","spec":{"timeouts":{"request":"3s","retryBudget":"10%"}}}}}"#;
+        let (version, reason, unknown) = refusal(newer);
+        assert_eq!(version, Some(8));
+        assert_eq!(unknown, ["config.policy.spec.timeouts.retryBudget"]);
+        assert_eq!(
+            reason,
+            format!(
+                "this sidecar ({}) does not know config.policy.spec.timeouts.retryBudget: it is \
+                 older than the controller",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        let invalid = r#"{"type":"snapshot","version":9,"config":{"windows":[{"name":"shop/w","created":"2026-01-01T00:00:00Z","spec":{"schedule":"0 2 * * *"}}]}}"#;
+        let (version, reason, unknown) = refusal(invalid);
+        assert_eq!((version, unknown.len()), (Some(9), 0));
+        assert_eq!(reason, "shop/w: spec.duration: a schedule needs a positive duration");
+        assert_eq!(refusal("not json").0, None);
+        assert!(matches!(decode_line(br#"{"type":"goaway"}"#), Decoded::Ignored));
+        assert!(matches!(decode_line(br#"{"type":"keepalive"}"#), Decoded::Keepalive));
     }
 
     #[test]

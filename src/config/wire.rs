@@ -4,6 +4,7 @@
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::load::compile_window;
 use super::snapshot::Config;
@@ -26,6 +27,29 @@ pub enum StreamMessage {
     Snapshot(Box<PodSnapshot>),
     /// Sent while nothing changes, so that a dead connection is noticed.
     Keepalive,
+}
+
+/// The header in which a sidecar names its version when it opens its stream.
+pub const SIDECAR_VERSION_HEADER: &str = "portcullis-sidecar-version";
+
+/// One line a sidecar sends back on its stream's request body (newline-delimited JSON):
+/// what it did with each snapshot. Only a snapshot that is in force is `applied`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum AckMessage {
+    /// The snapshot of this version is in force.
+    Applied { version: u64 },
+    /// The snapshot was refused; the last good config stays in force.
+    #[serde(rename_all = "camelCase")]
+    Refused {
+        /// `None` when the line could not be read far enough to know.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
+        reason: String,
+        /// Fields this sidecar does not know: it is older than the controller.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unknown_fields: Vec<String>,
+    },
 }
 
 /// One pod's effective config.
@@ -84,7 +108,31 @@ impl WireError {
     }
 }
 
+/// A short digest of what is sent for one resource: equal digests, equal enforcement.
+fn digest_of(value: &impl Serialize) -> String {
+    let json = serde_json::to_vec(value).expect("a config serializes");
+    Sha256::digest(&json)[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl NamedPolicy {
+    pub fn digest(&self) -> String {
+        digest_of(self)
+    }
+}
+
+impl NamedWindow {
+    pub fn digest(&self) -> String {
+        digest_of(self)
+    }
+}
+
 impl PodConfig {
+    /// Each resource of the config (`namespace/name`) with its digest.
+    pub fn held(&self) -> Vec<(String, String)> {
+        let policy = self.policy.iter().map(|p| (p.name.clone(), p.digest()));
+        policy.chain(self.windows.iter().map(|w| (w.name.clone(), w.digest()))).collect()
+    }
+
     /// The config the sidecar enforces, checked as a config file would be.
     pub fn to_config(&self) -> Result<Config, WireError> {
         let mut config = Config::default();
@@ -123,5 +171,32 @@ impl BypassDigest {
                 .map_err(|_| InvalidField::new("bypass.sha256", "not a SHA-256 digest"))?;
         }
         Ok(Bypass::from_digest(header, digest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sidecar refuses fields it does not know, so a field left unset must be left out of
+    /// the stream: a new optional field then costs older sidecars nothing until it is used.
+    #[test]
+    fn unset_fields_are_left_out_of_the_stream() {
+        let policy: UpstreamPolicySpec = serde_yaml::from_str(
+            "routes: [{match: {pathPrefix: /a}}]\nvalidation: {}\ntimeouts: {}\noverload: {queue: {}, adaptive: {}}\nerrors: {}",
+        )
+        .unwrap();
+        let window: MaintenanceWindowSpec = serde_yaml::from_str("{}").unwrap();
+        let config = PodConfig {
+            policy: Some(NamedPolicy { name: "shop/p".into(), spec: policy }),
+            windows: vec![NamedWindow {
+                name: "shop/w".into(),
+                created: Timestamp::UNIX_EPOCH,
+                spec: window,
+                bypass: None,
+            }],
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(!json.contains("null"), "{json}");
     }
 }

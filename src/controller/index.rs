@@ -5,7 +5,7 @@
 //! really changes, so each config stream sends a snapshot exactly when there is news. It
 //! also answers what each resource's status should say.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use kube::core::{Selector, SelectorExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use super::report::Held;
 use crate::api::{MaintenanceWindowSpec, UpstreamPolicySpec};
 use crate::config::wire::{BypassDigest, NamedPolicy, NamedWindow, PodConfig, PodSnapshot};
 
@@ -40,6 +41,22 @@ impl fmt::Display for ObjectKey {
 }
 
 pub type Labels = BTreeMap<String, String>;
+
+/// What the index keeps of a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodFacts {
+    pub labels: Labels,
+    /// Whether it carries a sidecar (the injector's annotation): only a sidecar can
+    /// enforce anything.
+    pub injected: bool,
+}
+
+/// A pod known by its labels alone is taken to be injected.
+impl From<Labels> for PodFacts {
+    fn from(labels: Labels) -> Self {
+        PodFacts { labels, injected: true }
+    }
+}
 
 /// The `Accepted` condition of a resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,13 +129,17 @@ impl<S> Entry<S> {
 pub struct Published {
     pub snapshot: PodSnapshot,
     pub at: std::time::Instant,
+    /// Each resource of the snapshot with its digest, for acknowledgements.
+    pub held: Vec<Held>,
 }
 
 impl Published {
-    fn new(version: u64, config: PodConfig) -> Arc<Self> {
+    pub fn new(version: u64, config: PodConfig) -> Arc<Self> {
+        let held = config.held().into_iter().map(|(name, digest)| Held { name, digest }).collect();
         Arc::new(Published {
             snapshot: PodSnapshot { version, config },
             at: std::time::Instant::now(),
+            held,
         })
     }
 }
@@ -127,12 +148,17 @@ impl Published {
 pub struct Index {
     policies: BTreeMap<ObjectKey, Entry<UpstreamPolicySpec>>,
     windows: BTreeMap<ObjectKey, (Entry<MaintenanceWindowSpec>, Option<Schedule>)>,
-    pods: BTreeMap<ObjectKey, Labels>,
+    pods: BTreeMap<ObjectKey, PodFacts>,
     /// Secret keys by Secret, as hex SHA-256 digests: the index never holds a token.
     secrets: BTreeMap<ObjectKey, BTreeMap<String, String>>,
     configs: HashMap<ObjectKey, watch::Sender<Arc<Published>>>,
     /// Counts changes to the index; a snapshot carries the count at which it changed.
     version: u64,
+    /// The kinds whose first list is in. Until every kind of [`Index::KINDS`] is, the
+    /// index is incomplete: an empty index reads as "nothing applies to this pod", so
+    /// nothing may be published from it.
+    listed: BTreeSet<String>,
+    complete: watch::Sender<bool>,
 }
 
 fn checked_selector(
@@ -142,6 +168,35 @@ fn checked_selector(
 }
 
 impl Index {
+    /// The kinds the index is built from, by `kind`.
+    pub const KINDS: [&'static str; 4] = ["UpstreamPolicy", "MaintenanceWindow", "Pod", "Secret"];
+
+    /// Notes that the first list of `kind` is in.
+    pub fn listed(&mut self, kind: &str) {
+        if self.listed.insert(kind.to_owned())
+            && Self::KINDS.iter().all(|k| self.listed.contains(*k))
+        {
+            self.complete.send_replace(true);
+        }
+    }
+
+    /// For an index fed by hand rather than by watchers: every kind counts as listed.
+    pub fn assume_listed(&mut self) {
+        for kind in Self::KINDS {
+            self.listed(kind);
+        }
+    }
+
+    /// Whether every kind's first list is in.
+    pub fn is_complete(&self) -> bool {
+        *self.complete.borrow()
+    }
+
+    /// Turns true once every kind's first list is in, and stays so.
+    pub fn completion(&self) -> watch::Receiver<bool> {
+        self.complete.subscribe()
+    }
+
     pub fn apply_policy(
         &mut self,
         key: ObjectKey,
@@ -183,9 +238,10 @@ impl Index {
         }
     }
 
-    pub fn apply_pod(&mut self, key: ObjectKey, labels: Labels) {
-        if self.pods.get(&key) != Some(&labels) {
-            self.pods.insert(key.clone(), labels);
+    pub fn apply_pod(&mut self, key: ObjectKey, facts: impl Into<PodFacts>) {
+        let facts = facts.into();
+        if self.pods.get(&key) != Some(&facts) {
+            self.pods.insert(key.clone(), facts);
             self.refresh_pod(&key);
         }
     }
@@ -257,7 +313,9 @@ impl Index {
 
     /// What one pod's sidecar must enforce.
     pub fn config_of(&self, pod: &ObjectKey) -> PodConfig {
-        let Some(labels) = self.pods.get(pod) else { return PodConfig::default() };
+        let Some(PodFacts { labels, .. }) = self.pods.get(pod) else {
+            return PodConfig::default();
+        };
         let policy = self
             .winning_policy(&pod.namespace, labels)
             .map(|(key, entry)| NamedPolicy { name: key.to_string(), spec: entry.spec.clone() });
@@ -265,18 +323,20 @@ impl Index {
             .windows
             .iter()
             .filter(|(key, (entry, _))| key.namespace == pod.namespace && entry.selects(labels))
-            .map(|(key, (entry, _))| {
-                let mut spec = entry.spec.clone();
-                let bypass = spec.bypass.take().and_then(|b| {
-                    let secret =
-                        self.secrets.get(&ObjectKey::new(&key.namespace, &b.secret_ref.name))?;
-                    let sha256 = secret.get(&b.secret_ref.key)?.clone();
-                    Some(BypassDigest { header: b.header, sha256 })
-                });
-                NamedWindow { name: key.to_string(), created: entry.created, spec, bypass }
-            })
+            .map(|(key, (entry, _))| self.named_window(key, entry))
             .collect();
         PodConfig { policy, windows }
+    }
+
+    /// A window as a pod's config carries it: its bypass Secret as a digest.
+    fn named_window(&self, key: &ObjectKey, entry: &Entry<MaintenanceWindowSpec>) -> NamedWindow {
+        let mut spec = entry.spec.clone();
+        let bypass = spec.bypass.take().and_then(|b| {
+            let secret = self.secrets.get(&ObjectKey::new(&key.namespace, &b.secret_ref.name))?;
+            let sha256 = secret.get(&b.secret_ref.key)?.clone();
+            Some(BypassDigest { header: b.header, sha256 })
+        });
+        NamedWindow { name: key.to_string(), created: entry.created, spec, bypass }
     }
 
     /// The oldest valid policy that selects these labels (creation time, then name).
@@ -295,7 +355,10 @@ impl Index {
         &'a self,
         namespace: &'a str,
     ) -> impl Iterator<Item = (&'a ObjectKey, &'a Labels)> {
-        self.pods.iter().filter(move |(key, _)| key.namespace == namespace)
+        self.pods
+            .iter()
+            .filter(move |(key, _)| key.namespace == namespace)
+            .map(|(key, facts)| (key, &facts.labels))
     }
 
     /// Every policy, with its generation.
@@ -396,5 +459,6 @@ fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+pub mod targets;
 #[cfg(test)]
 mod tests;

@@ -11,8 +11,11 @@
 
 pub mod auth;
 pub mod index;
+pub mod peers;
+pub mod programmed;
 pub mod report;
 pub mod run;
+pub mod sidecars;
 pub mod status;
 pub mod stream;
 pub mod watch;

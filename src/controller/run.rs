@@ -2,6 +2,7 @@
 //! answers sidecars, the admin server reports, and the status writer runs while this
 //! replica holds the Lease. Every replica serves streams; only status writes need a leader.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ use tokio::sync::watch;
 
 use super::auth::Authenticator;
 use super::index::Index;
+use super::peers::Peers;
+use super::report::{ReplicaReport, SIDECARS_PATH};
+use super::sidecars::Sidecars;
 use super::status::StatusWriter;
 use super::stream::StreamServer;
 use super::watch::{feed, services};
@@ -27,6 +31,8 @@ use crate::tls::CertStore;
 use crate::tls::from_dir::FromDir;
 use crate::tls::self_issued::SelfIssued;
 use crate::tls::serve::serve;
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::service::service_fn;
 use std::convert::Infallible;
 use tokio_rustls::TlsAcceptor;
@@ -42,6 +48,9 @@ pub struct Controller {
     pub certs: Option<CertSource>,
     /// The injection webhook, served over the same TLS as the streams (needs `certs`).
     pub webhook: Option<WebhookListener>,
+    /// The label selector of this controller's replicas, in the Lease's namespace: the
+    /// leader counts the sidecars that follow them too. `None`: this replica alone.
+    pub peers: Option<String>,
 }
 
 pub struct WebhookListener {
@@ -74,6 +83,8 @@ pub enum Leadership {
     Lease { namespace: String, identity: String },
     /// This replica alone (one replica, or tests).
     Always,
+    /// Never: a replica that only serves streams beside a leader (tests).
+    Never { identity: String },
 }
 
 /// The Lease the replicas compete for.
@@ -84,15 +95,36 @@ struct ControllerAdmin {
     metrics: Arc<ControllerMetrics>,
     /// Not ready until there is a certificate to serve, when TLS is on.
     certs: Option<Arc<CertStore>>,
+    /// Not ready until every watched kind's first list is in the index.
+    complete: watch::Receiver<bool>,
+    sidecars: Arc<Mutex<Sidecars>>,
+    leading: Arc<AtomicBool>,
 }
 
 impl Endpoints for ControllerAdmin {
     fn ready(&self) -> bool {
-        self.certs.as_ref().is_none_or(|store| store.ready())
+        *self.complete.borrow() && self.certs.as_ref().is_none_or(|store| store.ready())
     }
 
     fn metrics(&self) -> String {
         self.metrics.encode()
+    }
+
+    /// `/v1/sidecars`: pod names, versions and states, no config detail (see
+    /// docs/controller.md), read by the leader and by `kubectl portcullis`.
+    fn other(&self, path: &str, _local: bool) -> Option<hyper::Response<Full<Bytes>>> {
+        (path == SIDECARS_PATH).then(|| {
+            let sidecars = self.sidecars.lock().unwrap_or_else(|e| e.into_inner());
+            let report = ReplicaReport {
+                replica: sidecars.replica().to_owned(),
+                leader: self.leading.load(Ordering::Acquire),
+                complete: *self.complete.borrow(),
+                sidecars: sidecars.report(jiff::Timestamp::now()),
+            };
+            drop(sidecars);
+            let body = serde_json::to_string(&report).expect("a report serializes");
+            admin::reply(http::StatusCode::OK, "application/json", body)
+        })
     }
 }
 
@@ -100,7 +132,13 @@ impl Controller {
     /// Runs until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let index = Arc::new(Mutex::new(Index::default()));
+        let complete = index.lock().unwrap_or_else(|e| e.into_inner()).completion();
         let metrics = Arc::new(ControllerMetrics::default());
+        let identity = leader_identity(&self.leadership);
+        let sidecars = Arc::new(Mutex::new(Sidecars::new(
+            identity.clone().unwrap_or_else(|| "controller".to_owned()),
+        )));
+        let leading = Arc::new(AtomicBool::new(false));
         let client = self.client;
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(feed(Api::<UpstreamPolicy>::all(client.clone()), index.clone()));
@@ -113,15 +151,18 @@ impl Controller {
             store
         });
         let tls = store.as_ref().map(|store| TlsAcceptor::from(store.server_config()));
-        let endpoints = ControllerAdmin { metrics: metrics.clone(), certs: store.clone() };
+        let endpoints = ControllerAdmin {
+            metrics: metrics.clone(),
+            certs: store.clone(),
+            complete,
+            sidecars: sidecars.clone(),
+            leading: leading.clone(),
+        };
         tasks.spawn(admin::serve(self.admin, endpoints));
-        tasks.spawn(keep_gauges(index.clone(), metrics.clone()));
+        tasks.spawn(keep_gauges(index.clone(), sidecars.clone(), metrics.clone()));
         let recorder = Recorder::new(
             client.clone(),
-            Reporter {
-                controller: "portcullis".into(),
-                instance: leader_identity(&self.leadership),
-            },
+            Reporter { controller: "portcullis".into(), instance: identity.clone() },
         );
         if let (Some(setup), Some(tls), Some(store)) = (self.webhook, &tls, &store) {
             let store = store.clone();
@@ -143,14 +184,24 @@ impl Controller {
             });
             tasks.spawn(serve(setup.listener, Some(tls.clone()), service, std::future::pending()));
         }
-        let writer = StatusWriter::new(client.clone(), index.clone(), metrics.clone(), recorder);
-        tasks.spawn(write_statuses(client.clone(), self.leadership, writer));
+        let peers = match (self.peers, &self.leadership) {
+            (Some(selector), Leadership::Lease { namespace, identity }) => Some(Peers {
+                pods: Api::namespaced(client.clone(), namespace),
+                selector,
+                own: identity.clone(),
+            }),
+            _ => None,
+        };
+        let writer = StatusWriter::new(client.clone(), index.clone(), metrics.clone(), recorder)
+            .with_sidecars(sidecars.clone(), peers);
+        tasks.spawn(write_statuses(client.clone(), self.leadership, writer, leading));
         let server = StreamServer {
             index,
             auth: Authenticator::new(client),
             keepalive: self.keepalive,
             metrics,
             tls,
+            sidecars,
         };
         tracing::info!("controller started");
         server.serve_until(self.streams, shutdown).await;
@@ -160,16 +211,28 @@ impl Controller {
 
 fn leader_identity(leadership: &Leadership) -> Option<String> {
     match leadership {
-        Leadership::Lease { identity, .. } => Some(identity.clone()),
+        Leadership::Lease { identity, .. } | Leadership::Never { identity } => {
+            Some(identity.clone())
+        }
         Leadership::Always => None,
     }
 }
 
-/// Runs the status writer while this replica holds the Lease (or always).
-async fn write_statuses(client: kube::Client, leadership: Leadership, writer: StatusWriter) {
-    let Leadership::Lease { namespace, identity } = leadership else {
-        let (_keep, leader) = watch::channel(true);
-        return writer.run(leader).await;
+/// Runs the status writer while this replica holds the Lease (or always, or never).
+async fn write_statuses(
+    client: kube::Client,
+    leadership: Leadership,
+    writer: StatusWriter,
+    leading: Arc<AtomicBool>,
+) {
+    let (namespace, identity) = match leadership {
+        Leadership::Lease { namespace, identity } => (namespace, identity),
+        Leadership::Always => {
+            leading.store(true, Ordering::Release);
+            let (_keep, leader) = watch::channel(true);
+            return writer.run(leader).await;
+        }
+        Leadership::Never { .. } => return,
     };
     let mut delay = Duration::from_secs(1);
     let manager = loop {
@@ -188,10 +251,23 @@ async fn write_statuses(client: kube::Client, leadership: Leadership, writer: St
         }
     };
     let (leader, _lease_task) = manager.watch().await;
+    let mut mirror = leader.clone();
+    tokio::spawn(async move {
+        loop {
+            leading.store(*mirror.borrow_and_update(), Ordering::Release);
+            if mirror.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     writer.run(leader).await;
 }
 
-async fn keep_gauges(index: Arc<Mutex<Index>>, metrics: Arc<ControllerMetrics>) {
+async fn keep_gauges(
+    index: Arc<Mutex<Index>>,
+    sidecars: Arc<Mutex<Sidecars>>,
+    metrics: Arc<ControllerMetrics>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -199,5 +275,32 @@ async fn keep_gauges(index: Arc<Mutex<Index>>, metrics: Arc<ControllerMetrics>) 
         index.prune();
         metrics.index_pods.set(index.pod_count() as i64);
         metrics.index_resources.set(index.resource_count() as i64);
+        let mut sidecars = sidecars.lock().unwrap_or_else(|e| e.into_inner());
+        sidecars.retain(|pod| index.has_pod(pod));
+        drop(index);
+        let reports = sidecars.report(jiff::Timestamp::now());
+        drop(sidecars);
+        count_sidecars(&metrics, &reports);
+    }
+}
+
+fn count_sidecars(metrics: &ControllerMetrics, reports: &[super::report::SidecarReport]) {
+    use super::report::SidecarState;
+    use crate::telemetry::controller_metrics::{SidecarStateLabels, SidecarVersionLabels};
+    metrics.sidecars.clear();
+    metrics.sidecar_versions.clear();
+    for state in [
+        SidecarState::Synced,
+        SidecarState::Pending,
+        SidecarState::Refused,
+        SidecarState::Outdated,
+        SidecarState::Disconnected,
+    ] {
+        let n = reports.iter().filter(|r| r.state == state).count();
+        metrics.sidecars.get_or_create(&SidecarStateLabels { state: state.as_str() }).set(n as i64);
+    }
+    for report in reports {
+        let version = report.sidecar_version.clone().unwrap_or_else(|| "unknown".into());
+        metrics.sidecar_versions.get_or_create(&SidecarVersionLabels { version }).inc();
     }
 }

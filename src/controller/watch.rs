@@ -113,6 +113,7 @@ pub async fn feed<K: Indexed>(api: Api<K>, index: Arc<Mutex<Index>>) {
                     K::delete(&mut index, gone);
                 }
                 known = seen;
+                index.listed(&K::kind(&()));
             }
         }
     }

@@ -18,6 +18,16 @@ pub struct InjectionLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SidecarStateLabels {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SidecarVersionLabels {
+    pub version: String,
+}
+
 pub struct ControllerMetrics {
     pub registry: Registry,
     pub streams: Gauge,
@@ -32,6 +42,10 @@ pub struct ControllerMetrics {
     pub certificate_expiry: Gauge,
     /// Serving certificates issued or loaded, by result.
     pub certificate_rotations: Family<ResultLabels, Counter>,
+    /// The sidecars this replica knows, by state.
+    pub sidecars: Family<SidecarStateLabels, Gauge>,
+    /// The sidecars this replica knows, by the version they announced.
+    pub sidecar_versions: Family<SidecarVersionLabels, Gauge>,
 }
 
 impl Default for ControllerMetrics {
@@ -77,8 +91,24 @@ impl Default for ControllerMetrics {
             "Serving certificates issued or loaded, by result",
             certificate_rotations.clone(),
         );
+        let sidecars = Family::<SidecarStateLabels, Gauge>::default();
+        registry.register(
+            "sidecars",
+            "Sidecars that follow (or last followed) this replica, by state: synced, pending, \
+             refused, outdated, disconnected",
+            sidecars.clone(),
+        );
+        let sidecar_versions = Family::<SidecarVersionLabels, Gauge>::default();
+        registry.register(
+            "sidecar_versions",
+            "Sidecars that follow (or last followed) this replica, by announced version \
+             (unknown: too old to say)",
+            sidecar_versions.clone(),
+        );
         ControllerMetrics {
             registry: root,
+            sidecars,
+            sidecar_versions,
             streams,
             snapshots_sent,
             index_pods,

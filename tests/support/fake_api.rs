@@ -4,8 +4,9 @@
 //! one object, PUT with resourceVersion preconditions, JSON patches applied to stored
 //! objects, TokenReview, pod creation checked by the API server's own Pod validation
 //! (`portcullis::apiserver`: a pod the real one refuses is refused here, with the same 422
-//! Status), and a record of PATCHes, PUTs and POSTs. It speaks the real JSON, so the code
-//! under test uses the real kube-rs client against it.
+//! Status), the pod proxy (`pods/{name}:{port}/proxy/...`, forwarded to the pod's IP),
+//! 403 for the paths a test forbids, and a record of PATCHes, PUTs and POSTs. It speaks the
+//! real JSON, so the code under test uses the real kube-rs client against it.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -39,6 +40,8 @@ struct Store {
     /// Every watch event so far, with its resourceVersion and collection, so that a watch
     /// from resourceVersion N first gets what happened after N, as the API server does.
     log: Vec<(u64, String, Value)>,
+    /// Path prefixes answered 403, as for a user whose RBAC does not grant them.
+    forbidden: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -114,6 +117,12 @@ impl FakeApi {
         self.store.lock().unwrap().slow_lists.insert(collection.to_owned(), delay);
     }
 
+    /// Answers every later request whose path starts with `prefix` with 403 Forbidden, worded
+    /// as the API server words it for the request's verb and resource.
+    pub fn forbid(&self, prefix: &str) {
+        self.store.lock().unwrap().forbidden.push(prefix.to_owned());
+    }
+
     /// POST requests (other than TokenReviews) received so far: (path, body).
     pub fn posts(&self) -> Vec<(String, Value)> {
         self.store.lock().unwrap().posts.clone()
@@ -166,6 +175,10 @@ impl FakeApi {
             path.clone(),
             query.clone(),
         ));
+        let forbidden = self.store.lock().unwrap().forbidden.iter().any(|p| path.starts_with(p));
+        if forbidden {
+            return forbidden_status(req.method(), &path, &query);
+        }
         match *req.method() {
             Method::POST if path == "/apis/authentication.k8s.io/v1/tokenreviews" => {
                 let body = req.into_body().collect().await.unwrap().to_bytes();
@@ -252,6 +265,10 @@ impl FakeApi {
                     object["spec"] = json!({});
                 }
                 json_response(200, &object)
+            }
+            Method::GET if pod_proxy(&path).is_some() => {
+                let (namespace, name, port, rest) = pod_proxy(&path).unwrap();
+                self.proxy(&namespace, &name, port, &rest, &query).await
             }
             Method::GET if query.contains("watch=true") => {
                 let since: u64 = query
@@ -351,6 +368,62 @@ impl FakeApi {
 }
 
 impl FakeApi {
+    /// The pod proxy: the GET forwarded to the stored pod's IP, and its answer passed back,
+    /// status and body; the API server's own Status when the pod is missing or refuses.
+    async fn proxy(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+        rest: &str,
+        query: &str,
+    ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let Some(pod) = self.object("/api/v1/pods", namespace, name) else {
+            let message = format!("pods \"{name}\" not found");
+            let details = Some(("pods".to_owned(), name.to_owned()));
+            return json_response(404, &status(404, "NotFound", &message, details));
+        };
+        let ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        let target = format!("{ip}:{port}");
+        let unreachable = |error: String| {
+            let message = format!("error trying to reach service: {error}");
+            json_response(503, &status(503, "ServiceUnavailable", &message, None))
+        };
+        let stream = match tokio::net::TcpStream::connect(&target).await {
+            Ok(stream) => stream,
+            // In Go's words, as the API server passes them on.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return unreachable(format!("dial tcp {target}: connect: connection refused"));
+            }
+            Err(e) => return unreachable(format!("dial tcp {target}: {e}")),
+        };
+        let (mut sender, conn) =
+            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                Ok(handshake) => handshake,
+                Err(e) => return unreachable(e.to_string()),
+            };
+        tokio::spawn(conn);
+        let uri = if query.is_empty() { rest.to_owned() } else { format!("{rest}?{query}") };
+        let request = Request::get(uri)
+            .header("host", &target)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let response = match sender.send_request(request).await {
+            Ok(response) => response,
+            Err(e) => return unreachable(e.to_string()),
+        };
+        let (parts, body) = response.into_parts();
+        let body = match body.collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) => return unreachable(e.to_string()),
+        };
+        let mut answer = Response::builder().status(parts.status);
+        if let Some(content_type) = parts.headers.get("content-type") {
+            answer = answer.header("content-type", content_type);
+        }
+        answer.body(BodyExt::boxed_unsync(Full::new(body))).unwrap()
+    }
+
     /// A pod CREATE, as the API server takes it after admission: named from its
     /// generateName, then validated; stored (201) or refused (422 Invalid).
     fn create_pod(&self, path: &str, body: &[u8]) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
@@ -474,6 +547,79 @@ fn list_type(collection: &str) -> (String, String, bool) {
 fn pod_collection(path: &str) -> bool {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     matches!(segments.as_slice(), ["api", "v1", "namespaces", _, "pods"])
+}
+
+/// `/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy{rest}`: namespace, name, port and
+/// the path on the pod (`/` when none).
+fn pod_proxy(path: &str) -> Option<(String, String, u16, String)> {
+    let (namespace, rest) = path.strip_prefix("/api/v1/namespaces/")?.split_once('/')?;
+    let (name_port, rest) = rest.strip_prefix("pods/")?.split_once('/')?;
+    let rest = rest.strip_prefix("proxy")?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    let (name, port) = name_port.rsplit_once(':')?;
+    let rest = if rest.is_empty() { "/" } else { rest };
+    Some((namespace.to_owned(), name.to_owned(), port.parse().ok()?, rest.to_owned()))
+}
+
+/// 403 as the API server answers a request that RBAC does not allow:
+/// `pods "x" is forbidden: User "u" cannot get resource "pods/proxy" in API group "" in
+/// the namespace "ns"`.
+fn forbidden_status(
+    method: &Method,
+    path: &str,
+    query: &str,
+) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", _, rest @ ..] => ("", rest),
+        ["apis", group, _, rest @ ..] => (*group, rest),
+        _ => ("", &[][..]),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", namespace, rest @ ..] if !rest.is_empty() => (Some(*namespace), rest),
+        rest => (None, rest),
+    };
+    let (plural, name, subresource) = match rest {
+        [] => ("", None, None),
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(*name), None),
+        [plural, name, subresource, ..] => (*plural, Some(*name), Some(*subresource)),
+    };
+    let verb = match (method, name) {
+        (&Method::GET, _) if query.contains("watch=true") => "watch",
+        (&Method::GET, None) => "list",
+        (&Method::GET, Some(_)) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, None) => "deletecollection",
+        (&Method::DELETE, Some(_)) => "delete",
+        _ => "get",
+    };
+    let resource = match subresource {
+        Some(subresource) => format!("{plural}/{subresource}"),
+        None => plural.to_owned(),
+    };
+    let subject = match name {
+        Some(name) => format!("{plural} \"{name}\""),
+        None => plural.to_owned(),
+    };
+    let scope = match namespace {
+        Some(namespace) => format!("in the namespace \"{namespace}\""),
+        None => "at the cluster scope".to_owned(),
+    };
+    let message = format!(
+        "{subject} is forbidden: User \"u\" cannot {verb} resource \"{resource}\" in API group \
+         \"{group}\" {scope}"
+    );
+    let mut answer = status(403, "Forbidden", &message, None);
+    answer["details"] = match name {
+        Some(name) => json!({"name": name, "kind": plural}),
+        None => json!({"kind": plural}),
+    };
+    json_response(403, &answer)
 }
 
 fn plural_and_name(path: &str) -> (String, String) {
