@@ -119,3 +119,12 @@ image:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) bench/out
+
+## `kubectl portcullis`: the release binary, linked as kubectl-portcullis into
+## $(PREFIX)/bin (default ~/.local/bin), which must be on the PATH for kubectl to find it.
+PREFIX ?= $(HOME)/.local
+.PHONY: install-plugin
+install-plugin:
+	$(CARGO) build --release --bin portcullis
+	mkdir -p $(PREFIX)/bin
+	ln -sf $(abspath target/release/portcullis) $(PREFIX)/bin/kubectl-portcullis

@@ -11,7 +11,7 @@
 //! - [`telemetry`]: logs and metrics.
 //! - [`inject`]: the sidecar injected into pods (webhook and `portcullis inject`).
 //! - [`tls`]: the controller's CA and serving certificate, and TLS for its listeners.
-//! - [`plugin`]: `kubectl portcullis`: the sidecars as the controller and they see themselves.
+//! - [`plugin`]: `kubectl portcullis`: each sidecar as it and the controller see it.
 //! - [`apiserver`]: the API server's own Pod validation and its 422 answer, for patches.
 #![forbid(unsafe_code)]
 

@@ -29,8 +29,10 @@ async fn statuses_and_events_follow_the_index() {
     let api = FakeApi::start().await;
     let mut index = Index::default();
     index.assume_listed();
-    index.apply_pod(shop("checkout-1"), Labels::from([("app".to_string(), "checkout".to_string())]));
-    index.apply_pod(shop("checkout-2"), Labels::from([("app".to_string(), "checkout".to_string())]));
+    index
+        .apply_pod(shop("checkout-1"), Labels::from([("app".to_string(), "checkout".to_string())]));
+    index
+        .apply_pod(shop("checkout-2"), Labels::from([("app".to_string(), "checkout".to_string())]));
     fn spec<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
         serde_yaml::from_str(yaml).unwrap()
     }

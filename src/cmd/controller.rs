@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::shared;
 use crate::api::Duration;
-use crate::controller::run::{CertSource, Controller, Leadership, WebhookListener};
+use crate::controller::run::{CertSource, Controller, Leadership, PeerSelector, WebhookListener};
 use crate::inject::InjectConfig;
 use crate::telemetry::{LogFormat, init_logs};
 use crate::tls::from_dir::FromDir;
@@ -98,7 +98,7 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         }),
     };
     let identity = args.identity.unwrap_or_else(|| format!("portcullis-{:08x}", fastrand::u32(..)));
-    let leadership = Leadership::Lease { namespace: args.lease_namespace, identity };
+    let leadership = Leadership::Lease { namespace: args.lease_namespace.clone(), identity };
     let controller = Controller {
         client,
         streams,
@@ -107,7 +107,10 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         leadership,
         certs: Some(certs),
         webhook,
-        peers: Some(args.peer_selector),
+        peers: Some(PeerSelector {
+            namespace: args.lease_namespace.clone(),
+            selector: args.peer_selector,
+        }),
     };
     controller.run(shared::shutdown_signal()).await;
     Ok(())

@@ -48,9 +48,16 @@ pub struct Controller {
     pub certs: Option<CertSource>,
     /// The injection webhook, served over the same TLS as the streams (needs `certs`).
     pub webhook: Option<WebhookListener>,
-    /// The label selector of this controller's replicas, in the Lease's namespace: the
-    /// leader counts the sidecars that follow them too. `None`: this replica alone.
-    pub peers: Option<String>,
+    /// How to find this controller's other replicas: the leader counts the sidecars that
+    /// follow them too. `None`: this replica alone.
+    pub peers: Option<PeerSelector>,
+}
+
+/// The replicas' Pods: their namespace and label selector.
+#[derive(Clone, Debug)]
+pub struct PeerSelector {
+    pub namespace: String,
+    pub selector: String,
 }
 
 pub struct WebhookListener {
@@ -135,9 +142,8 @@ impl Controller {
         let complete = index.lock().unwrap_or_else(|e| e.into_inner()).completion();
         let metrics = Arc::new(ControllerMetrics::default());
         let identity = leader_identity(&self.leadership);
-        let sidecars = Arc::new(Mutex::new(Sidecars::new(
-            identity.clone().unwrap_or_else(|| "controller".to_owned()),
-        )));
+        let replica = identity.clone().unwrap_or_else(|| "controller".to_owned());
+        let sidecars = Arc::new(Mutex::new(Sidecars::new(replica.clone())));
         let leading = Arc::new(AtomicBool::new(false));
         let client = self.client;
         let mut tasks = tokio::task::JoinSet::new();
@@ -184,14 +190,11 @@ impl Controller {
             });
             tasks.spawn(serve(setup.listener, Some(tls.clone()), service, std::future::pending()));
         }
-        let peers = match (self.peers, &self.leadership) {
-            (Some(selector), Leadership::Lease { namespace, identity }) => Some(Peers {
-                pods: Api::namespaced(client.clone(), namespace),
-                selector,
-                own: identity.clone(),
-            }),
-            _ => None,
-        };
+        let peers = self.peers.map(|PeerSelector { namespace, selector }| Peers {
+            pods: Api::namespaced(client.clone(), &namespace),
+            selector,
+            own: replica.clone(),
+        });
         let writer = StatusWriter::new(client.clone(), index.clone(), metrics.clone(), recorder)
             .with_sidecars(sidecars.clone(), peers);
         tasks.spawn(write_statuses(client.clone(), self.leadership, writer, leading));

@@ -115,8 +115,8 @@ impl Sidecars {
                 let Some(i) = t.awaited.iter().position(|p| p.snapshot.version == version) else {
                     return;
                 };
-                let applied = t.awaited.drain(..=i).last();
-                t.applied = applied;
+                t.applied = t.awaited.get(i).cloned();
+                t.awaited.drain(..=i);
                 if t.refusal.as_ref().is_some_and(|(r, _)| r.version <= Some(version)) {
                     t.refusal = None;
                 }

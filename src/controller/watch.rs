@@ -15,9 +15,9 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::index::{Index, Meta, ObjectKey};
+use super::index::{Index, Meta, ObjectKey, PodFacts};
 use crate::api::{MaintenanceWindow, UpstreamPolicy};
-use crate::inject::service_ports;
+use crate::inject::{INJECTED_ANNOTATION, service_ports};
 
 /// A kind of object the index follows.
 pub trait Indexed:
@@ -55,8 +55,17 @@ impl Indexed for MaintenanceWindow {
 }
 
 impl Indexed for Pod {
+    /// A pod that has finished (a Job's, say) serves nothing: it is dropped, so that it
+    /// counts neither as selected nor as one that does not enforce.
     fn apply(self, index: &mut Index, key: ObjectKey) {
-        index.apply_pod(key, self.metadata.labels.unwrap_or_default());
+        let phase = self.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            return index.delete_pod(&key);
+        }
+        let injected =
+            self.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(INJECTED_ANNOTATION));
+        let labels = self.metadata.labels.unwrap_or_default();
+        index.apply_pod(key, PodFacts { labels, injected });
     }
     fn delete(index: &mut Index, key: &ObjectKey) {
         index.delete_pod(key);

@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod client;
 pub mod fake_api;
+pub mod fleet;
 pub mod tls_client;
 
 use std::net::SocketAddr;
