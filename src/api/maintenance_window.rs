@@ -51,6 +51,18 @@ use super::duration::Duration;
         json_path = ".status.matchedPods",
         description = "Pods the window selects"
     ),
+    printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Programmed\")].status",
+        description = "Whether every selected pod's sidecar enforces the current generation"
+    ),
+    printcolumn(
+        name = "Enforcing",
+        type_ = "integer",
+        json_path = ".status.programmedPods",
+        description = "Selected pods whose sidecar enforces the current generation"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -143,6 +155,11 @@ pub struct MaintenanceWindowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_pods: Option<i32>,
 
+    /// How many of them have a sidecar that acknowledged the window's current generation
+    /// (whichever controller replica it follows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programmed_pods: Option<i32>,
+
     /// Whether the window is active now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
@@ -155,7 +172,9 @@ pub struct MaintenanceWindowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_window: Option<WindowSpan>,
 
-    /// `Accepted` (reasons Accepted, Invalid) and `Active`.
+    /// `Accepted` (reasons Accepted, Invalid), `Active` (WindowOpen, WindowClosed) and
+    /// `Programmed` (True: Programmed; False: Invalid, Pending, Behind,
+    /// SidecarsDisconnected, NotInjected, OutdatedSidecar, Refused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -42,6 +42,18 @@ use super::duration::Duration;
         json_path = ".status.matchedPods",
         description = "Pods the policy selects"
     ),
+    printcolumn(
+        name = "Programmed",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Programmed\")].status",
+        description = "Whether every selected pod's sidecar enforces the current generation"
+    ),
+    printcolumn(
+        name = "Enforcing",
+        type_ = "integer",
+        json_path = ".status.programmedPods",
+        description = "Selected pods whose sidecar enforces the current generation"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -244,7 +256,15 @@ pub struct UpstreamPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_pods: Option<i32>,
 
-    /// `Accepted` tells whether the policy is in force (reasons Accepted, Invalid, Conflicted).
+    /// How many of them have a sidecar that acknowledged the policy's current generation
+    /// (whichever controller replica it follows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programmed_pods: Option<i32>,
+
+    /// `Accepted` tells whether the policy is in force (reasons Accepted, Invalid,
+    /// Conflicted); `Programmed` whether every selected pod's sidecar enforces it (True:
+    /// Programmed; False: Invalid, Pending, Behind, Overridden, SidecarsDisconnected,
+    /// NotInjected, OutdatedSidecar, Refused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

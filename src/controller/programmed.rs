@@ -5,7 +5,8 @@
 //! Pure: the sidecars' reports (from every replica) and the index's targets in, a verdict
 //! out.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
@@ -19,14 +20,15 @@ pub const NAMED: usize = 5;
 /// Every sidecar of the cluster as the replicas report them: one report per pod.
 #[derive(Debug, Default)]
 pub struct Fleet {
-    pods: HashMap<ObjectKey, SidecarReport>,
+    pods: BTreeMap<ObjectKey, SidecarReport>,
 }
 
 impl Fleet {
     /// Merges reports from every replica: a pod's open stream wins over its closed ones
-    /// (the latest opened first), and among closed ones the latest to close.
+    /// (the latest opened first), and among closed ones the latest to close; a tie goes to
+    /// the replica first by name, so that every reader merges alike.
     pub fn merge(reports: impl IntoIterator<Item = SidecarReport>) -> Fleet {
-        let mut pods: HashMap<ObjectKey, SidecarReport> = HashMap::new();
+        let mut pods: BTreeMap<ObjectKey, SidecarReport> = BTreeMap::new();
         for report in reports {
             let key = ObjectKey::new(&report.namespace, &report.pod);
             match pods.get(&key) {
@@ -42,12 +44,17 @@ impl Fleet {
     pub fn get(&self, pod: &ObjectKey) -> Option<&SidecarReport> {
         self.pods.get(pod)
     }
+
+    /// Every pod's report, by pod.
+    pub fn into_reports(self) -> BTreeMap<ObjectKey, SidecarReport> {
+        self.pods
+    }
 }
 
-fn rank(report: &SidecarReport) -> (bool, Option<Timestamp>) {
+fn rank(report: &SidecarReport) -> (bool, Option<Timestamp>, Reverse<&str>) {
     match report.state {
-        SidecarState::Disconnected => (false, report.disconnected_at),
-        _ => (true, report.connected_since),
+        SidecarState::Disconnected => (false, report.disconnected_at, Reverse(&report.replica)),
+        _ => (true, report.connected_since, Reverse(&report.replica)),
     }
 }
 

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::controller::report::{Refusal, ReplicaReport, SidecarReport, SidecarState};
+use crate::controller::programmed::Fleet;
+use crate::controller::report::{Refusal, ReplicaReport, SidecarReport};
 
 /// `(namespace, pod)`.
 pub type PodKey = (String, String);
@@ -17,30 +17,11 @@ pub type PodKey = (String, String);
 /// The state of a pod that no replica reports: it never connected to any.
 pub const UNKNOWN: &str = "unknown";
 
-/// One report per pod: one from a replica the sidecar is connected to, the newest
-/// stream winning; else the one whose stream ended last.
+/// One report per pod, merged as the leader merges them for statuses
+/// ([`Fleet::merge`]).
 pub fn merge(reports: &[ReplicaReport]) -> BTreeMap<PodKey, SidecarReport> {
-    // Replicas are taken in name order so that ties go the same way on every run.
-    let mut ordered: Vec<&ReplicaReport> = reports.iter().collect();
-    ordered.sort_by(|a, b| a.replica.cmp(&b.replica));
-    let mut merged: BTreeMap<PodKey, SidecarReport> = BTreeMap::new();
-    for sidecar in ordered.iter().flat_map(|r| &r.sidecars) {
-        let key = (sidecar.namespace.clone(), sidecar.pod.clone());
-        match merged.get(&key) {
-            Some(held) if rank(held) >= rank(sidecar) => {}
-            _ => {
-                merged.insert(key, sidecar.clone());
-            }
-        }
-    }
-    merged
-}
-
-fn rank(report: &SidecarReport) -> (bool, Option<Timestamp>) {
-    match report.state {
-        SidecarState::Disconnected => (false, report.disconnected_at),
-        _ => (true, report.connected_since),
-    }
+    let fleet = Fleet::merge(reports.iter().flat_map(|r| r.sidecars.iter().cloned()));
+    fleet.into_reports().into_iter().map(|(k, report)| ((k.namespace, k.name), report)).collect()
 }
 
 /// One line of `status`; also its JSON and YAML form, whose keys are always present.
@@ -100,6 +81,8 @@ pub fn rows(injected: &[PodKey], merged: &BTreeMap<PodKey, SidecarReport>) -> Ve
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::controller::report::SidecarState;
+    use jiff::Timestamp;
 
     pub(crate) fn at(text: &str) -> Timestamp {
         text.parse().unwrap()

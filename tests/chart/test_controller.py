@@ -59,6 +59,9 @@ def test_deployment_defaults(render):
         "--admin=0.0.0.0:9902",
         "--inject-config=/etc/portcullis/inject.yaml",
         "--log-format=json",
+        # Sorted by key, as the leader's label selector for its peers.
+        "--peer-selector=app.kubernetes.io/component=controller,"
+        "app.kubernetes.io/instance=portcullis,app.kubernetes.io/name=portcullis",
         "--tls-secret=portcullis-tls",
         "--webhook-config=portcullis",
         *[f"--tls-san={san}" for san in SANS],

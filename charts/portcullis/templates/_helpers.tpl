@@ -32,6 +32,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: controller
 {{- end }}
 
+{{/* The controller's selector labels as a label selector string: k=v,k=v. */}}
+{{- define "portcullis.selectorString" -}}
+{{- $pairs := list }}
+{{- range $key, $value := include "portcullis.selectorLabels" . | fromYaml }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
 {{- define "portcullis.labels" -}}
 helm.sh/chart: {{ include "portcullis.chart" . }}
 {{ include "portcullis.selectorLabels" . }}
