@@ -12,8 +12,8 @@ use portcullis::controller::run::{Leadership, PeerSelector};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use support::fleet::{
-    PODS, POLICIES, Relay, Replica, Sidecar, WINDOWS, pod, programmed, replica_pod, wait_status,
-    window,
+    PODS, POLICIES, Relay, Replica, Sidecar, WINDOWS, apply_pod, plugin, pod, programmed,
+    replica_pod, wait_status, window,
 };
 
 fn is(condition: &Value, status: &str, reason: &str) -> bool {
@@ -23,9 +23,10 @@ fn is(condition: &Value, status: &str, reason: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_missed_by_a_cut_off_sidecar_is_not_programmed_until_it_reconnects() {
     let api = FakeApi::start().await;
-    api.apply(PODS, pod("shop", "web-1", "web"));
-    api.apply(PODS, pod("shop", "web-2", "web"));
+    apply_pod(&api, pod("shop", "web-1", "web"));
+    apply_pod(&api, pod("shop", "web-2", "web"));
     let controller = Replica::start(&api, Leadership::Always, None, None).await;
+    apply_pod(&api, replica_pod("controller", controller.admin));
     let relay = Relay::start(controller.streams).await;
     let web1 = Sidecar::start("shop", "web-1", controller.streams).await;
     let web2 = Sidecar::start("shop", "web-2", relay.addr).await;
@@ -63,6 +64,21 @@ async fn a_window_missed_by_a_cut_off_sidecar_is_not_programmed_until_it_reconne
     // What the status says is what clients see.
     assert_eq!(web1.answer().await, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(web2.answer().await, StatusCode::OK);
+    // And what the plugin shows.
+    let one = controller.wait_for("web-1", |s| s["activeWindows"] == json!(["shop/db"])).await;
+    let two = controller.wait_for("web-2", |_| true).await;
+    let generation = |s: &Value| format!("{}/{}", s["ackedVersion"], s["latestVersion"]);
+    assert_eq!(
+        plugin(&api, &["status", "-n", "shop"]).await,
+        format!(
+            "NAMESPACE   POD     VERSION   REPLICA      GENERATION   STATE          WINDOWS\n\
+             shop        web-1   {v}     controller   {g1:<12} synced         shop/db\n\
+             shop        web-2   {v}     controller   {g2:<12} disconnected   -\n",
+            v = env!("CARGO_PKG_VERSION"),
+            g1 = generation(&one),
+            g2 = generation(&two),
+        )
+    );
 
     // Open for longer than the grace: a Warning Event names the pod.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -172,7 +188,7 @@ impl Speaker {
 async fn refusals_and_outdated_sidecars_are_named_with_their_reason() {
     let api = FakeApi::start().await;
     for name in ["new-1", "old-1", "good-1"] {
-        api.apply(PODS, pod("shop", name, "checkout"));
+        apply_pod(&api, pod("shop", name, "checkout"));
     }
     api.apply(POLICIES, json!({
         "apiVersion": "portcullis.dev/v1alpha1", "kind": "UpstreamPolicy",
@@ -180,6 +196,7 @@ async fn refusals_and_outdated_sidecars_are_named_with_their_reason() {
         "spec": {"selector": {"matchLabels": {"app": "checkout"}}, "timeouts": {"request": "3s"}},
     }));
     let controller = Replica::start(&api, Leadership::Always, None, None).await;
+    apply_pod(&api, replica_pod("controller", controller.admin));
     support::fleet::Sidecar::start("shop", "good-1", controller.streams).await;
 
     // A sidecar that refuses what it is sent, and says why.
@@ -225,6 +242,25 @@ async fn refusals_and_outdated_sidecars_are_named_with_their_reason() {
          acknowledge)"
     );
 
+    let good = controller.wait_for("good-1", |s| s["state"] == "synced").await;
+    let latest = |s: &Value| s["latestVersion"].to_string();
+    assert_eq!(
+        plugin(&api, &["status", "-n", "shop"]).await,
+        format!(
+            "NAMESPACE   POD      VERSION   REPLICA      GENERATION   STATE      WINDOWS\n\
+             shop        good-1   {v}     controller   {g:<12} synced     -\n\
+             shop        new-1    9.9.9     controller   {n:<12} refused    -\n\
+             shop        old-1    -         controller   {o:<12} outdated   -\n\
+             \n\
+             shop/new-1: refused version {version}: shop/checkout: spec.timeouts.request: not on \
+             this node\n",
+            v = env!("CARGO_PKG_VERSION"),
+            g = format!("{}/{}", good["ackedVersion"], latest(&good)),
+            n = format!("-/{}", latest(&refused)),
+            o = format!("-/{}", latest(&old)),
+        )
+    );
+
     // The controller's metrics count sidecars by state and version.
     let metrics = support::client::get(controller.admin, "/metrics", &[]).await.body;
     let gauge = |line: &str| support::metric(&metrics, line);
@@ -257,18 +293,17 @@ async fn refusals_and_outdated_sidecars_are_named_with_their_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_count_every_sidecar_whichever_one_it_follows() {
     let api = FakeApi::start().await;
-    api.apply(PODS, pod("shop", "web-1", "web"));
-    api.apply(PODS, pod("shop", "web-2", "web"));
+    apply_pod(&api, pod("shop", "web-1", "web"));
+    apply_pod(&api, pod("shop", "web-2", "web"));
     let peers = PeerSelector {
         namespace: "portcullis-system".into(),
         selector: "app.kubernetes.io/component=controller".into(),
     };
     let b = Replica::start(&api, Leadership::Never { identity: "controller-b".into() }, None, None)
         .await;
-    // The fake API lists each path's own collection: the replicas' namespace's too.
-    api.apply(PODS, replica_pod("controller-b", b.admin));
-    api.apply("/api/v1/namespaces/portcullis-system/pods", replica_pod("controller-b", b.admin));
+    apply_pod(&api, replica_pod("controller-b", b.admin));
     let a = Replica::start(&api, Leadership::Always, Some(peers), None).await;
+    apply_pod(&api, replica_pod("controller", a.admin));
     let _web1 = Sidecar::start("shop", "web-1", a.streams).await;
     let web2 = Sidecar::start("shop", "web-2", b.streams).await;
     a.wait_for("web-1", |s| s["state"] == "synced" && s["replica"] == "controller").await;
@@ -285,6 +320,20 @@ async fn two_replicas_count_every_sidecar_whichever_one_it_follows() {
         (json!(2), json!(2))
     );
     assert_eq!(web2.answer().await, StatusCode::SERVICE_UNAVAILABLE);
+    let one = a.wait_for("web-1", |s| s["activeWindows"] == json!(["shop/db"])).await;
+    let two = b.wait_for("web-2", |s| s["activeWindows"] == json!(["shop/db"])).await;
+    let generation = |s: &Value| format!("{}/{}", s["ackedVersion"], s["latestVersion"]);
+    assert_eq!(
+        plugin(&api, &["status", "-n", "shop"]).await,
+        format!(
+            "NAMESPACE   POD     VERSION   REPLICA        GENERATION   STATE    WINDOWS\n\
+             shop        web-1   {v}     controller     {g1:<12} synced   shop/db\n\
+             shop        web-2   {v}     controller-b   {g2:<12} synced   shop/db\n",
+            v = env!("CARGO_PKG_VERSION"),
+            g1 = generation(&one),
+            g2 = generation(&two),
+        )
+    );
 
     // Replica b goes away: the leader can no longer vouch for its sidecars.
     b.stop().await;

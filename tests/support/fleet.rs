@@ -42,6 +42,28 @@ pub fn window(name: &str, generation: i64, spec: Value) -> Value {
     })
 }
 
+/// Stores a pod where the controller's watch sees it (`/api/v1/pods`) and where a
+/// namespaced list finds it: the fake API lists each path's own collection.
+pub fn apply_pod(api: &FakeApi, pod: Value) {
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap().to_owned();
+    api.apply(PODS, pod.clone());
+    api.apply(&format!("/api/v1/namespaces/{namespace}/pods"), pod);
+}
+
+/// What `kubectl portcullis` prints for `args`, run against the fake API with the real
+/// replicas behind its pod proxy.
+pub async fn plugin(api: &FakeApi, args: &[&str]) -> String {
+    use clap::Parser;
+    let config = kube::Config::new(format!("http://{}", api.addr).parse().unwrap());
+    let client = portcullis::plugin::fetch::client(config).unwrap();
+    let cli = portcullis::plugin::PluginCli::parse_from(
+        std::iter::once("kubectl-portcullis").chain(args.iter().copied()),
+    );
+    let output = portcullis::plugin::run(&client, &cli.args).await.unwrap();
+    assert_eq!(output.stderr, "", "no warnings");
+    output.stdout
+}
+
 /// One controller replica.
 pub struct Replica {
     pub streams: SocketAddr,
@@ -117,7 +139,10 @@ pub fn replica_pod(name: &str, admin: SocketAddr) -> Value {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": name, "namespace": "portcullis-system",
-            "labels": {"app.kubernetes.io/component": "controller"},
+            "labels": {
+                "app.kubernetes.io/name": "portcullis",
+                "app.kubernetes.io/component": "controller",
+            },
         },
         "spec": {"containers": [{"name": "controller", "image": "portcullis", "ports": [
             {"name": "admin", "containerPort": admin.port()},
