@@ -11,6 +11,10 @@ use super::index::ObjectKey;
 pub const AUDIENCE: &str = "portcullis";
 /// The key under which the API server names the pod a token is bound to.
 const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
+/// TokenReviews in flight at once. When a restarted controller is met by every sidecar,
+/// each review is a request to the API server, and over HTTP/1.1 each one in flight is a
+/// connection of its own: hundreds of them, left open, after every restart.
+const REVIEWS_AT_ONCE: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -37,11 +41,13 @@ impl AuthError {
 #[derive(Clone)]
 pub struct Authenticator {
     reviews: Api<TokenReview>,
+    at_once: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Authenticator {
     pub fn new(client: kube::Client) -> Self {
-        Authenticator { reviews: Api::all(client) }
+        let at_once = std::sync::Arc::new(tokio::sync::Semaphore::new(REVIEWS_AT_ONCE));
+        Authenticator { reviews: Api::all(client), at_once }
     }
 
     /// Succeeds only for a valid token, with our audience, bound to `pod`.
@@ -53,8 +59,10 @@ impl Authenticator {
             },
             ..TokenReview::default()
         };
+        let turn = self.at_once.acquire().await.expect("the semaphore is never closed");
         let status =
             self.reviews.create(&PostParams::default(), &review).await?.status.unwrap_or_default();
+        drop(turn);
         if status.authenticated != Some(true) {
             return Err(AuthError::Unauthenticated(
                 status.error.unwrap_or_else(|| "not authenticated".into()),

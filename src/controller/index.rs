@@ -351,14 +351,21 @@ impl Index {
             .min_by(|(ka, a), (kb, b)| (a.created, &ka.name).cmp(&(b.created, &kb.name)))
     }
 
+    /// The pods of one namespace: keys sort by namespace first, so a range, not a scan.
+    fn pods_of<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a PodFacts)> {
+        self.pods
+            .range(ObjectKey::new(namespace, "")..)
+            .take_while(move |(key, _)| key.namespace == namespace)
+    }
+
     fn pods_in<'a>(
         &'a self,
         namespace: &'a str,
     ) -> impl Iterator<Item = (&'a ObjectKey, &'a Labels)> {
-        self.pods
-            .iter()
-            .filter(move |(key, _)| key.namespace == namespace)
-            .map(|(key, facts)| (key, &facts.labels))
+        self.pods_of(namespace).map(|(key, facts)| (key, &facts.labels))
     }
 
     /// Every policy, with its generation.

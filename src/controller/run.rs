@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::auth::Authenticator;
 use super::index::Index;
 use super::peers::Peers;
-use super::report::{ReplicaReport, SIDECARS_PATH};
+use super::report::{ReplicaReport, SIDECARS_PATH, SidecarState};
 use super::sidecars::Sidecars;
 use super::status::StatusWriter;
 use super::stream::StreamServer;
@@ -281,14 +281,11 @@ async fn keep_gauges(
         let mut sidecars = sidecars.lock().unwrap_or_else(|e| e.into_inner());
         sidecars.retain(|pod| index.has_pod(pod));
         drop(index);
-        let reports = sidecars.report(jiff::Timestamp::now());
-        drop(sidecars);
-        count_sidecars(&metrics, &reports);
+        count_sidecars(&metrics, &sidecars.census());
     }
 }
 
-fn count_sidecars(metrics: &ControllerMetrics, reports: &[super::report::SidecarReport]) {
-    use super::report::SidecarState;
+fn count_sidecars(metrics: &ControllerMetrics, census: &[(SidecarState, Option<&str>)]) {
     use crate::telemetry::controller_metrics::{SidecarStateLabels, SidecarVersionLabels};
     metrics.sidecars.clear();
     metrics.sidecar_versions.clear();
@@ -299,11 +296,11 @@ fn count_sidecars(metrics: &ControllerMetrics, reports: &[super::report::Sidecar
         SidecarState::Outdated,
         SidecarState::Disconnected,
     ] {
-        let n = reports.iter().filter(|r| r.state == state).count();
+        let n = census.iter().filter(|(s, _)| *s == state).count();
         metrics.sidecars.get_or_create(&SidecarStateLabels { state: state.as_str() }).set(n as i64);
     }
-    for report in reports {
-        let version = report.sidecar_version.clone().unwrap_or_else(|| "unknown".into());
+    for (_, version) in census {
+        let version = version.unwrap_or("unknown").to_owned();
         metrics.sidecar_versions.get_or_create(&SidecarVersionLabels { version }).inc();
     }
 }

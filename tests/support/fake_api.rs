@@ -1,6 +1,7 @@
 //! A small stand-in for the Kubernetes API server over HTTP: list (`PodList`,
 //! `ServiceList`..., the items' apiVersion and kind left out for built-in kinds, as the
-//! real one does) and watch of any collection (replayed from a resourceVersion), GET of
+//! real one does; paged by `limit` and `continue`, every page from the list as it was at
+//! the first, as the real one serves them) and watch of any collection (replayed from a resourceVersion), GET of
 //! one object, PUT with resourceVersion preconditions, JSON patches applied to stored
 //! objects, TokenReview, pod creation checked by the API server's own Pod validation
 //! (`portcullis::apiserver`: a pod the real one refuses is refused here, with the same 422
@@ -37,6 +38,8 @@ struct Store {
     /// Collections whose lists are answered only after this long, as a busy API server
     /// answers a list of 10,000 pods.
     slow_lists: BTreeMap<String, std::time::Duration>,
+    /// Whole lists whose pages are being read, by continue token prefix.
+    paged: Vec<Arc<Value>>,
     /// Every watch event so far, with its resourceVersion and collection, so that a watch
     /// from resourceVersion N first gets what happened after N, as the API server does.
     log: Vec<(u64, String, Value)>,
@@ -49,18 +52,30 @@ pub struct FakeApi {
     pub addr: SocketAddr,
     store: Arc<Mutex<Store>>,
     events: broadcast::Sender<(u64, String, Value)>,
+    /// Client connections: opened, open now, most open at once.
+    connections: Arc<[std::sync::atomic::AtomicUsize; 3]>,
 }
 
 impl FakeApi {
     pub async fn start() -> FakeApi {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (events, _) = broadcast::channel(1024);
-        let api = FakeApi { addr: listener.local_addr().unwrap(), store: Arc::default(), events };
+        let api = FakeApi {
+            addr: listener.local_addr().unwrap(),
+            store: Arc::default(),
+            events,
+            connections: Arc::default(),
+        };
         let server = api.clone();
         tokio::spawn(async move {
+            use std::sync::atomic::Ordering::Relaxed;
             while let Ok((stream, _)) = listener.accept().await {
                 let server = server.clone();
+                let [opened, open, most] = &*server.connections;
+                opened.fetch_add(1, Relaxed);
+                most.fetch_max(open.fetch_add(1, Relaxed) + 1, Relaxed);
                 tokio::spawn(async move {
+                    let connections = server.connections.clone();
                     let service = service_fn(move |req| {
                         let server = server.clone();
                         async move { Ok::<_, Infallible>(server.handle(req).await) }
@@ -68,10 +83,19 @@ impl FakeApi {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
+                    connections[1].fetch_sub(1, Relaxed);
                 });
             }
         });
         api
+    }
+
+    /// Client connections: (opened, open now, most open at once).
+    pub fn connections(&self) -> (usize, usize, usize) {
+        let [opened, open, most] = &*self.connections;
+        let load =
+            |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::Relaxed);
+        (load(opened), load(open), load(most))
     }
 
     pub fn client(&self) -> kube::Client {
@@ -112,7 +136,7 @@ impl FakeApi {
         }
     }
 
-    /// Answers every later list of `collection` only after `delay`.
+    /// Answers every later list of `collection` only after `delay` (before its first page).
     pub fn slow_list(&self, collection: &str, delay: std::time::Duration) {
         self.store.lock().unwrap().slow_lists.insert(collection.to_owned(), delay);
     }
@@ -330,37 +354,39 @@ impl FakeApi {
                 }
             }
             Method::GET => {
+                let param = |name: &str| {
+                    query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                };
+                // A slow list is slow once, before its first page.
                 let delay = self.store.lock().unwrap().slow_lists.get(&path).copied();
-                if let Some(delay) = delay {
+                if let Some(delay) = delay.filter(|_| param("continue").is_none()) {
                     tokio::time::sleep(delay).await;
                 }
-                let store = self.store.lock().unwrap();
-                let (api_version, kind, built_in) = list_type(&path);
-                let items: Vec<Value> = store
-                    .objects
-                    .get(&path)
-                    .map(|c| c.values().cloned().collect())
-                    .unwrap_or_default();
-                // Built-in kinds are listed typed, and Go's list encoding leaves each item's
-                // apiVersion and kind out (kubernetes/kubernetes#63676); custom resources
-                // are listed unstructured, and keep theirs.
-                let items: Vec<Value> = items
-                    .into_iter()
-                    .map(|mut item| {
-                        if built_in && let Some(object) = item.as_object_mut() {
-                            object.remove("apiVersion");
-                            object.remove("kind");
+                let limit = param("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+                let mut store = self.store.lock().unwrap();
+                let list = match param("continue") {
+                    Some(token) => {
+                        let found = token.split_once('-').and_then(|(id, offset)| {
+                            let list = store.paged.get(id.parse::<usize>().ok()?)?.clone();
+                            Some((id.parse::<usize>().ok()?, list, offset.parse::<usize>().ok()?))
+                        });
+                        let Some(found) = found else {
+                            let message = "the provided continue parameter is too old to display \
+                                           a consistent list result";
+                            return json_response(410, &status(410, "Expired", message, None));
+                        };
+                        found
+                    }
+                    None => {
+                        let list = Arc::new(list_of(&store, &path));
+                        if limit.is_some() {
+                            store.paged.push(list.clone());
                         }
-                        item
-                    })
-                    .collect();
-                let list = json!({
-                    "kind": format!("{kind}List"),
-                    "apiVersion": api_version,
-                    "metadata": {"resourceVersion": store.version.to_string()},
-                    "items": items,
-                });
-                json_response(200, &list)
+                        (store.paged.len().saturating_sub(1), list, 0)
+                    }
+                };
+                drop(store);
+                json_response(200, &page(list, limit))
             }
             _ => json_response(405, &json!({"kind": "Status", "code": 405})),
         }
@@ -488,6 +514,50 @@ impl FakeApi {
         );
         json_response(200, &object)
     }
+}
+
+/// The whole list of `collection` now.
+fn list_of(store: &Store, collection: &str) -> Value {
+    let (api_version, kind, built_in) = list_type(collection);
+    // Built-in kinds are listed typed, and Go's list encoding leaves each item's apiVersion
+    // and kind out (kubernetes/kubernetes#63676); custom resources are listed
+    // unstructured, and keep theirs.
+    let items: Vec<Value> =
+        store.objects.get(collection).map(|c| c.values().cloned().collect()).unwrap_or_default();
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|mut item| {
+            if built_in && let Some(object) = item.as_object_mut() {
+                object.remove("apiVersion");
+                object.remove("kind");
+            }
+            item
+        })
+        .collect();
+    json!({
+        "kind": format!("{kind}List"),
+        "apiVersion": api_version,
+        "metadata": {"resourceVersion": store.version.to_string()},
+        "items": items,
+    })
+}
+
+/// One page of a whole list: `limit` items from `offset`, with `continue` (`{list}-{next}`)
+/// and `remainingItemCount` while more remain; the whole list without a limit.
+fn page((id, list, offset): (usize, Arc<Value>, usize), limit: Option<usize>) -> Value {
+    let items = list["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let end = limit.map_or(items.len(), |l| (offset + l).min(items.len()));
+    let mut metadata = json!({"resourceVersion": list["metadata"]["resourceVersion"]});
+    if end < items.len() {
+        metadata["continue"] = json!(format!("{id}-{end}"));
+        metadata["remainingItemCount"] = json!(items.len() - end);
+    }
+    json!({
+        "kind": list["kind"],
+        "apiVersion": list["apiVersion"],
+        "metadata": metadata,
+        "items": items.get(offset.min(end)..end).unwrap_or_default().to_vec(),
+    })
 }
 
 /// The collection and store key of a single object's path:

@@ -70,7 +70,7 @@ impl Index {
         namespace: &'a str,
         selects: impl Fn(&PodFacts) -> bool + 'a,
     ) -> impl Iterator<Item = (&'a ObjectKey, &'a PodFacts)> + 'a {
-        self.pods.iter().filter(move |(pod, facts)| pod.namespace == namespace && selects(facts))
+        self.pods_of(namespace).filter(move |(_, facts)| selects(facts))
     }
 }
 
