@@ -18,7 +18,6 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use support::fake_api::FakeApi;
 use support::{Running, client, metric, policy};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -462,28 +461,74 @@ async fn the_controller_killed_restarted_or_unreachable_fails_no_request() {
 // ---------------------------------------------------------------------------------------
 // The stream is cut in the middle of a snapshot.
 
-/// A stand-in for the controller's stream endpoint: each connection, once its request is
-/// read and a chunked 200 head sent, is handed to the test, which writes what it likes.
-async fn fake_stream_server() -> (SocketAddr, mpsc::UnboundedReceiver<(String, TcpStream)>) {
+/// A stand-in for the controller's stream endpoint, over HTTP/2 as the sidecar speaks it:
+/// each stream's request is answered 200 at once, and handed to the test, which sends what
+/// it likes, ends the stream, resets it, or drops the whole connection.
+async fn fake_stream_server() -> (SocketAddr, mpsc::UnboundedReceiver<FakeStream>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let Some(head) = support::apps::read_head(&mut stream).await else { continue };
-            let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n\
-                      transfer-encoding: chunked\r\n\r\n";
-            stream.write_all(ok.as_bytes()).await.unwrap();
-            if tx.send((head, stream)).is_err() {
-                return;
-            }
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            let kill = Arc::new(tokio::sync::Notify::new());
+            let killed = kill.clone();
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (body, frames) = mpsc::unbounded_channel::<
+                        Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>,
+                    >();
+                    let head =
+                        format!("{} {}\n{:?}", req.method(), req.uri().path(), req.headers());
+                    let _ = tx.send(FakeStream { head, body, kill: kill.clone() });
+                    let frames = futures::stream::unfold(frames, |mut f| async move {
+                        Some((f.recv().await?, f))
+                    });
+                    let response = http::Response::builder()
+                        .header("content-type", "application/x-ndjson")
+                        .body(http_body_util::StreamBody::new(frames))
+                        .unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+            tokio::spawn(async move {
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service);
+                // Killed: the connection is dropped without another frame.
+                tokio::select! {
+                    _ = conn => {}
+                    () = killed.notified() => {}
+                }
+            });
         }
     });
     (addr, rx)
 }
 
-fn chunk(data: &str) -> Vec<u8> {
-    format!("{:x}\r\n{data}\r\n", data.len()).into_bytes()
+/// One stream the sidecar opened with the fake controller.
+struct FakeStream {
+    /// Method, path and headers.
+    head: String,
+    body: mpsc::UnboundedSender<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>>,
+    kill: Arc<tokio::sync::Notify>,
+}
+
+impl FakeStream {
+    /// One DATA frame.
+    fn send(&self, data: &str) {
+        let frame = hyper::body::Frame::data(bytes::Bytes::from(data.to_owned()));
+        self.body.send(Ok(frame)).unwrap();
+    }
+
+    /// Drops the whole connection, mid-stream.
+    fn drop_connection(self) {
+        self.kill.notify_one();
+    }
+
+    /// Resets the stream (RST_STREAM).
+    fn reset(self) {
+        let _ = self.body.send(Err(std::io::Error::other("reset")));
+    }
 }
 
 fn snapshot_line(version: u64, response_headers: &str) -> String {
@@ -496,7 +541,7 @@ fn snapshot_line(version: u64, response_headers: &str) -> String {
 }
 
 /// No partial config is ever applied: half a snapshot line followed by a dropped
-/// connection, a reset in the middle of a chunk, or a clean end of the body is discarded,
+/// connection, a reset of the stream, or a clean end of the body is discarded,
 /// and its other half on the next connection is refused as unreadable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_cut_mid_snapshot_applies_no_partial_config() {
@@ -542,43 +587,46 @@ async fn a_stream_cut_mid_snapshot_applies_no_partial_config() {
         (config["generation"].as_u64().unwrap(), response_headers(&config).to_owned(), refused)
     };
 
-    let (head, mut first) = next().await;
-    assert!(head.starts_with("GET /v1/config/shop/web-1 HTTP/1.1\r\n"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("authorization: bearer token-shop-web-1\r\n"));
-    first.write_all(&chunk(&snapshot_line(1, "300ms"))).await.unwrap();
+    let first = next().await;
+    assert!(first.head.starts_with("POST /v1/config/shop/web-1\n"), "{}", first.head);
+    assert!(
+        first.head.contains("\"authorization\": \"Bearer token-shop-web-1\""),
+        "{}",
+        first.head
+    );
+    first.send(&snapshot_line(1, "300ms"));
     faults::wait_for_200(admin, "/readyz", Duration::from_secs(5), "the first snapshot").await;
     assert_eq!(state().await, (1, "300ms".into(), None));
 
-    // Half a line, then the connection drops (no last chunk).
+    // Half a line, then the connection drops (no end of the stream).
     let line = snapshot_line(2, "9s");
     let (front, back) = line.split_at(line.len() / 2);
-    first.write_all(&chunk(front)).await.unwrap();
-    drop(first);
+    first.send(front);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.drop_connection();
     // The next connection proves the sidecar is done with the first.
-    let (_, mut second) = next().await;
+    let second = next().await;
     assert_eq!(state().await, (1, "300ms".into(), None), "half a snapshot was applied");
 
     // The other half on the new connection is no snapshot of its own.
-    second.write_all(&chunk(back)).await.unwrap();
-    // Half of another line, in a chunk that promises more than it holds; then a reset.
+    second.send(back);
+    // Half of another line, then the stream is reset.
     let line = snapshot_line(3, "7s");
-    let half = &line[..line.len() / 2];
-    second.write_all(format!("{:x}\r\n{half}", line.len()).as_bytes()).await.unwrap();
-    second.set_zero_linger().unwrap();
-    drop(second);
-    let (_, mut third) = next().await;
+    second.send(&line[..line.len() / 2]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    second.reset();
+    let third = next().await;
     assert_eq!(state().await, (1, "300ms".into(), Some(1.0)), "the spliced half was refused");
 
     // Half a line, then a clean end of the body.
-    third.write_all(&chunk(&snapshot_line(4, "8s")[..20])).await.unwrap();
-    third.write_all(b"0\r\n\r\n").await.unwrap();
-    let (_, mut fourth) = next().await;
+    third.send(&snapshot_line(4, "8s")[..20]);
+    drop(third.body);
+    let fourth = next().await;
     assert_eq!(state().await, (1, "300ms".into(), Some(1.0)));
-    drop(third);
 
     // A whole line that is no valid config is refused too; a whole snapshot is applied.
-    fourth.write_all(&chunk(&snapshot_line(5, "soon"))).await.unwrap();
-    fourth.write_all(&chunk(&snapshot_line(6, "4s"))).await.unwrap();
+    fourth.send(&snapshot_line(5, "soon"));
+    fourth.send(&snapshot_line(6, "4s"));
     let deadline = Instant::now() + Duration::from_secs(5);
     while state().await != (2, "4s".into(), Some(2.0)) {
         assert!(
