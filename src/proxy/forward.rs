@@ -247,10 +247,13 @@ impl Proxy {
             Err(ProxyError::RequestTimeout(timeouts.request.unwrap_or_default()))
         });
         let (mut response, conn, sent_at) = match outcome {
-            // An app gone while its pod stops is being replaced, not broken.
-            Err(ProxyError::ConnectRefused | ProxyError::ConnectionTerminated)
-                if self.lifecycle.is_stopping() =>
-            {
+            // An app gone while its pod stops is being replaced, not broken; however the
+            // connect fails (refused, or out of ephemeral ports under a burst of retries).
+            Err(
+                ProxyError::ConnectRefused
+                | ProxyError::ConnectFailed(_)
+                | ProxyError::ConnectionTerminated,
+            ) if self.lifecycle.is_stopping() => {
                 return Err(ProxyError::AppStopping);
             }
             // An app that has never answered and refuses connections is still starting:
