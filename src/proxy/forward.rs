@@ -29,7 +29,7 @@ use crate::config::{Config, ConfigRx, Snapshot};
 use crate::maintenance::{self, Gate};
 use crate::overload::{Limiter, Shed, jittered_retry_after};
 use crate::policy::RouteSettings;
-use crate::telemetry::metrics::{InFlight, Metrics, ReasonLabels, Source};
+use crate::telemetry::metrics::{InFlight, Metrics, ReasonLabels};
 
 /// What the proxy knows about the client connection a request arrived on.
 #[derive(Clone, Debug)]
@@ -444,7 +444,7 @@ impl Proxy {
         if err.closes_client_connection() && version < Version::HTTP_2 {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        self.metrics.response(status.as_u16(), err.reason(), Source::Proxy);
+        self.metrics.proxy_response(status.as_u16(), err.reason(), local.retry_after);
         tracing::warn!(
             status = status.as_u16(),
             reason = err.reason(),

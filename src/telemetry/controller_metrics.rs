@@ -46,6 +46,7 @@ pub struct ControllerMetrics {
     pub sidecars: Family<SidecarStateLabels, Gauge>,
     /// The sidecars this replica knows, by the version they announced.
     pub sidecar_versions: Family<SidecarVersionLabels, Gauge>,
+    pub resident_memory: Gauge,
 }
 
 impl Default for ControllerMetrics {
@@ -105,8 +106,15 @@ impl Default for ControllerMetrics {
              (unknown: too old to say)",
             sidecar_versions.clone(),
         );
+        let resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the controller's process",
+            resident_memory.clone(),
+        );
         ControllerMetrics {
             registry: root,
+            resident_memory,
             sidecars,
             sidecar_versions,
             streams,
@@ -124,6 +132,7 @@ impl Default for ControllerMetrics {
 
 impl ControllerMetrics {
     pub fn encode(&self) -> String {
+        super::process::update_resident(&self.resident_memory);
         super::metrics::encode(&self.registry)
     }
 }

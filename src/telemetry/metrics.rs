@@ -8,6 +8,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+
+use super::process;
 use prometheus_client::registry::Registry;
 
 /// Who made a response: the app, or the sidecar itself.
@@ -44,8 +46,16 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// Retry-After values handed out, in seconds: one second (a pod starting or stopping)
+/// up to a day (a long maintenance window).
+const RETRY_AFTER_BUCKETS: [f64; 10] =
+    [1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0];
+
 pub struct Metrics {
     pub registry: Registry,
+    /// The Retry-After of every response the sidecar makes with one, by reason.
+    pub retry_after: Family<ReasonLabels, Histogram>,
+    pub resident_memory: Gauge,
     pub responses: Family<ResponseLabels, Counter>,
     /// The app's own responses by status (100 to 599), each a handle on its counter in
     /// `responses`: every proxied response is counted, and a label set hashed on each
@@ -152,8 +162,24 @@ impl Default for Metrics {
             "Tasks alive on the sidecar's runtime",
             runtime_alive_tasks.clone(),
         );
+        let retry_after = Family::<ReasonLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(RETRY_AFTER_BUCKETS)) as fn() -> Histogram,
+        );
+        registry.register(
+            "retry_after_seconds",
+            "Retry-After of the responses the sidecar makes with one, by reason",
+            retry_after.clone(),
+        );
+        let resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the sidecar's process",
+            resident_memory.clone(),
+        );
         Metrics {
             registry,
+            retry_after,
+            resident_memory,
             shed,
             maintenance_active,
             maintenance_until,
@@ -178,6 +204,15 @@ impl Metrics {
         self.responses.get_or_create(&ResponseLabels { status, reason, source }).inc();
     }
 
+    /// A response the sidecar made itself, with the Retry-After it handed out, if any.
+    pub fn proxy_response(&self, status: u16, reason: &'static str, retry_after: Option<u64>) {
+        self.response(status, reason, Source::Proxy);
+        if let Some(seconds) = retry_after {
+            #[allow(clippy::cast_precision_loss)] // whole seconds, far below 2^52
+            self.retry_after.get_or_create(&ReasonLabels { reason }).observe(seconds as f64);
+        }
+    }
+
     /// One of the app's own responses (reason `none`), counted through its status's handle.
     pub fn app_response(&self, status: u16) {
         let Some(slot) =
@@ -196,6 +231,7 @@ impl Metrics {
             let tasks = runtime.metrics().num_alive_tasks();
             self.runtime_alive_tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
         }
+        process::update_resident(&self.resident_memory);
         encode(&self.registry)
     }
 }
@@ -276,5 +312,30 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn retry_after_is_counted_by_reason_and_only_where_handed_out() {
+        let metrics = Metrics::default();
+        metrics.proxy_response(503, "maintenance", Some(840));
+        metrics.proxy_response(503, "app_stopping", Some(1));
+        metrics.proxy_response(504, "timeout", None);
+        let text = metrics.encode();
+        for line in [
+            r#"portcullis_retry_after_seconds_sum{reason="maintenance"} 840.0"#,
+            r#"portcullis_retry_after_seconds_count{reason="maintenance"} 1"#,
+            r#"portcullis_retry_after_seconds_bucket{le="300.0",reason="maintenance"} 0"#,
+            r#"portcullis_retry_after_seconds_bucket{le="900.0",reason="maintenance"} 1"#,
+            r#"portcullis_retry_after_seconds_bucket{le="1.0",reason="app_stopping"} 1"#,
+            r#"portcullis_responses_total{status="504",reason="timeout",source="proxy"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(!text.contains(r#"retry_after_seconds_count{reason="timeout"}"#), "{text}");
+        let resident = text
+            .lines()
+            .find_map(|l| l.strip_prefix("portcullis_process_resident_memory_bytes "))
+            .expect("the gauge is encoded");
+        assert!(resident.parse::<i64>().unwrap() > 1024 * 1024, "{resident}");
     }
 }

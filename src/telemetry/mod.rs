@@ -4,6 +4,7 @@
 
 pub mod controller_metrics;
 pub mod metrics;
+pub mod process;
 
 use tracing_subscriber::EnvFilter;
 
