@@ -10,6 +10,7 @@ use super::names::STOP_DELAY_ANNOTATION;
 use super::pre_stop::PreStop;
 use super::stop_delay::{DelaySource, StopDelay};
 use crate::apiserver::FieldError;
+use crate::telemetry::controller_metrics::injection_failure;
 
 /// Why a pod was left alone; `as_str` is the `reason` label of
 /// `portcullis_injections_total`.
@@ -156,7 +157,7 @@ pub struct InvalidMutation {
 
 impl InvalidMutation {
     /// The `reason` label of `portcullis_injections_total{result="failed"}`.
-    pub const REASON: &'static str = "invalid_mutation";
+    pub const REASON: &'static str = injection_failure::INVALID_MUTATION;
 
     /// The API server's own words, field first, so the Warning Event names the field.
     pub fn message(&self) -> String {

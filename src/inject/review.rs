@@ -16,6 +16,7 @@ use super::config::InjectConfig;
 use super::mutate::mutate;
 use super::outcome::{InvalidMutation, Outcome, Summary};
 use super::stop_token::StopTokens;
+use crate::telemetry::controller_metrics::injection_failure;
 
 /// The `result` label of `portcullis_injections_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,13 +128,18 @@ fn decide(
         return (Verdict::Skipped, "not_a_pod", message, None);
     }
     let Some(object) = object.filter(|o| !o.is_null()) else {
-        return (Verdict::Failed, "no_object", "the request carries no pod".into(), None);
+        return (
+            Verdict::Failed,
+            injection_failure::NO_OBJECT,
+            "the request carries no pod".into(),
+            None,
+        );
     };
     let pod: Pod = match serde_json::from_value(object) {
         Ok(pod) => pod,
         Err(error) => {
             let message = format!("cannot read the pod: {error}");
-            return (Verdict::Failed, "undecodable_pod", message, None);
+            return (Verdict::Failed, injection_failure::UNDECODABLE_POD, message, None);
         }
     };
     if decision.namespace.is_empty() {
@@ -147,13 +153,16 @@ fn decide(
     let services = services(&decision.namespace);
     let stop_token = match stop_tokens() {
         Ok(token) => token,
-        Err(error) => return (Verdict::Failed, "stop_token_unavailable", error.to_string(), None),
+        Err(error) => {
+            let reason = injection_failure::STOP_TOKEN_UNAVAILABLE;
+            return (Verdict::Failed, reason, error.to_string(), None);
+        }
     };
     match mutate(&pod, &decision.namespace, config, ca_pem, &services, &stop_token) {
         // Only a pod that would get a sidecar needs the CA; the others are skipped as ever.
         Outcome::Injected(_) if ca_pem.trim().is_empty() => {
             let message = "the controller has no CA bundle yet for the sidecar to trust".into();
-            (Verdict::Failed, "ca_unavailable", message, None)
+            (Verdict::Failed, injection_failure::CA_UNAVAILABLE, message, None)
         }
         Outcome::Injected(injection) => {
             let message = injection.summary.to_string();

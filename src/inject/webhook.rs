@@ -27,7 +27,7 @@ use super::outcome::SkipReason;
 use super::pre_stop::PreStop;
 use super::review::{Decision, Verdict, review};
 use super::stop_token::StopToken;
-use crate::telemetry::controller_metrics::{ControllerMetrics, InjectionLabels};
+use crate::telemetry::controller_metrics::{ControllerMetrics, InjectionLabels, injection_failure};
 
 /// The path the webhook configuration names.
 pub const PATH: &str = "/inject";
@@ -95,7 +95,7 @@ impl Webhook {
                 response
             }
             Err(error) => {
-                self.count(Verdict::Failed, "invalid_review");
+                self.count(Verdict::Failed, injection_failure::INVALID_REVIEW);
                 tracing::warn!("injection webhook: {error}");
                 text(StatusCode::BAD_REQUEST, &format!("{error}\n"))
             }

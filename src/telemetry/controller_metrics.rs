@@ -18,6 +18,26 @@ pub struct InjectionLabels {
     pub reason: &'static str,
 }
 
+/// The `reason`s of `portcullis_injections_total{result="failed"}`. Each series is there at
+/// 0 from the start, so that an alert sees the first failure as an increase (a series that
+/// is born at 1 has no increase to see).
+pub mod injection_failure {
+    pub const NO_OBJECT: &str = "no_object";
+    pub const UNDECODABLE_POD: &str = "undecodable_pod";
+    pub const STOP_TOKEN_UNAVAILABLE: &str = "stop_token_unavailable";
+    pub const CA_UNAVAILABLE: &str = "ca_unavailable";
+    pub const INVALID_MUTATION: &str = "invalid_mutation";
+    pub const INVALID_REVIEW: &str = "invalid_review";
+    pub const ALL: [&str; 6] = [
+        NO_OBJECT,
+        UNDECODABLE_POD,
+        STOP_TOKEN_UNAVAILABLE,
+        CA_UNAVAILABLE,
+        INVALID_MUTATION,
+        INVALID_REVIEW,
+    ];
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SidecarStateLabels {
     pub state: &'static str,
@@ -53,6 +73,9 @@ impl Default for ControllerMetrics {
     fn default() -> Self {
         let mut root = Registry::default();
         let injections = Family::<InjectionLabels, Counter>::default();
+        for reason in injection_failure::ALL {
+            let _ = injections.get_or_create(&InjectionLabels { result: "failed", reason });
+        }
         root.register(
             "portcullis_injections",
             "Pods seen by the injection webhook, by result and reason",
@@ -134,5 +157,24 @@ impl ControllerMetrics {
     pub fn encode(&self) -> String {
         super::process::update_resident(&self.resident_memory);
         super::metrics::encode(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_reason_is_exported_at_zero_from_the_start() {
+        let text = ControllerMetrics::default().encode();
+        for reason in injection_failure::ALL {
+            let line =
+                format!(r#"portcullis_injections_total{{result="failed",reason="{reason}"}} 0"#);
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("portcullis_controller_process_resident_memory_bytes "))
+        );
     }
 }

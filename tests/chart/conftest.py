@@ -36,6 +36,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}},
             "podMonitor": {"enabled": True, "interval": "15s"},
             "prometheusRule": {"enabled": True, "proxyErrorsPerSecond": 0.5},
+            "dashboards": {"enabled": True, "labels": {"team": "platform"}, "annotations": {"grafana_folder": "Portcullis"}},
         }
     },
     "one-replica": {"controller": {"replicas": 1}},

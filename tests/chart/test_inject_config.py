@@ -71,7 +71,7 @@ def sidecar(pod: dict) -> dict:
 @pytest.mark.parametrize("scenario", ["defaults", "images", "custom-resources", "stop-delay", "everything"])
 def test_the_injector_reads_the_chart_config(render, tmp_path, scenario):
     rendered = render(SCENARIOS[scenario])
-    config_text = rendered.one("ConfigMap")["data"]["inject.yaml"]
+    config_text = rendered.one("ConfigMap", "portcullis-inject")["data"]["inject.yaml"]
     config = yaml.safe_load(config_text)
     injected, _ = inject(tmp_path, config_text, POD)
     proxy = sidecar(injected)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from conftest import NAMESPACE, REPO, SCENARIOS
 
 METRIC_SOURCES = ["src/telemetry/metrics.rs", "src/telemetry/controller_metrics.rs"]
@@ -47,13 +49,103 @@ def test_service_monitor_scrapes_the_controller_admin_port(render):
     assert selected[0]["spec"]["ports"] == [{"name": "admin", "port": 9902, "targetPort": "admin", "protocol": "TCP"}]
 
 
+# The pod's workload, from Prometheus' Kubernetes pod discovery: the name of the pod's
+# controller (its ownerReference with controller: true) and whether the pod has a label.
+WORKLOAD_RELABELINGS = [
+    {
+        "action": "replace",
+        "sourceLabels": ["__meta_kubernetes_pod_controller_name"],
+        "regex": "(.+)",
+        "replacement": "$1",
+        "targetLabel": "workload",
+    },
+    {
+        "action": "replace",
+        "sourceLabels": [
+            "__meta_kubernetes_pod_controller_kind",
+            "__meta_kubernetes_pod_labelpresent_pod_template_hash",
+            "__meta_kubernetes_pod_controller_name",
+        ],
+        "separator": ";",
+        "regex": "ReplicaSet;true;(.+)-[bcdfghjklmnpqrstvwxz2456789]+",
+        "replacement": "$1",
+        "targetLabel": "workload",
+    },
+]
+
+
 def test_pod_monitor_scrapes_every_sidecar(render):
     monitor = render(SCENARIOS["monitoring"]).one("PodMonitor", "portcullis-sidecars")
     assert monitor["spec"] == {
         "namespaceSelector": {"any": True},
         "selector": {},
-        "podMetricsEndpoints": [{"port": "portcullis-adm", "path": "/metrics", "interval": "15s"}],
+        "podMetricsEndpoints": [
+            {
+                "port": "portcullis-adm",
+                "path": "/metrics",
+                "interval": "15s",
+                "relabelings": WORKLOAD_RELABELINGS,
+            }
+        ],
     }
+
+
+def relabel(labels: dict[str, str], rules: list[dict]) -> dict[str, str]:
+    """Prometheus' `replace` relabeling: the source labels' values (a missing label is the
+    empty string) joined by the separator, matched against the regex anchored at both ends
+    (RE2, which these regexes share with Python's re); on a match the target label is set
+    to the expanded replacement, or removed if that is empty; else nothing changes."""
+    labels = dict(labels)
+    for rule in rules:
+        assert rule.get("action", "replace") == "replace"
+        value = rule.get("separator", ";").join(labels.get(name, "") for name in rule["sourceLabels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if not match:
+            continue
+        result = re.sub(r"\$\{?(\d+)\}?", lambda g: match.group(int(g.group(1))) or "", rule.get("replacement", "$1"))
+        if result:
+            labels[rule["targetLabel"]] = result
+        else:
+            labels.pop(rule["targetLabel"], None)
+    return labels
+
+
+def pod_target(kind: str | None, controller: str | None, **pod_labels: str) -> dict[str, str]:
+    """A discovered pod's meta labels, as Prometheus' Kubernetes pod discovery sets them."""
+    labels = {"__meta_kubernetes_namespace": "shop", "__meta_kubernetes_pod_name": "some-pod"}
+    if kind:
+        labels["__meta_kubernetes_pod_controller_kind"] = kind
+    if controller:
+        labels["__meta_kubernetes_pod_controller_name"] = controller
+    for name, value in pod_labels.items():
+        labels[f"__meta_kubernetes_pod_label_{name}"] = value
+        labels[f"__meta_kubernetes_pod_labelpresent_{name}"] = "true"
+    return labels
+
+
+@pytest.mark.parametrize(
+    "target,workload",
+    [
+        # A Deployment's pod: its ReplicaSet is `<deployment>-<pod-template-hash>`.
+        (pod_target("ReplicaSet", "web-5d8f7c9b6d", pod_template_hash="5d8f7c9b6d"), "web"),
+        (pod_target("ReplicaSet", "checkout-api-7c9f8b6d45", pod_template_hash="7c9f8b6d45"), "checkout-api"),
+        (pod_target("StatefulSet", "db"), "db"),
+        (pod_target("DaemonSet", "node-agent"), "node-agent"),
+        (pod_target("Job", "backup-28473920"), "backup-28473920"),
+        # A ReplicaSet of its own (no Deployment, so no pod-template-hash): its name.
+        (pod_target("ReplicaSet", "cache-rs"), "cache-rs"),
+        # A bare pod: no controller, no workload.
+        (pod_target(None, None), None),
+    ],
+    ids=["deployment", "deployment-dashed", "statefulset", "daemonset", "job", "bare-replicaset", "bare-pod"],
+)
+def test_the_workload_label_is_the_pods_workload(render, target, workload):
+    monitor = render(SCENARIOS["monitoring"]).one("PodMonitor", "portcullis-sidecars")
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    labels = relabel(target, endpoint["relabelings"])
+    assert labels.get("workload") == workload
+    # Nothing else changes.
+    assert {k: v for k, v in labels.items() if k != "workload"} == target
 
 
 def test_alerts(render):

@@ -93,14 +93,22 @@ def check_foreign(obj):
     elif kind == "PodMonitor":
         assert set(spec) == {"namespaceSelector", "selector", "podMetricsEndpoints"}
         for endpoint in spec["podMetricsEndpoints"]:
-            assert set(endpoint) <= {"port", "path", "interval"} and endpoint["port"]
+            assert set(endpoint) <= {"port", "path", "interval", "relabelings"} and endpoint["port"]
+            for rule in endpoint.get("relabelings", []):
+                # Prometheus Operator's RelabelConfig (monitoring.coreos.com/v1).
+                assert set(rule) <= {"sourceLabels", "separator", "targetLabel", "regex", "modulus", "replacement", "action"}
+                assert rule["action"] in {"replace", "keep", "drop", "hashmod", "labelmap", "labeldrop", "labelkeep", "lowercase", "uppercase", "keepequal", "dropequal"}
+                assert all(re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) for name in rule.get("sourceLabels", []))
+                if rule["action"] == "replace":
+                    assert re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", rule["targetLabel"])
     elif kind == "PrometheusRule":
         for group in spec["groups"]:
             assert set(group) == {"name", "rules"}
             for rule in group["rules"]:
                 assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}
                 assert rule["alert"] and rule["expr"].strip()
-                assert re.fullmatch(r"([0-9]+(ms|s|m|h|d|w|y))+", rule["for"])
+                if "for" in rule:
+                    assert re.fullmatch(r"([0-9]+(ms|s|m|h|d|w|y))+", rule["for"])
     else:
         pytest.fail(f"no structural check for {kind}")
 
