@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS := $(VENV)/.installed
 IMAGE ?= portcullis:dev
 
-.PHONY: all build test lint deny unit chart grpc demo bench soak crds tools image clean fuzz fuzz-ci
+.PHONY: all build test lint deny unit chart grpc monitoring shipping demo bench soak crds tools image image-archive clean fuzz fuzz-ci
 
 all: build
 
@@ -55,14 +55,34 @@ grpc: tools
 	$(CARGO) build --quiet --bin portcullis
 	set -o pipefail; $(PY) -m pytest tests/grpc -q -p no:cacheprovider 2>&1 | tee target/grpc.log
 
-# Ends with one line that adds up every test binary's results, the chart's and gRPC's.
-test: lint deny unit chart grpc
+## The chart's alerts and dashboard against a real Prometheus (Debian's `prometheus`):
+## `promtool check rules` and `promtool test rules`, then every expression evaluated over
+## a real controller and real sidecars under load (tests/monitoring).
+monitoring: tools
+	@mkdir -p target
+	$(CARGO) build --quiet --bin portcullis --example metrics_fixture
+	set -o pipefail; $(PY) -m pytest tests/monitoring -q -p no:cacheprovider 2>&1 | tee target/monitoring.log
+
+## Shipping: the OCI archive of `make image-archive` (packed from the debug binary, which
+## takes seconds to build where the release one takes minutes; the packing is the same),
+## inspected with skopeo and umoci, and the release workflows checked by actionlint and
+## zizmor (tests/image, tests/release).
+shipping: tools
+	@mkdir -p target
+	$(CARGO) build --quiet --bin portcullis
+	set -o pipefail; $(PY) -m pytest tests/image tests/release -q -p no:cacheprovider 2>&1 | tee target/shipping.log
+
+PYTEST_LOGS := target/chart.log target/grpc.log target/monitoring.log target/shipping.log
+
+# Ends with one line that adds up every test binary's results and every pytest suite's.
+test: lint deny unit chart grpc monitoring shipping
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { print p, f }' target/test.log > target/rust.sum
 	@read p f < target/rust.sum; \
 	  count() { grep -Eo "[0-9]+ $$1" "$$2" | tail -1 | grep -Eo '[0-9]+' || echo 0; }; \
-	  cp=$$(count passed target/chart.log); cf=$$(count failed target/chart.log); \
-	  gp=$$(count passed target/grpc.log); gf=$$(count failed target/grpc.log); \
-	  echo "summary: $$((p + cp + gp)) passed, $$((f + cf + gf)) failed"
+	  for log in $(PYTEST_LOGS); do \
+	    p=$$((p + $$(count passed $$log))); f=$$((f + $$(count failed $$log) + $$(count error $$log))); \
+	  done; \
+	  echo "summary: $$p passed, $$f failed"
 
 ## Regenerate crds/ and the chart's copy from the Rust types (a test fails when they drift).
 crds:
@@ -112,9 +132,15 @@ fuzz:
 fuzz-ci:
 	$(MAKE) fuzz FUZZ_SECONDS=30 FUZZ_ARGS=-seed=1
 
-## The container image (needs a Docker engine, which CI machines here lack).
+## The container image from the Dockerfile, with docker, else podman, else buildah.
 image:
-	docker build -t $(IMAGE) .
+	bash packaging/image.sh $(IMAGE)
+
+## The release binary packed into an OCI archive (target/image/portcullis.oci.tar) without
+## a container engine or a base image: `kind load image-archive`, `k3s ctr images import`.
+image-archive:
+	$(CARGO) build --release --locked --bin portcullis
+	bash packaging/image-archive.sh
 
 clean:
 	$(CARGO) clean

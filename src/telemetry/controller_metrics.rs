@@ -95,6 +95,10 @@ impl Default for ControllerMetrics {
             index_resources.clone(),
         );
         let status_writes = Family::<ResultLabels, Counter>::default();
+        // Both at 0 from the start, so that the first error is an increase to alert on.
+        for result in ["ok", "error"] {
+            let _ = status_writes.get_or_create(&ResultLabels { result });
+        }
         registry.register("status_writes", "Status writes, by result", status_writes.clone());
         // 100 µs to about 3 s.
         let propagation = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
