@@ -104,7 +104,7 @@ soak:
 ## cargo-fuzz`; .ci/run installs it, and runs `fuzz-ci` before `make test`). Each
 ## target in fuzz/ runs for FUZZ_SECONDS from its seeds in fuzz/seeds/<target> (read only);
 ## the inputs it finds go to fuzz/corpus/<target>, crashes to fuzz/artifacts/<target>, its
-## log to fuzz/logs/<target>.log. Fails when any target crashes. `fuzz-ci` runs each 30 s.
+## log to fuzz/logs/<target>.log. Fails when any target crashes. `fuzz-ci` runs each 20 s.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := config_yaml schedule stream_frames http1_server http1_client ack_lines
 FUZZ_FLAGS ?=
@@ -130,7 +130,7 @@ fuzz:
 	fi; echo "fuzz: no crashes"
 
 fuzz-ci:
-	$(MAKE) fuzz FUZZ_SECONDS=30 FUZZ_ARGS=-seed=1
+	$(MAKE) fuzz FUZZ_SECONDS=20 FUZZ_ARGS=-seed=1
 
 ## The container image from the Dockerfile, with docker, else podman, else buildah.
 image:

@@ -43,17 +43,6 @@ use process::{ControllerProcess, cpu_seconds, memory, mib, raise_open_files, run
 use sidecars::{REOPENED, Received, STARTED, get, sidecar, synced};
 use writes::{Rates, Writes};
 
-/// `tests/support/fake_api.rs` names Cargo's scratch directory for tests, which Cargo only
-/// sets when it builds tests and benches: for this example, the same place by hand.
-macro_rules! env {
-    ("CARGO_TARGET_TMPDIR") => {
-        concat!(std::env!("CARGO_MANIFEST_DIR"), "/target/tmp")
-    };
-    ($($any:tt)*) => {
-        std::env!($($any)*)
-    };
-}
-
 #[allow(dead_code)]
 #[path = "../../tests/support/fake_api.rs"]
 mod fake_api;

@@ -47,17 +47,6 @@ mod app;
 mod cluster;
 mod load;
 
-/// `tests/support/fake_api.rs` names Cargo's scratch directory for tests, which Cargo only
-/// sets when it builds tests and benches: for this example, the same place by hand.
-macro_rules! env {
-    ("CARGO_TARGET_TMPDIR") => {
-        concat!(std::env!("CARGO_MANIFEST_DIR"), "/target/tmp")
-    };
-    ($($any:tt)*) => {
-        std::env!($($any)*)
-    };
-}
-
 #[allow(dead_code)]
 #[path = "../../tests/support/fake_api.rs"]
 mod fake_api;

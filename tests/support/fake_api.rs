@@ -156,7 +156,11 @@ impl FakeApi {
     /// the chart's tests check that its RBAC grants each of them: the controller must work
     /// with exactly what the chart grants.
     pub fn save_requests(&self, name: &str) {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("api-requests");
+        // Cargo's scratch directory for tests; examples that include this file get none, so
+        // the same place by hand.
+        let tmp = option_env!("CARGO_TARGET_TMPDIR")
+            .unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/target/tmp"));
+        let dir = std::path::Path::new(tmp).join("api-requests");
         std::fs::create_dir_all(&dir).unwrap();
         let requests: Vec<Value> = self
             .store
