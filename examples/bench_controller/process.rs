@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use portcullis::controller::run::{Controller, Leadership};
+use portcullis::telemetry::process::status_kib;
 use tokio::net::TcpListener;
 
 use super::CONTROLLER_ROLE;
@@ -91,14 +92,8 @@ impl ControllerProcess {
 }
 
 pub(crate) fn memory(status: &str) -> (u64, u64) {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let field = |name| status_kib(status, name).and_then(|kib| u64::try_from(kib).ok());
+    (field("VmRSS").unwrap_or(0), field("VmHWM").unwrap_or(0))
 }
 
 pub(crate) fn cpu_seconds(stat_path: &str) -> f64 {

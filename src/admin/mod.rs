@@ -128,7 +128,7 @@ impl Endpoints for Admin {
     }
 
     fn metrics(&self) -> String {
-        self.metrics.encode()
+        self.metrics.scrape()
     }
 
     /// The whole effective config, to the pod itself only: in a pod the admin port listens

@@ -25,7 +25,7 @@ use super::programmed::{Fleet, Verdict, verdict};
 use super::sidecars::Sidecars;
 use crate::api::{MaintenanceWindow, UpstreamPolicy};
 use crate::schedule::Span;
-use crate::telemetry::controller_metrics::ControllerMetrics;
+use crate::telemetry::controller_metrics::{ControllerMetrics, status_write};
 use crate::telemetry::metrics::ResultLabels;
 
 /// The field manager of every status write.
@@ -227,7 +227,7 @@ impl StatusWriter {
         }
         let accepted_changed = previous.is_none_or(|p| p.accepted != d.accepted);
         let result = self.patch(&d, &status).await;
-        let label = if result.is_ok() { "ok" } else { "error" };
+        let label = if result.is_ok() { status_write::OK } else { status_write::ERROR };
         self.metrics.status_writes.get_or_create(&ResultLabels { result: label }).inc();
         match result {
             Ok(()) => {

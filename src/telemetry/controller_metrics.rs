@@ -38,6 +38,13 @@ pub mod injection_failure {
     ];
 }
 
+/// The `result`s of `portcullis_controller_status_writes_total`, both there at 0 from the
+/// start, so that the first error is an increase to alert on.
+pub mod status_write {
+    pub const OK: &str = "ok";
+    pub const ERROR: &str = "error";
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SidecarStateLabels {
     pub state: &'static str,
@@ -95,8 +102,7 @@ impl Default for ControllerMetrics {
             index_resources.clone(),
         );
         let status_writes = Family::<ResultLabels, Counter>::default();
-        // Both at 0 from the start, so that the first error is an increase to alert on.
-        for result in ["ok", "error"] {
+        for result in [status_write::OK, status_write::ERROR] {
             let _ = status_writes.get_or_create(&ResultLabels { result });
         }
         registry.register("status_writes", "Status writes, by result", status_writes.clone());

@@ -8,9 +8,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use super::process;
-use prometheus_client::registry::Registry;
 
 /// Who made a response: the app, or the sidecar itself.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -224,14 +224,20 @@ impl Metrics {
         slot.get_or_init(|| self.responses.get_or_create(&labels).clone()).inc();
     }
 
-    /// The registry as text; the runtime's task count is read now, on the runtime that
-    /// serves the scrape (the sidecar's only one).
-    pub fn encode(&self) -> String {
+    /// The registry as text for a scrape: the gauges read at scrape time (the runtime's
+    /// task count, on the runtime that serves the scrape, the sidecar's only one; the
+    /// resident memory) are read first.
+    pub fn scrape(&self) -> String {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let tasks = runtime.metrics().num_alive_tasks();
             self.runtime_alive_tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
         }
         process::update_resident(&self.resident_memory);
+        self.encode()
+    }
+
+    /// The registry as text, as it stands (for readers of the counters, such as `/v1/state`).
+    pub fn encode(&self) -> String {
         encode(&self.registry)
     }
 }
@@ -283,7 +289,7 @@ mod tests {
                 .expect("the gauge is encoded");
             line.rsplit(' ').next().unwrap().parse().expect("a number")
         };
-        let text = metrics.encode();
+        let text = metrics.scrape();
         assert!(text.contains(
             "# HELP portcullis_runtime_alive_tasks Tasks alive on the sidecar's runtime."
         ));
@@ -292,7 +298,7 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        assert_eq!(alive(&metrics.encode()), 0);
+        assert_eq!(alive(&metrics.scrape()), 0);
     }
 
     #[test]
@@ -320,7 +326,7 @@ mod tests {
         metrics.proxy_response(503, "maintenance", Some(840));
         metrics.proxy_response(503, "app_stopping", Some(1));
         metrics.proxy_response(504, "timeout", None);
-        let text = metrics.encode();
+        let text = metrics.scrape();
         for line in [
             r#"portcullis_retry_after_seconds_sum{reason="maintenance"} 840.0"#,
             r#"portcullis_retry_after_seconds_count{reason="maintenance"} 1"#,

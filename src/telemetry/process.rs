@@ -7,13 +7,13 @@ use prometheus_client::metrics::gauge::Gauge;
 /// is no procfs (not Linux), so the gauge keeps its last value instead of a made-up one.
 pub fn resident_bytes() -> Option<i64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    parse_vm_rss(&status)
+    status_kib(&status, "VmRSS")?.checked_mul(1024)
 }
 
-fn parse_vm_rss(status: &str) -> Option<i64> {
-    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-    let kib: i64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
-    kib.checked_mul(1024)
+/// A `/proc/<pid>/status` field given in KiB (`VmRSS`, `VmHWM`...).
+pub fn status_kib(status: &str, field: &str) -> Option<i64> {
+    let line = status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    line.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
 /// Sets `gauge` to the resident memory now, where it can be read.
@@ -28,11 +28,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_vm_rss_in_bytes() {
+    fn reads_status_fields_in_kib() {
         let status = "Name:\tportcullis\nVmPeak:\t  20000 kB\nVmRSS:\t    7480 kB\nThreads:\t2\n";
-        assert_eq!(parse_vm_rss(status), Some(7480 * 1024));
-        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
-        assert_eq!(parse_vm_rss("VmRSS:\t12 MB\n"), None, "only kB is what the kernel writes");
+        assert_eq!(status_kib(status, "VmRSS"), Some(7480));
+        assert_eq!(status_kib(status, "VmPeak"), Some(20000));
+        assert_eq!(status_kib("Name:\tx\n", "VmRSS"), None);
+        assert_eq!(
+            status_kib("VmRSS:\t12 MB\n", "VmRSS"),
+            None,
+            "only kB is what the kernel writes"
+        );
+        assert_eq!(status_kib("VmRSSx:\t12 kB\n", "VmRSS"), None, "the whole field name");
     }
 
     #[test]
