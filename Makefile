@@ -22,8 +22,8 @@ $(TOOLS): tests/requirements.txt
 	touch $@
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Licenses, banned or duplicate crates and sources of the dependency graph, against deny.toml
 # (advisories are left out: their database cannot be fetched on CI machines).
@@ -35,7 +35,7 @@ unit: tools
 	@mkdir -p target
 	set -o pipefail; HTTPLINT=$(abspath $(VENV)/bin/httplint) \
 	  KUBERNETES_VALIDATE=$(abspath $(VENV)/bin/kubernetes-validate) \
-	  $(CARGO) test --all-targets 2>&1 | tee target/test.log
+	  $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 
 ## The Helm chart: strict lint, renders with default and other values, every manifest
 ## checked against Kubernetes 1.33 and 1.35 schemas, CRDs equal to crds/, and its RBAC

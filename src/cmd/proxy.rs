@@ -186,5 +186,6 @@ async fn sidecar(args: ProxyArgs) -> Result<(), String> {
         },
         stop: StopSettings { delay: args.stop_delay.as_std(), token: args.stop_token },
     };
+    tokio::spawn(crate::memory::give_back_freed_memory());
     sidecar.run(shared::shutdown_signal()).await.map_err(|e| e.to_string())
 }

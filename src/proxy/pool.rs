@@ -27,6 +27,10 @@ use super::tap::{ReadTap, Tap};
 
 /// How often idle connections are looked over and the stale ones closed.
 const REAP_EVERY: Duration = Duration::from_millis(250);
+/// How long a connection waits in the pool before it lets go of its buffers: under load a
+/// connection is taken again within milliseconds and keeps them; one idle this long is
+/// past the burst, and its buffers are memory that a fleet of sidecars would keep.
+const COLD_AFTER: Duration = Duration::from_secs(1);
 
 /// The protocol spoken to the app.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -99,11 +103,13 @@ struct Idle<C> {
     conn: C,
     since: Instant,
     max_idle: Option<Duration>,
+    /// Whether its buffers were let go (`COLD_AFTER`).
+    cold: bool,
 }
 
 impl<C> Idle<C> {
     fn new(conn: C, max_idle: Option<Duration>) -> Self {
-        Idle { conn, since: Instant::now(), max_idle }
+        Idle { conn, since: Instant::now(), max_idle, cold: false }
     }
 
     /// Whether it has been idle for less than `upstreamIdle`.
@@ -115,6 +121,14 @@ impl<C> Idle<C> {
 impl Idle<Box<H1Conn>> {
     fn usable(&self, now: Instant) -> bool {
         self.fresh(now) && self.conn.is_usable()
+    }
+
+    /// Lets go of the connection's buffers once it has waited `COLD_AFTER`.
+    fn cool(&mut self, now: Instant) {
+        if !self.cold && now.duration_since(self.since) >= COLD_AFTER {
+            self.conn.release_buffers();
+            self.cold = true;
+        }
     }
 }
 
@@ -270,14 +284,17 @@ impl Pool {
 }
 
 /// Closes idle connections as they go stale, so that the app never sees one of ours
-/// linger past `upstreamIdle`.
+/// linger past `upstreamIdle`, and lets cold ones go of their buffers.
 async fn reap(pool: Weak<Inner>) {
     let mut tick = tokio::time::interval(REAP_EVERY);
     loop {
         tick.tick().await;
         let Some(inner) = pool.upgrade() else { return };
         let now = Instant::now();
-        inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| c.usable(now));
+        inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).retain_mut(|c| {
+            c.cool(now);
+            c.usable(now)
+        });
         let mut shared = inner.shared_h2.lock().unwrap_or_else(|e| e.into_inner());
         if shared.as_ref().is_some_and(|(tx, _)| tx.is_closed()) {
             *shared = None;
@@ -291,5 +308,59 @@ struct ByteCount(Arc<AtomicU64>);
 impl Tap for ByteCount {
     fn on_read(&mut self, bytes: &[u8]) {
         self.0.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::Request;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// One GET over `conn`, answered by `app` with a small 200; the connection comes back.
+    async fn exchange(conn: Box<H1Conn>, app: &mut TcpStream) -> Box<H1Conn> {
+        let (parts, ()) = Request::get("/").header("host", "x").body(()).unwrap().into_parts();
+        let sent = tokio::spawn(async move { conn.send(&parts, RequestBody::empty(), 8192).await });
+        let mut head = [0; 1024];
+        let n = app.read(&mut head).await.unwrap();
+        assert!(head[..n].ends_with(b"\r\n\r\n"));
+        app.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+        let mut body = sent.await.unwrap().unwrap().into_body();
+        while let Some(frame) = body.frame().await {
+            let _: Bytes = frame.unwrap().into_data().unwrap_or_default();
+        }
+        body.take_reusable().expect("reusable")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_idle_past_a_burst_lets_go_of_its_buffers_and_still_serves() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::new(listener.local_addr().unwrap().to_string(), AppProtocol::Http1);
+        let opts = ConnectOptions { connect_timeout: None, max_header_bytes: 8192, max_idle: None };
+        let conn = pool.connect_h1(&opts).await.unwrap();
+        let (mut app, _) = listener.accept().await.unwrap();
+        let conn = exchange(conn, &mut app).await;
+        let held = conn.buffer_bytes();
+        assert!(held >= 8 * 1024, "a read buffer at least: {held}");
+        pool.put_h1(conn, None);
+
+        // Taken again within the burst: its buffers are kept.
+        tokio::time::sleep(COLD_AFTER / 2).await;
+        let (conn, reused) = pool.checkout_h1(&opts).await.unwrap();
+        assert!(reused);
+        assert_eq!(conn.buffer_bytes(), held);
+        pool.put_h1(conn, None);
+
+        // Idle past it: let go by the next look over the pool, and still usable.
+        tokio::time::sleep(COLD_AFTER + REAP_EVERY).await;
+        let (conn, reused) = pool.checkout_h1(&opts).await.unwrap();
+        assert!(reused, "kept in the pool");
+        assert_eq!(conn.buffer_bytes(), 0);
+        let conn = exchange(conn, &mut app).await;
+        assert!(conn.buffer_bytes() >= 8 * 1024);
     }
 }

@@ -83,6 +83,24 @@ impl H1Conn {
         }
     }
 
+    /// Lets go of every buffer, for a connection that has waited in the pool long enough
+    /// to be past a burst: an idle connection then costs its socket and this struct, as
+    /// nginx's keep-alive connections to an upstream hold no buffer. The next exchange
+    /// allocates them again.
+    pub fn release_buffers(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+        self.out = Vec::new();
+        self.spans = Vec::new();
+    }
+
+    /// Bytes its buffers hold (their capacity).
+    #[cfg(test)]
+    pub fn buffer_bytes(&self) -> usize {
+        self.buf.capacity() + self.out.capacity() + self.spans.capacity() * size_of::<Span>()
+    }
+
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let fill = std::pin::pin!(self.fill());
         fill.poll(cx)
