@@ -2,8 +2,8 @@
 //!
 //! glibc's allocator keeps what a burst freed (see `portcullis_heap`): after its busiest
 //! minute a sidecar would stay that size for good, and across a fleet that is its cost.
-//! Once a second the bytes in use are read; when they have fallen below their high point
-//! since the last trim, the free pages are given back. The fall that matters is small: a
+//! Four times a second the bytes in use are read; when they have fallen below their high
+//! point since the last trim, the free pages are given back. The fall that matters is small: a
 //! few live blocks can hold whole pages, so freeing them (the pool's last connections, say)
 //! frees far more than their own size. A trim is cheap (well under a millisecond for a
 //! heap this size), and pages that a steady load takes back cost a page fault each, a few
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 
-/// How often the allocator is looked at.
-pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often the allocator is looked at (a few microseconds each time).
+pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// How far the bytes in use must fall below their high point for a trim to be worth it:
 /// less could not free a page, or hardly.
 pub const WORTH_TRIMMING: usize = 64 << 10;

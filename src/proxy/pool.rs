@@ -29,8 +29,9 @@ use super::tap::{ReadTap, Tap};
 const REAP_EVERY: Duration = Duration::from_millis(250);
 /// How long a connection waits in the pool before it lets go of its buffers: under load a
 /// connection is taken again within milliseconds and keeps them; one idle this long is
-/// past the burst, and its buffers are memory that a fleet of sidecars would keep.
-const COLD_AFTER: Duration = Duration::from_secs(1);
+/// past the burst, and its buffers are memory that a fleet of sidecars would keep. At a
+/// few requests a second, allocating them again costs far less than each request.
+const COLD_AFTER: Duration = Duration::from_millis(250);
 
 /// The protocol spoken to the app.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
