@@ -6,7 +6,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::Response;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
@@ -17,6 +17,9 @@ use super::head::{Framing, Head, MAX_FIELDS};
 use super::send::Upload;
 use crate::proxy::body::BoxError;
 
+/// Body pieces up to this size are copied out of the connection's read buffer; larger ones
+/// share it.
+const COPY_UP_TO: usize = 2048;
 /// hyper's limits: chunk extensions over the whole body, and the trailer section.
 const MAX_EXTENSION_BYTES: usize = 16 * 1024;
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
@@ -113,13 +116,20 @@ impl H1Body {
         self.upload = None;
     }
 
-    /// Up to `remaining` bytes from what has been read, if any has.
+    /// Up to `remaining` bytes from what has been read, if any has. Small pieces are
+    /// copied, so that the connection's read buffer stays its own (see `parse_response`);
+    /// larger ones share it, as copying them would cost more than a new buffer.
     fn take_data(&mut self, remaining: u64) -> Option<Bytes> {
         let buf = &mut self.conn.as_mut()?.buf;
         if buf.is_empty() {
             return None;
         }
         let n = remaining.min(buf.len() as u64) as usize;
+        if n <= COPY_UP_TO {
+            let data = Bytes::copy_from_slice(&buf[..n]);
+            buf.advance(n);
+            return Some(data);
+        }
         Some(buf.split_to(n).freeze())
     }
 }
@@ -158,7 +168,7 @@ impl Body for H1Body {
                 }
                 State::ChunkSize => match chunk_size(&conn.buf, this.extension_bytes) {
                     Ok(Some((used, size, extension))) => {
-                        let _ = conn.buf.split_to(used);
+                        conn.buf.advance(used);
                         this.extension_bytes += extension;
                         this.state =
                             if size == 0 { State::Trailers } else { State::ChunkData(size) };
@@ -171,7 +181,7 @@ impl Body for H1Body {
                     if &conn.buf[..2] != b"\r\n" {
                         return this.fail(H1Error::Malformed("chunk data longer than its size"));
                     }
-                    let _ = conn.buf.split_to(2);
+                    conn.buf.advance(2);
                     this.state = State::ChunkSize;
                     continue;
                 }
@@ -267,7 +277,7 @@ fn trailers(buf: &mut bytes::BytesMut) -> Result<Option<HeaderMap>, H1Error> {
         Ok(httparse::Status::Partial) if buf.len() < MAX_TRAILER_BYTES => return Ok(None),
         _ => return Err(H1Error::Malformed("invalid trailer section")),
     };
-    let _ = buf.split_to(used);
+    buf.advance(used);
     Ok(Some(map))
 }
 

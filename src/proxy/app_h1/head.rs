@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::mem::MaybeUninit;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode, Version};
@@ -138,7 +138,12 @@ pub fn parse_response(
         .reason
         .filter(|r| status.canonical_reason() != Some(*r))
         .map(|r| offset(r.as_bytes()).map_or((0, 0), |at| (at, r.len())));
-    let head = buf.split_to(len).freeze();
+    // Copied out, not split off: a split would share the connection's read buffer with the
+    // response's fields until the client has been sent them, and the next read would then
+    // need a new buffer (8 KiB or more, for a head of a few hundred bytes). Advanced past,
+    // the buffer stays the connection's own and is used again.
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    buf.advance(len);
 
     // Room for the fields the proxy adds (Via), so that adding one does not grow the map.
     let mut headers = HeaderMap::with_capacity(spans.len() + 2);
@@ -218,6 +223,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<Option<Head>, H1Error> {
         parse_response(&mut BytesMut::from(text), 8192, &Method::GET, &mut Vec::new())
+    }
+
+    /// The connection's read buffer is read into again while the response's fields are
+    /// still on their way to the client: it must not have been shared with them, or each
+    /// exchange would allocate a new one.
+    #[test]
+    fn the_read_buffer_stays_the_connections_own_while_the_fields_live() {
+        let mut buf = BytesMut::with_capacity(8192);
+        let base = buf.as_ptr();
+        buf.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok");
+        let head = parse_response(&mut buf, 8192, &Method::GET, &mut Vec::new()).unwrap().unwrap();
+        assert_eq!(&buf[..], b"ok", "the body is left");
+        buf.advance(2);
+        buf.reserve(8192);
+        assert_eq!(buf.as_ptr(), base, "the same allocation, used again");
+        assert_eq!(head.headers["x-a"], "b", "the fields outlive the buffer's reuse");
     }
 
     #[test]
