@@ -5,15 +5,14 @@
 //! Four times a second the bytes in use are read; when they have fallen below their high
 //! point since the last trim, the free pages are given back. The fall that matters is small: a
 //! few live blocks can hold whole pages, so freeing them (the pool's last connections, say)
-//! frees far more than their own size. A trim is cheap (well under a millisecond for a
-//! heap this size), and pages that a steady load takes back cost a page fault each, a few
-//! dozen a second at most.
+//! frees far more than their own size. A page that a steady load takes back after a trim
+//! costs it one page fault.
 
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 
-/// How often the allocator is looked at (a few microseconds each time).
+/// How often the allocator is looked at.
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// How far the bytes in use must fall below their high point for a trim to be worth it:
 /// less could not free a page, or hardly.
@@ -54,8 +53,8 @@ pub async fn give_back_freed_memory() {
         tick.tick().await;
         let Some(usage) = portcullis_heap::usage() else { return };
         if trimmer.should_trim(usage.in_use) {
-            // Inline: a trim of a heap this size takes well under a millisecond, less than
-            // a blocking thread would cost to start.
+            // Inline, not on a blocking thread: the sidecar's heap is a few MiB, and a
+            // blocking thread would be one more thread kept for it.
             let released = portcullis_heap::release_free_memory();
             tracing::debug!(in_use = usage.in_use, free = usage.free, released, "heap trimmed");
         }

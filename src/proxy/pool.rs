@@ -104,13 +104,11 @@ struct Idle<C> {
     conn: C,
     since: Instant,
     max_idle: Option<Duration>,
-    /// Whether its buffers were let go (`COLD_AFTER`).
-    cold: bool,
 }
 
 impl<C> Idle<C> {
     fn new(conn: C, max_idle: Option<Duration>) -> Self {
-        Idle { conn, since: Instant::now(), max_idle, cold: false }
+        Idle { conn, since: Instant::now(), max_idle }
     }
 
     /// Whether it has been idle for less than `upstreamIdle`.
@@ -124,11 +122,11 @@ impl Idle<Box<H1Conn>> {
         self.fresh(now) && self.conn.is_usable()
     }
 
-    /// Lets go of the connection's buffers once it has waited `COLD_AFTER`.
+    /// Lets go of the connection's buffers once it has waited `COLD_AFTER` (again at each
+    /// look after that: a connection without buffers has nothing to let go).
     fn cool(&mut self, now: Instant) {
-        if !self.cold && now.duration_since(self.since) >= COLD_AFTER {
+        if now.duration_since(self.since) >= COLD_AFTER {
             self.conn.release_buffers();
-            self.cold = true;
         }
     }
 }
