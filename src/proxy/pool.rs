@@ -9,6 +9,7 @@
 //! at all (only then is a retry unsafe).
 
 use std::io;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use super::app_h1::H1Conn;
@@ -27,11 +29,24 @@ use super::tap::{ReadTap, Tap};
 
 /// How often idle connections are looked over and the stale ones closed.
 const REAP_EVERY: Duration = Duration::from_millis(250);
-/// How long a connection waits in the pool before it lets go of its buffers: under load a
-/// connection is taken again within milliseconds and keeps them; one idle this long is
-/// past the burst, and its buffers are memory that a fleet of sidecars would keep. At a
-/// few requests a second, allocating them again costs far less than each request.
+/// How long a connection waits in the pool before it is past the burst that used it: under
+/// load a connection is taken again within milliseconds. One idle this long lets go of its
+/// buffers, which are memory that a fleet of sidecars would keep; at a few requests a
+/// second, allocating them again costs far less than each request.
 const COLD_AFTER: Duration = Duration::from_millis(250);
+/// Idle connections kept past a burst, the most recently used: the rest are closed once cold,
+/// as nginx's `keepalive` and Go's idle limit close the connections beyond theirs. A pool
+/// taken newest first reaches below these only when more requests than this are under way,
+/// so one past them that stayed idle a whole `COLD_AFTER` was not needed. Kept, the 1,024
+/// connections of a burst cost about 4 KiB each until `upstreamIdle`: each holds heap
+/// pages that its neighbours of the burst gave back, and the app holds their sockets.
+const KEEP_WARM: usize = 16;
+/// New connections to the app that may be opening at once. A burst of clients would
+/// otherwise open one each at the same instant, past the app's accept backlog (511 for
+/// nginx and Node.js, 50 for Java's default): the kernel drops the SYNs past it, and their
+/// retry comes a second later, when the connect timeout ends. A request past this many
+/// waits for a connection put back by another, or for a free slot.
+const MAX_CONNECTING: usize = 32;
 
 /// The protocol spoken to the app.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -122,12 +137,18 @@ impl Idle<Box<H1Conn>> {
         self.fresh(now) && self.conn.is_usable()
     }
 
-    /// Lets go of the connection's buffers once it has waited `COLD_AFTER` (again at each
-    /// look after that: a connection without buffers has nothing to let go).
-    fn cool(&mut self, now: Instant) {
+    /// Whether to keep it at a look over the pool; `warm` if it is among the `KEEP_WARM`
+    /// most recently used. Once it has waited `COLD_AFTER`, a warm one lets go of its
+    /// buffers (again at each look after that: a connection without buffers has nothing to
+    /// let go), and any other is closed.
+    fn keep(&mut self, now: Instant, warm: bool) -> bool {
         if now.duration_since(self.since) >= COLD_AFTER {
+            if !warm {
+                return false;
+            }
             self.conn.release_buffers();
         }
+        self.usable(now)
     }
 }
 
@@ -142,6 +163,10 @@ struct Inner {
     answered: std::sync::atomic::AtomicBool,
     protocol: AppProtocol,
     idle_h1: Mutex<Vec<Idle<Box<H1Conn>>>>,
+    /// Slots for HTTP/1.1 connections being opened (`MAX_CONNECTING`).
+    connecting: Semaphore,
+    /// Told of each connection put back, for requests waiting for a slot.
+    returned: Notify,
     shared_h2: Mutex<Option<(http2::SendRequest<RequestBody>, Arc<AtomicU64>)>>,
 }
 
@@ -153,6 +178,8 @@ impl Pool {
             answered: Default::default(),
             protocol,
             idle_h1: Mutex::new(Vec::new()),
+            connecting: Semaphore::new(MAX_CONNECTING),
+            returned: Notify::new(),
             shared_h2: Mutex::new(None),
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
@@ -196,7 +223,51 @@ impl Pool {
         if let Some(conn) = self.take_idle_h1() {
             return Ok((conn, true));
         }
-        Ok((Box::pin(self.connect_h1(opts)).await?, false))
+        // Boxed, as connecting is: a rare path with a large future.
+        Box::pin(self.wait_or_connect(opts)).await
+    }
+
+    /// A connection put back by another request, or a new one once a slot to open it is
+    /// free, whichever comes first; within the connect timeout, waiting included.
+    async fn wait_or_connect(
+        &self,
+        opts: &ConnectOptions,
+    ) -> Result<(Box<H1Conn>, bool), ProxyError> {
+        let by = opts.connect_timeout.map(|limit| (Instant::now() + limit, limit));
+        let timed_out = |limit| ProxyError::ConnectTimeout(limit);
+        loop {
+            // Asked for before the pool is looked at, so that a connection put back in
+            // between is not missed.
+            let returned = self.inner.returned.notified();
+            let mut returned = pin!(returned);
+            returned.as_mut().enable();
+            if let Some(conn) = self.take_idle_h1() {
+                return Ok((conn, true));
+            }
+            let slot = async {
+                tokio::select! {
+                    slot = self.inner.connecting.acquire() => Some(slot),
+                    () = &mut returned => None,
+                }
+            };
+            let slot = match by {
+                Some((at, limit)) => {
+                    tokio::time::timeout_at(at, slot).await.map_err(|_| timed_out(limit))?
+                }
+                None => slot.await,
+            };
+            // `None`: a connection was put back; `Err`: the semaphore is never closed.
+            let Some(Ok(_slot)) = slot else { continue };
+            let opts = ConnectOptions {
+                connect_timeout: by.map(|(at, _)| at.saturating_duration_since(Instant::now())),
+                ..*opts
+            };
+            let conn = self.connect_h1(&opts).await.map_err(|e| match (e, by) {
+                (ProxyError::ConnectTimeout(_), Some((_, limit))) => timed_out(limit),
+                (e, _) => e,
+            })?;
+            return Ok((conn, false));
+        }
     }
 
     /// A new `app_h1` connection, never one from the pool.
@@ -222,6 +293,8 @@ impl Pool {
         conn.shrink_for_idle();
         let entry = Idle::new(conn, max_idle);
         self.inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        // With no request waiting, one load: the notice is stored once, not per request.
+        self.inner.returned.notify_one();
     }
 
     fn take_idle(&self) -> Option<Conn> {
@@ -283,17 +356,22 @@ impl Pool {
 }
 
 /// Closes idle connections as they go stale, so that the app never sees one of ours
-/// linger past `upstreamIdle`, and lets cold ones go of their buffers.
+/// linger past `upstreamIdle`, and cold ones past the warmest few (`Idle::keep`).
 async fn reap(pool: Weak<Inner>) {
     let mut tick = tokio::time::interval(REAP_EVERY);
     loop {
         tick.tick().await;
         let Some(inner) = pool.upgrade() else { return };
         let now = Instant::now();
-        inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).retain_mut(|c| {
-            c.cool(now);
-            c.usable(now)
+        let mut idle = inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner());
+        // Oldest first: those above `warm_from` are the most recently put back.
+        let warm_from = idle.len().saturating_sub(KEEP_WARM);
+        let mut at = 0;
+        idle.retain_mut(|c| {
+            at += 1;
+            c.keep(now, at > warm_from)
         });
+        drop(idle);
         let mut shared = inner.shared_h2.lock().unwrap_or_else(|e| e.into_inner());
         if shared.as_ref().is_some_and(|(tx, _)| tx.is_closed()) {
             *shared = None;
@@ -361,5 +439,107 @@ mod tests {
         assert_eq!(conn.buffer_bytes(), 0);
         let conn = exchange(conn, &mut app).await;
         assert!(conn.buffer_bytes() >= 8 * 1024);
+    }
+
+    const ONE_SECOND: ConnectOptions = ConnectOptions {
+        connect_timeout: Some(Duration::from_secs(1)),
+        max_header_bytes: 8192,
+        max_idle: None,
+    };
+
+    /// A pool whose every slot to open a connection is taken, as by connects under way.
+    async fn pool_with_slots_taken(listener: &TcpListener) -> Pool {
+        let pool = Pool::new(listener.local_addr().unwrap().to_string(), AppProtocol::Http1);
+        pool.inner.connecting.acquire_many(MAX_CONNECTING as u32).await.unwrap().forget();
+        pool
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_every_slot_taken_a_request_waits_for_a_connection_put_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = pool_with_slots_taken(&listener).await;
+        let spare = pool.connect_h1(&ONE_SECOND).await.unwrap();
+        let (mut app, _) = listener.accept().await.unwrap();
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.checkout_h1(&ONE_SECOND).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished());
+
+        pool.put_h1(spare, None);
+        let (conn, reused) = waiting.await.unwrap().unwrap();
+        assert!(reused);
+        exchange(conn, &mut app).await;
+        // Nothing else was opened.
+        let more = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(more.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_every_slot_taken_a_request_ends_at_the_connect_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = pool_with_slots_taken(&listener).await;
+        let started = Instant::now();
+        let waited = pool.checkout_h1(&ONE_SECOND).await;
+        assert!(
+            matches!(waited, Err(ProxyError::ConnectTimeout(limit)) if limit == Duration::from_secs(1))
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_freed_lets_a_waiting_request_connect() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = pool_with_slots_taken(&listener).await;
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.checkout_h1(&ONE_SECOND).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished());
+
+        pool.inner.connecting.add_permits(1);
+        let (conn, reused) = waiting.await.unwrap().unwrap();
+        assert!(!reused);
+        let (mut app, _) = listener.accept().await.unwrap();
+        exchange(conn, &mut app).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_a_burst_only_the_most_recently_used_connections_stay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::new(listener.local_addr().unwrap().to_string(), AppProtocol::Http1);
+        let opts = ConnectOptions { connect_timeout: None, max_header_bytes: 8192, max_idle: None };
+        let burst = KEEP_WARM + 4;
+        let mut apps = Vec::new();
+        for _ in 0..burst {
+            let conn = pool.connect_h1(&opts).await.unwrap();
+            let (app, _) = listener.accept().await.unwrap();
+            apps.push(app);
+            pool.put_h1(conn, None);
+        }
+
+        // Within the burst every one is kept.
+        tokio::time::sleep(COLD_AFTER / 2).await;
+        assert_eq!(pool.inner.idle_h1.lock().unwrap().len(), burst);
+
+        tokio::time::sleep(COLD_AFTER + REAP_EVERY).await;
+        assert_eq!(pool.inner.idle_h1.lock().unwrap().len(), KEEP_WARM);
+        // The app sees the four put back first closed, and the rest still open.
+        for (i, app) in apps.iter_mut().enumerate() {
+            let mut byte = [0; 1];
+            let read = tokio::time::timeout(Duration::from_millis(10), app.read(&mut byte)).await;
+            match read {
+                Ok(n) => assert!(i < 4 && n.unwrap() == 0, "connection {i} closed"),
+                Err(_) => assert!(i >= 4, "connection {i} still open"),
+            }
+        }
+        // What is left is still taken newest first.
+        let (conn, reused) = pool.checkout_h1(&opts).await.unwrap();
+        assert!(reused);
+        let newest = apps.last_mut().unwrap();
+        let served = tokio::time::timeout(Duration::from_secs(5), exchange(conn, newest)).await;
+        assert!(served.is_ok(), "the newest connection was taken");
     }
 }
