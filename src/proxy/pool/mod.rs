@@ -8,8 +8,9 @@
 //! bytes it has read, so that a failed request can tell whether the app answered anything
 //! at all (only then is a retry unsafe).
 
+mod idle;
+
 use std::io;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -19,9 +20,10 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
+use self::idle::IdleSet;
 use super::app_h1::H1Conn;
 use super::body::RequestBody;
 use super::error::ProxyError;
@@ -29,23 +31,11 @@ use super::tap::{ReadTap, Tap};
 
 /// How often idle connections are looked over and the stale ones closed.
 const REAP_EVERY: Duration = Duration::from_millis(250);
-/// How long a connection waits in the pool before it is past the burst that used it: under
-/// load a connection is taken again within milliseconds. One idle this long lets go of its
-/// buffers, which are memory that a fleet of sidecars would keep; at a few requests a
-/// second, allocating them again costs far less than each request.
-const COLD_AFTER: Duration = Duration::from_millis(250);
-/// Idle connections kept past a burst, the most recently used: the rest are closed once cold,
-/// as nginx's `keepalive` and Go's idle limit close the connections beyond theirs. A pool
-/// taken newest first reaches below these only when more requests than this are under way,
-/// so one past them that stayed idle a whole `COLD_AFTER` was not needed. Kept, the 1,024
-/// connections of a burst cost about 4 KiB each until `upstreamIdle`: each holds heap
-/// pages that its neighbours of the burst gave back, and the app holds their sockets.
-const KEEP_WARM: usize = 16;
 /// New connections to the app that may be opening at once. A burst of clients would
 /// otherwise open one each at the same instant, past the app's accept backlog (511 for
 /// nginx and Node.js, 50 for Java's default): the kernel drops the SYNs past it, and their
 /// retry comes a second later, when the connect timeout ends. A request past this many
-/// waits for a connection put back by another, or for a free slot.
+/// takes the next connection put back (`IdleSet`), or the next free slot.
 const MAX_CONNECTING: usize = 32;
 
 /// The protocol spoken to the app.
@@ -70,6 +60,13 @@ pub struct ConnectOptions {
 enum Sender {
     H1(http1::SendRequest<RequestBody>),
     H2(http2::SendRequest<RequestBody>),
+}
+
+/// How a wait for an HTTP/1.1 connection ended.
+enum Waited<'a> {
+    Handed(Box<H1Conn>),
+    Slot(SemaphorePermit<'a>),
+    TimedOut,
 }
 
 /// A connection ready to carry one request.
@@ -114,44 +111,6 @@ pub fn exchange_error(err: &hyper::Error, limit: u32) -> ProxyError {
     }
 }
 
-/// A connection waiting in the pool, and since when.
-struct Idle<C> {
-    conn: C,
-    since: Instant,
-    max_idle: Option<Duration>,
-}
-
-impl<C> Idle<C> {
-    fn new(conn: C, max_idle: Option<Duration>) -> Self {
-        Idle { conn, since: Instant::now(), max_idle }
-    }
-
-    /// Whether it has been idle for less than `upstreamIdle`.
-    fn fresh(&self, now: Instant) -> bool {
-        self.max_idle.is_none_or(|max| now.duration_since(self.since) < max)
-    }
-}
-
-impl Idle<Box<H1Conn>> {
-    fn usable(&self, now: Instant) -> bool {
-        self.fresh(now) && self.conn.is_usable()
-    }
-
-    /// Whether to keep it at a look over the pool; `warm` if it is among the `KEEP_WARM`
-    /// most recently used. Once it has waited `COLD_AFTER`, a warm one lets go of its
-    /// buffers (again at each look after that: a connection without buffers has nothing to
-    /// let go), and any other is closed.
-    fn keep(&mut self, now: Instant, warm: bool) -> bool {
-        if now.duration_since(self.since) >= COLD_AFTER {
-            if !warm {
-                return false;
-            }
-            self.conn.release_buffers();
-        }
-        self.usable(now)
-    }
-}
-
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<Inner>,
@@ -162,11 +121,9 @@ struct Inner {
     /// Whether the app has ever sent a response head since the sidecar started.
     answered: std::sync::atomic::AtomicBool,
     protocol: AppProtocol,
-    idle_h1: Mutex<Vec<Idle<Box<H1Conn>>>>,
+    idle_h1: Mutex<IdleSet>,
     /// Slots for HTTP/1.1 connections being opened (`MAX_CONNECTING`).
     connecting: Semaphore,
-    /// Told of each connection put back, for requests waiting for a slot.
-    returned: Notify,
     shared_h2: Mutex<Option<(http2::SendRequest<RequestBody>, Arc<AtomicU64>)>>,
 }
 
@@ -177,9 +134,8 @@ impl Pool {
             upstream,
             answered: Default::default(),
             protocol,
-            idle_h1: Mutex::new(Vec::new()),
+            idle_h1: Mutex::new(IdleSet::default()),
             connecting: Semaphore::new(MAX_CONNECTING),
-            returned: Notify::new(),
             shared_h2: Mutex::new(None),
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
@@ -234,39 +190,55 @@ impl Pool {
         opts: &ConnectOptions,
     ) -> Result<(Box<H1Conn>, bool), ProxyError> {
         let by = opts.connect_timeout.map(|limit| (Instant::now() + limit, limit));
-        let timed_out = |limit| ProxyError::ConnectTimeout(limit);
-        loop {
-            // Asked for before the pool is looked at, so that a connection put back in
-            // between is not missed.
-            let returned = self.inner.returned.notified();
-            let mut returned = pin!(returned);
-            returned.as_mut().enable();
-            if let Some(conn) = self.take_idle_h1() {
-                return Ok((conn, true));
+        let timed_out = || ProxyError::ConnectTimeout(by.map_or(Duration::ZERO, |(_, l)| l));
+        let _slot = match self.inner.connecting.try_acquire() {
+            Ok(slot) => slot,
+            Err(_) => match self.wait(by.map(|(at, _)| at)).await {
+                Waited::Handed(conn) => return Ok((conn, true)),
+                Waited::Slot(slot) => slot,
+                Waited::TimedOut => return Err(timed_out()),
+            },
+        };
+        let opts = ConnectOptions {
+            connect_timeout: by.map(|(at, _)| at.saturating_duration_since(Instant::now())),
+            ..*opts
+        };
+        match self.connect_h1(&opts).await {
+            Ok(conn) => Ok((conn, false)),
+            Err(ProxyError::ConnectTimeout(_)) => Err(timed_out()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits in line for a connection put back, and for a slot to open one, until `by`.
+    async fn wait(&self, by: Option<Instant>) -> Waited<'_> {
+        let mut handed = {
+            let mut idle = self.idle_h1();
+            if let Some(conn) = idle.take(Instant::now()) {
+                return Waited::Handed(conn);
             }
-            let slot = async {
-                tokio::select! {
-                    slot = self.inner.connecting.acquire() => Some(slot),
-                    () = &mut returned => None,
-                }
-            };
-            let slot = match by {
-                Some((at, limit)) => {
-                    tokio::time::timeout_at(at, slot).await.map_err(|_| timed_out(limit))?
-                }
-                None => slot.await,
-            };
-            // `None`: a connection was put back; `Err`: the semaphore is never closed.
-            let Some(Ok(_slot)) = slot else { continue };
-            let opts = ConnectOptions {
-                connect_timeout: by.map(|(at, _)| at.saturating_duration_since(Instant::now())),
-                ..*opts
-            };
-            let conn = self.connect_h1(&opts).await.map_err(|e| match (e, by) {
-                (ProxyError::ConnectTimeout(_), Some((_, limit))) => timed_out(limit),
-                (e, _) => e,
-            })?;
-            return Ok((conn, false));
+            idle.wait()
+        };
+        let either = async {
+            tokio::select! {
+                Ok(conn) = &mut handed => Waited::Handed(conn),
+                // The semaphore is never closed.
+                Ok(slot) = self.inner.connecting.acquire() => Waited::Slot(slot),
+                else => Waited::TimedOut,
+            }
+        };
+        let waited = match by {
+            Some(at) => tokio::time::timeout_at(at, either).await.unwrap_or(Waited::TimedOut),
+            None => either.await,
+        };
+        if matches!(waited, Waited::Handed(_)) {
+            return waited;
+        }
+        // A connection handed over as the wait ended is not lost with it.
+        handed.close();
+        match handed.try_recv() {
+            Ok(conn) => Waited::Handed(conn),
+            Err(_) => waited,
         }
     }
 
@@ -275,26 +247,17 @@ impl Pool {
         Ok(H1Conn::new(self.connect_tcp(opts).await?))
     }
 
+    fn idle_h1(&self) -> std::sync::MutexGuard<'_, IdleSet> {
+        self.inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn take_idle_h1(&self) -> Option<Box<H1Conn>> {
-        let now = Instant::now();
-        let mut idle = self.inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner());
-        // Newest first: the warmest connection, and the least likely to be closed by the
-        // app. One found unusable is closed.
-        while let Some(entry) = idle.pop() {
-            if entry.usable(now) {
-                return Some(entry.conn);
-            }
-        }
-        None
+        self.idle_h1().take(Instant::now())
     }
 
     /// Returns a connection whose last response was read to the end.
-    pub fn put_h1(&self, mut conn: Box<H1Conn>, max_idle: Option<Duration>) {
-        conn.shrink_for_idle();
-        let entry = Idle::new(conn, max_idle);
-        self.inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
-        // With no request waiting, one load: the notice is stored once, not per request.
-        self.inner.returned.notify_one();
+    pub fn put_h1(&self, conn: Box<H1Conn>, max_idle: Option<Duration>) {
+        self.idle_h1().put(conn, max_idle);
     }
 
     fn take_idle(&self) -> Option<Conn> {
@@ -356,22 +319,14 @@ impl Pool {
 }
 
 /// Closes idle connections as they go stale, so that the app never sees one of ours
-/// linger past `upstreamIdle`, and cold ones past the warmest few (`Idle::keep`).
+/// linger past `upstreamIdle`, and cold ones past the warmest few (`IdleSet::reap`).
 async fn reap(pool: Weak<Inner>) {
     let mut tick = tokio::time::interval(REAP_EVERY);
     loop {
         tick.tick().await;
         let Some(inner) = pool.upgrade() else { return };
         let now = Instant::now();
-        let mut idle = inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner());
-        // Oldest first: those above `warm_from` are the most recently put back.
-        let warm_from = idle.len().saturating_sub(KEEP_WARM);
-        let mut at = 0;
-        idle.retain_mut(|c| {
-            at += 1;
-            c.keep(now, at > warm_from)
-        });
-        drop(idle);
+        inner.idle_h1.lock().unwrap_or_else(|e| e.into_inner()).reap(now);
         let mut shared = inner.shared_h2.lock().unwrap_or_else(|e| e.into_inner());
         if shared.as_ref().is_some_and(|(tx, _)| tx.is_closed()) {
             *shared = None;
@@ -396,6 +351,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    use super::idle::{COLD_AFTER, KEEP_WARM};
     use super::*;
 
     /// One GET over `conn`, answered by `app` with a small 200; the connection comes back.
@@ -466,8 +422,11 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!waiting.is_finished());
+        assert_eq!(pool.idle_h1().waiting(), 1);
 
         pool.put_h1(spare, None);
+        // A request that comes now finds none: the connection is the waiting one's.
+        assert!(pool.take_idle_h1().is_none());
         let (conn, reused) = waiting.await.unwrap().unwrap();
         assert!(reused);
         exchange(conn, &mut app).await;
@@ -486,6 +445,12 @@ mod tests {
             matches!(waited, Err(ProxyError::ConnectTimeout(limit)) if limit == Duration::from_secs(1))
         );
         assert_eq!(started.elapsed(), Duration::from_secs(1));
+
+        // A connection put back after it is kept, not handed to the request that left.
+        let spare = pool.connect_h1(&ONE_SECOND).await.unwrap();
+        pool.put_h1(spare, None);
+        let idle = pool.idle_h1();
+        assert_eq!((idle.len(), idle.waiting()), (1, 0));
     }
 
     #[tokio::test(start_paused = true)]
@@ -522,10 +487,10 @@ mod tests {
 
         // Within the burst every one is kept.
         tokio::time::sleep(COLD_AFTER / 2).await;
-        assert_eq!(pool.inner.idle_h1.lock().unwrap().len(), burst);
+        assert_eq!(pool.idle_h1().len(), burst);
 
         tokio::time::sleep(COLD_AFTER + REAP_EVERY).await;
-        assert_eq!(pool.inner.idle_h1.lock().unwrap().len(), KEEP_WARM);
+        assert_eq!(pool.idle_h1().len(), KEEP_WARM);
         // The app sees the four put back first closed, and the rest still open.
         for (i, app) in apps.iter_mut().enumerate() {
             let mut byte = [0; 1];
