@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use self::idle::IdleSet;
@@ -35,7 +35,7 @@ const REAP_EVERY: Duration = Duration::from_millis(250);
 /// otherwise open one each at the same instant, past the app's accept backlog (511 for
 /// nginx and Node.js, 50 for Java's default): the kernel drops the SYNs past it, and their
 /// retry comes a second later, when the connect timeout ends. A request past this many
-/// takes the next connection put back (`IdleSet`), or the next free slot.
+/// waits in line for a slot, and takes any connection put back meanwhile (`IdleSet`).
 const MAX_CONNECTING: usize = 32;
 
 /// The protocol spoken to the app.
@@ -60,13 +60,6 @@ pub struct ConnectOptions {
 enum Sender {
     H1(http1::SendRequest<RequestBody>),
     H2(http2::SendRequest<RequestBody>),
-}
-
-/// How a wait for an HTTP/1.1 connection ended.
-enum Waited<'a> {
-    Handed(Box<H1Conn>),
-    Slot(SemaphorePermit<'a>),
-    TimedOut,
 }
 
 /// A connection ready to carry one request.
@@ -183,63 +176,47 @@ impl Pool {
         Box::pin(self.wait_or_connect(opts)).await
     }
 
-    /// A connection put back by another request, or a new one once a slot to open it is
-    /// free, whichever comes first; within the connect timeout, waiting included.
+    /// A connection put back by another request, or a new one, whichever comes first: a
+    /// request waits in line for a slot to open one, and takes a connection put back meanwhile,
+    /// while it waits for the slot or the app's handshake alike (a SYN the app's full backlog
+    /// dropped is tried again only a second later). All within the connect timeout.
     async fn wait_or_connect(
         &self,
         opts: &ConnectOptions,
     ) -> Result<(Box<H1Conn>, bool), ProxyError> {
-        let by = opts.connect_timeout.map(|limit| (Instant::now() + limit, limit));
-        let timed_out = || ProxyError::ConnectTimeout(by.map_or(Duration::ZERO, |(_, l)| l));
-        let _slot = match self.inner.connecting.try_acquire() {
-            Ok(slot) => slot,
-            Err(_) => match self.wait(by.map(|(at, _)| at)).await {
-                Waited::Handed(conn) => return Ok((conn, true)),
-                Waited::Slot(slot) => slot,
-                Waited::TimedOut => return Err(timed_out()),
-            },
-        };
-        let opts = ConnectOptions {
-            connect_timeout: by.map(|(at, _)| at.saturating_duration_since(Instant::now())),
-            ..*opts
-        };
-        match self.connect_h1(&opts).await {
-            Ok(conn) => Ok((conn, false)),
-            Err(ProxyError::ConnectTimeout(_)) => Err(timed_out()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Waits in line for a connection put back, and for a slot to open one, until `by`.
-    async fn wait(&self, by: Option<Instant>) -> Waited<'_> {
         let mut handed = {
             let mut idle = self.idle_h1();
             if let Some(conn) = idle.take(Instant::now()) {
-                return Waited::Handed(conn);
+                return Ok((conn, true));
             }
             idle.wait()
         };
-        let either = async {
-            tokio::select! {
-                Ok(conn) = &mut handed => Waited::Handed(conn),
+        let first = async {
+            let _slot = tokio::select! {
+                Ok(conn) = &mut handed => return Ok((conn, true)),
                 // The semaphore is never closed.
-                Ok(slot) = self.inner.connecting.acquire() => Waited::Slot(slot),
-                else => Waited::TimedOut,
+                Ok(slot) = self.inner.connecting.acquire() => slot,
+                else => return Err(ProxyError::ConnectionTerminated),
+            };
+            let untimed = ConnectOptions { connect_timeout: None, ..*opts };
+            tokio::select! {
+                Ok(conn) = &mut handed => Ok((conn, true)),
+                fresh = self.connect_h1(&untimed) => Ok((fresh?, false)),
             }
         };
-        let waited = match by {
-            Some(at) => tokio::time::timeout_at(at, either).await.unwrap_or(Waited::TimedOut),
-            None => either.await,
+        let first = match opts.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, first)
+                .await
+                .unwrap_or(Err(ProxyError::ConnectTimeout(limit))),
+            None => first.await,
         };
-        if matches!(waited, Waited::Handed(_)) {
-            return waited;
-        }
         // A connection handed over as the wait ended is not lost with it.
         handed.close();
-        match handed.try_recv() {
-            Ok(conn) => Waited::Handed(conn),
-            Err(_) => waited,
+        let Ok(conn) = handed.try_recv() else { return first };
+        if let Ok((fresh, false)) = first {
+            self.put_h1(fresh, opts.max_idle);
         }
+        Ok((conn, true))
     }
 
     /// A new `app_h1` connection, never one from the pool.
@@ -468,6 +445,37 @@ mod tests {
         let (conn, reused) = waiting.await.unwrap().unwrap();
         assert!(!reused);
         let (mut app, _) = listener.accept().await.unwrap();
+        exchange(conn, &mut app).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_whose_connect_hangs_takes_a_connection_put_back() {
+        // Long enough for a handshake on a loaded machine; the SYN's retry comes at 1 s.
+        const REAL_WAIT: Duration = Duration::from_millis(200);
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(addr.to_string(), AppProtocol::Http1);
+        let spare = pool.connect_h1(&ONE_SECOND).await.unwrap();
+        let (mut app, _) = listener.accept().await.unwrap();
+        // Handshakes the app has not accepted fill its backlog: the kernel drops the next
+        // SYN, and tries it again only a second later (in real time).
+        let mut queued = Vec::new();
+        while let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, REAL_WAIT) {
+            queued.push(stream);
+            assert!(queued.len() < 16, "the backlog never filled");
+        }
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.checkout_h1(&ONE_SECOND).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished(), "its connect is under way");
+
+        pool.put_h1(spare, None);
+        let (conn, reused) = waiting.await.unwrap().unwrap();
+        assert!(reused);
         exchange(conn, &mut app).await;
     }
 
