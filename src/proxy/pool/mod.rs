@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
 
 use self::idle::IdleSet;
@@ -116,7 +116,7 @@ struct Inner {
     protocol: AppProtocol,
     idle_h1: Mutex<IdleSet>,
     /// Slots for HTTP/1.1 connections being opened (`MAX_CONNECTING`).
-    connecting: Semaphore,
+    connecting: Arc<Semaphore>,
     shared_h2: Mutex<Option<(http2::SendRequest<RequestBody>, Arc<AtomicU64>)>>,
 }
 
@@ -128,7 +128,7 @@ impl Pool {
             answered: Default::default(),
             protocol,
             idle_h1: Mutex::new(IdleSet::default()),
-            connecting: Semaphore::new(MAX_CONNECTING),
+            connecting: Arc::new(Semaphore::new(MAX_CONNECTING)),
             shared_h2: Mutex::new(None),
         });
         tokio::spawn(reap(Arc::downgrade(&inner)));
@@ -192,16 +192,19 @@ impl Pool {
             idle.wait()
         };
         let first = async {
-            let _slot = tokio::select! {
+            let slot = tokio::select! {
                 Ok(conn) = &mut handed => return Ok((conn, true)),
                 // The semaphore is never closed.
-                Ok(slot) = self.inner.connecting.acquire() => slot,
+                Ok(slot) = self.inner.connecting.clone().acquire_owned() => slot,
                 else => return Err(ProxyError::ConnectionTerminated),
             };
-            let untimed = ConnectOptions { connect_timeout: None, ..*opts };
+            let mut fresh = self.connect_in_background(*opts, slot);
             tokio::select! {
                 Ok(conn) = &mut handed => Ok((conn, true)),
-                fresh = self.connect_h1(&untimed) => Ok((fresh?, false)),
+                fresh = &mut fresh => match fresh {
+                    Ok(opened) => Ok((opened?, false)),
+                    Err(_) => Err(ProxyError::ConnectionTerminated),
+                },
             }
         };
         let first = match opts.connect_timeout {
@@ -213,10 +216,30 @@ impl Pool {
         // A connection handed over as the wait ended is not lost with it.
         handed.close();
         let Ok(conn) = handed.try_recv() else { return first };
-        if let Ok((fresh, false)) = first {
-            self.put_h1(fresh, opts.max_idle);
+        if let Ok((opened, false)) = first {
+            self.put_h1(opened, opts.max_idle);
         }
         Ok((conn, true))
+    }
+
+    /// Opens a connection on a task of its own, which holds `slot` until it is done, and
+    /// sends it back; one whose request has taken another meanwhile goes to the pool, so that
+    /// the pool grows to what the load needs rather than opening and dropping connections.
+    fn connect_in_background(
+        &self,
+        opts: ConnectOptions,
+        slot: OwnedSemaphorePermit,
+    ) -> oneshot::Receiver<Result<Box<H1Conn>, ProxyError>> {
+        let (tx, rx) = oneshot::channel();
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let opened = pool.connect_h1(&opts).await;
+            drop(slot);
+            if let Err(Ok(conn)) = tx.send(opened) {
+                pool.put_h1(conn, opts.max_idle);
+            }
+        });
+        rx
     }
 
     /// A new `app_h1` connection, never one from the pool.
@@ -466,9 +489,11 @@ mod tests {
             queued.push(stream);
             assert!(queued.len() < 16, "the backlog never filled");
         }
+        // No connect timeout: the paused clock would end the connect at once.
+        let untimed = ConnectOptions { connect_timeout: None, ..ONE_SECOND };
         let waiting = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.checkout_h1(&ONE_SECOND).await }
+            async move { pool.checkout_h1(&untimed).await }
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!waiting.is_finished(), "its connect is under way");
@@ -477,6 +502,20 @@ mod tests {
         let (conn, reused) = waiting.await.unwrap().unwrap();
         assert!(reused);
         exchange(conn, &mut app).await;
+
+        // The connect it began is not wasted: once the app has room, its SYN's retry goes
+        // through (about a second later, in real time) and the connection joins the pool.
+        for _ in 0..queued.len() {
+            listener.accept().await.unwrap();
+        }
+        for _ in 0..200 {
+            if pool.idle_h1().len() == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.idle_h1().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
