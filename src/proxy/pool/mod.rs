@@ -184,6 +184,8 @@ impl Pool {
         &self,
         opts: &ConnectOptions,
     ) -> Result<(Box<H1Conn>, bool), ProxyError> {
+        // The wait for a slot and the connect share one connect timeout.
+        let by = opts.connect_timeout.map(|limit| (Instant::now() + limit, limit));
         let mut handed = {
             let mut idle = self.idle_h1();
             if let Some(conn) = idle.take(Instant::now()) {
@@ -198,7 +200,7 @@ impl Pool {
                 Ok(slot) = self.inner.connecting.clone().acquire_owned() => slot,
                 else => return Err(ProxyError::ConnectionTerminated),
             };
-            let mut fresh = self.connect_in_background(*opts, slot);
+            let mut fresh = self.connect_in_background(*opts, by, slot);
             tokio::select! {
                 Ok(conn) = &mut handed => Ok((conn, true)),
                 fresh = &mut fresh => match fresh {
@@ -207,8 +209,8 @@ impl Pool {
                 },
             }
         };
-        let first = match opts.connect_timeout {
-            Some(limit) => tokio::time::timeout(limit, first)
+        let first = match by {
+            Some((by, limit)) => tokio::time::timeout_at(by, first)
                 .await
                 .unwrap_or(Err(ProxyError::ConnectTimeout(limit))),
             None => first.await,
@@ -225,15 +227,25 @@ impl Pool {
     /// Opens a connection on a task of its own, which holds `slot` until it is done, and
     /// sends it back; one whose request has taken another meanwhile goes to the pool, so that
     /// the pool grows to what the load needs rather than opening and dropping connections.
+    /// The connect ends when its request's connect timeout does (`by`, and that timeout),
+    /// whether or not the request still waits for it.
     fn connect_in_background(
         &self,
         opts: ConnectOptions,
+        by: Option<(Instant, Duration)>,
         slot: OwnedSemaphorePermit,
     ) -> oneshot::Receiver<Result<Box<H1Conn>, ProxyError>> {
         let (tx, rx) = oneshot::channel();
         let pool = self.clone();
         tokio::spawn(async move {
-            let opened = pool.connect_h1(&opts).await;
+            let untimed = ConnectOptions { connect_timeout: None, ..opts };
+            let connect = pool.connect_h1(&untimed);
+            let opened = match by {
+                Some((by, limit)) => tokio::time::timeout_at(by, connect)
+                    .await
+                    .unwrap_or(Err(ProxyError::ConnectTimeout(limit))),
+                None => connect.await,
+            };
             drop(slot);
             if let Err(Ok(conn)) = tx.send(opened) {
                 pool.put_h1(conn, opts.max_idle);
@@ -471,24 +483,59 @@ mod tests {
         exchange(conn, &mut app).await;
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_request_whose_connect_hangs_takes_a_connection_put_back() {
-        // Long enough for a handshake on a loaded machine; the SYN's retry comes at 1 s.
-        const REAL_WAIT: Duration = Duration::from_millis(200);
+    /// An app with a backlog of one, and `fill`: handshakes the app has not accepted, which
+    /// fill that backlog, so that the kernel drops the next SYN and tries it again only a
+    /// second later (in real time).
+    fn app_with_a_backlog_of_one() -> TcpListener {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let listener = socket.listen(1).unwrap();
+        socket.listen(1).unwrap()
+    }
+
+    fn fill(listener: &TcpListener) -> Vec<std::net::TcpStream> {
+        // Long enough for a handshake on a loaded machine; the SYN's retry comes at 1 s.
+        const REAL_WAIT: Duration = Duration::from_millis(200);
         let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(addr.to_string(), AppProtocol::Http1);
-        let spare = pool.connect_h1(&ONE_SECOND).await.unwrap();
-        let (mut app, _) = listener.accept().await.unwrap();
-        // Handshakes the app has not accepted fill its backlog: the kernel drops the next
-        // SYN, and tries it again only a second later (in real time).
         let mut queued = Vec::new();
         while let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, REAL_WAIT) {
             queued.push(stream);
             assert!(queued.len() < 16, "the backlog never filled");
         }
+        queued
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connect_begun_late_ends_with_its_requests_connect_timeout() {
+        let listener = app_with_a_backlog_of_one();
+        let pool = pool_with_slots_taken(&listener).await;
+        let _queued = fill(&listener);
+        let started = Instant::now();
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.checkout_h1(&ONE_SECOND).await }
+        });
+        // A slot frees up late: the connect it begins hangs on the full backlog.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        pool.inner.connecting.add_permits(MAX_CONNECTING);
+        let waited = waiting.await.unwrap();
+        assert!(
+            matches!(waited, Err(ProxyError::ConnectTimeout(limit)) if limit == Duration::from_secs(1))
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        // Its connect ended with it, not a whole timeout after the slot was taken.
+        assert_eq!(pool.inner.connecting.available_permits(), MAX_CONNECTING);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_whose_connect_hangs_takes_a_connection_put_back() {
+        let listener = app_with_a_backlog_of_one();
+        let pool = Pool::new(listener.local_addr().unwrap().to_string(), AppProtocol::Http1);
+        let spare = pool.connect_h1(&ONE_SECOND).await.unwrap();
+        let (mut app, _) = listener.accept().await.unwrap();
+        let queued = fill(&listener);
         // No connect timeout: the paused clock would end the connect at once.
         let untimed = ConnectOptions { connect_timeout: None, ..ONE_SECOND };
         let waiting = tokio::spawn({
