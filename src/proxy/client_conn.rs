@@ -4,9 +4,10 @@
 //! HTTP/1.1 is served in bursts: hyper's connection, with its read and write buffers, lives
 //! while requests are under way. Once it waits for the next request with nothing in flight
 //! and nothing left to write (`activity`), it is asked to close, the close leaves the socket
-//! open (`client_io`), and the connection waits for its next bytes holding no buffer, as
-//! nginx frees its buffers on an idle keep-alive connection. The next bytes start a new
-//! hyper connection on the same socket, with the same reader and request count.
+//! open (`client_io`), and the connection is parked (`parking`): its task ends, and the lot
+//! holds its socket and counts until the client sends again, as nginx frees its buffers on
+//! an idle keep-alive connection. The next bytes start a new task and a new hyper
+//! connection on the same socket, reading on where the last one stopped.
 //!
 //! A client whose next request came within `PUT_AWAY_AFTER` of the connection being put
 //! away is busy: making hyper's connection anew for each of its requests would cost more
@@ -16,6 +17,8 @@
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -32,12 +35,15 @@ use tokio::io::ReadBuf;
 use tokio::time::Instant;
 
 use super::body::BoxError;
-use super::client_io::ClientIo;
+use super::client_io::{ClientIo, ParkedIo, Parking};
 use super::client_timer::{ClientTimeouts, HeadTimer, PUT_AWAY_AFTER};
 use super::forward::{Client, Proxy};
 use super::latch::Latch;
+use super::open::Counted;
+use super::parking::{ParkingLot, Resume};
 use super::response_body::ProxyBody;
 use super::scanner::H2_PREFACE;
+use super::upgrade::AllowedUpgrades;
 
 /// How often a connection whose first bytes are part of the preface looks for the rest.
 const PREFACE_POLL: Duration = Duration::from_millis(5);
@@ -52,26 +58,51 @@ pub struct ConnSettings {
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     timeouts: ClientTimeouts,
+    max_head: usize,
+    upgrades: AllowedUpgrades,
+    /// Where idle HTTP/1.1 connections wait; without it (no epoll set could be made), each
+    /// waits in its own task.
+    lot: Option<ParkingLot<ParkedConn>>,
 }
 
 impl ConnSettings {
-    pub fn new(timeouts: ClientTimeouts) -> Self {
+    /// Settings for connections that read heads of up to `max_head` bytes and may switch to
+    /// `upgrades`, and whose waits are cut short once `draining` starts. Needs a runtime:
+    /// it starts the parking lot's task.
+    pub fn new(
+        timeouts: ClientTimeouts,
+        max_head: usize,
+        upgrades: AllowedUpgrades,
+        draining: Arc<Latch>,
+    ) -> Self {
         let mut h1 = http1::Builder::new();
         h1.header_read_timeout(timeouts.header);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
-        ConnSettings { h1, h2, timeouts }
+        let lot = ParkingLot::start(draining, DRAIN_GRACE)
+            .inspect_err(|e| tracing::warn!(error = %e, "idle connections wait in a task each"))
+            .ok();
+        ConnSettings { h1, h2, timeouts, max_head, upgrades, lot }
+    }
+
+    pub fn upgrades(&self) -> &AllowedUpgrades {
+        &self.upgrades
+    }
+
+    /// How many idle connections are parked.
+    pub fn parked(&self) -> usize {
+        self.lot.as_ref().map_or(0, ParkingLot::held)
     }
 }
 
 /// Serves one client connection until it closes, or until the proxy drains and its
-/// requests in flight are answered; `_held` is dropped then.
-pub async fn serve<Guard: Send>(
+/// requests in flight are answered; `held` is dropped then.
+pub async fn serve(
     io: Box<ClientIo>,
     proxy: Arc<Proxy>,
     client: Arc<Client>,
     settings: Arc<ConnSettings>,
-    _held: Guard,
+    held: Counted,
 ) {
     let shutdown = proxy.lifecycle().draining().clone();
     let service = ClientService { proxy, client };
@@ -90,7 +121,7 @@ pub async fn serve<Guard: Send>(
         // Boxed: watching for the pod's stop makes it larger than HTTP/1.1's idle state,
         // which is what the task is sized by.
         Ok(true) => Box::pin(serve_h2(io, service, &settings)).await,
-        Ok(false) => serve_h1(io, service, &settings, &shutdown).await,
+        Ok(false) => serve_h1(io, service, settings, held, false).await,
         Err(e) => tracing::debug!(error = %e, "client connection failed before its first request"),
     }
 }
@@ -182,17 +213,19 @@ async fn until_shutdown<C: Future>(
     .await
 }
 
+/// Serves HTTP/1.1 requests until the connection closes or is parked. `busy`: whether this
+/// client's requests follow each other closely; its connection is then put away only after
+/// `PUT_AWAY_AFTER` of silence, not as soon as it is idle.
 async fn serve_h1(
     mut io: Box<ClientIo>,
     service: ClientService,
-    settings: &ConnSettings,
-    shutdown: &Latch,
+    settings: Arc<ConnSettings>,
+    held: Counted,
+    mut busy: bool,
 ) {
-    // Whether this client's requests follow each other closely: its connection is then put
-    // away only after `PUT_AWAY_AFTER` of silence, not as soon as it is idle.
-    let mut busy = false;
+    let shutdown = service.proxy.lifecycle().draining().clone();
     loop {
-        io = match burst(io, &service, settings, busy).await {
+        io = match burst(io, &service, &settings, busy).await {
             Some(io) => io,
             None => return,
         };
@@ -201,7 +234,26 @@ async fn serve_h1(
         activity.set_parked(true);
         let parked_at = Instant::now();
         let by = parked_at + settings.timeouts.wait_for(service.client.framing.served());
-        let woken = until(&io, shutdown, by, |io, cx| io.poll_readable(cx)).await;
+        if let Some(lot) = &settings.lot {
+            io = match io.park() {
+                Parking::Parked(io) => {
+                    let ClientService { proxy, client } = service;
+                    let peer = client.addr;
+                    let settings = settings.clone();
+                    let conn = ParkedConn { io, peer, proxy, settings, held, parked_at };
+                    // A lot that has ended (the server is gone) drops, and so closes, it.
+                    let _ = lot.park(conn, by);
+                    return;
+                }
+                Parking::Closed(e) => {
+                    tracing::debug!(error = %e, "an idle connection could not be parked");
+                    return;
+                }
+                Parking::Busy(io) => io,
+            };
+        }
+        // Something is held (a head begun): it waits here, with its reader.
+        let woken = until(&io, &shutdown, by, |io, cx| io.poll_readable(cx)).await;
         activity.set_parked(false);
         if woken.is_none_or(|readable| readable.is_err()) {
             return;
@@ -261,6 +313,44 @@ async fn burst(
     let mut io = parts.io.into_inner();
     io.unread(parts.read_buf);
     Some(io)
+}
+
+/// An HTTP/1.1 connection parked between requests (`parking`): what serves it again.
+struct ParkedConn {
+    io: ParkedIo,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    settings: Arc<ConnSettings>,
+    held: Counted,
+    parked_at: Instant,
+}
+
+impl AsFd for ParkedConn {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
+impl Resume for ParkedConn {
+    fn resume(self) {
+        tokio::spawn(self.serve_again());
+    }
+}
+
+impl ParkedConn {
+    async fn serve_again(self) {
+        let ParkedConn { io, peer, proxy, settings, held, parked_at } = self;
+        let (io, framing) = match io.resume(settings.max_head, settings.timeouts.header) {
+            Ok(resumed) => resumed,
+            Err(e) => {
+                tracing::debug!(error = %e, "a parked connection could not be served again");
+                return;
+            }
+        };
+        let client = Arc::new(Client::new(peer, framing, settings.upgrades.clone()));
+        let busy = parked_at.elapsed() < PUT_AWAY_AFTER;
+        serve_h1(io, ClientService { proxy, client }, settings, held, busy).await;
+    }
 }
 
 /// What every request of a connection is handed to.
@@ -332,20 +422,28 @@ impl Body for Answer {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
-    use tokio::task::JoinHandle;
 
     use super::*;
     use crate::proxy::framing::Framing;
     use crate::proxy::pool::{AppProtocol, Pool};
-    use crate::proxy::upgrade::AllowedUpgrades;
     use crate::telemetry::metrics::Metrics;
 
-    /// A sidecar whose app is away, and a client connection to it, served by `serve`.
-    async fn connection() -> (TcpStream, Arc<Framing>, Arc<Latch>, JoinHandle<()>) {
+    /// A client connection to a sidecar whose app is away, served by `serve`.
+    struct Conn {
+        client: TcpStream,
+        settings: Arc<ConnSettings>,
+        /// The word the server gives on shutdown, which the connection hears.
+        stop: Arc<Latch>,
+        /// Connections open, the one under test counted.
+        open: Arc<AtomicUsize>,
+    }
+
+    async fn connection() -> Conn {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -355,25 +453,43 @@ mod tests {
         let (stream, peer) = listener.accept().await.unwrap();
         let framing = Arc::new(Framing::default());
         let io = Box::new(ClientIo::new(stream, framing.clone(), 1024, Duration::from_secs(5)));
-        let about = Arc::new(Client::new(peer, framing.clone(), AllowedUpgrades::default()));
-        let settings = Arc::new(ConnSettings::new(ClientTimeouts::default()));
+        let about = Arc::new(Client::new(peer, framing, AllowedUpgrades::default()));
         let pool = Pool::new(app_addr.to_string(), AppProtocol::Http1);
         let (_config, rx) = crate::config::channel();
         let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));
-        // The word the server gives on shutdown, which the connection hears.
         let stop = proxy.lifecycle().draining().clone();
-        let task = tokio::spawn(serve(io, proxy, about, settings, ()));
-        (client, framing, stop, task)
+        let settings = Arc::new(ConnSettings::new(
+            ClientTimeouts::default(),
+            1024,
+            AllowedUpgrades::default(),
+            stop.clone(),
+        ));
+        let open = Arc::new(AtomicUsize::new(0));
+        let held = Counted::enter(&open, 1).unwrap();
+        tokio::spawn(serve(io, proxy, about, settings.clone(), held));
+        Conn { client, settings, stop, open }
     }
 
-    async fn parked(framing: &Framing) {
+    /// Waits until the connection is parked (`true`) or served again (`false`).
+    async fn parked(conn: &Conn, want: bool) {
         tokio::time::timeout(Duration::from_secs(10), async {
-            while !framing.activity.is_parked() {
+            while (conn.settings.parked() == 1) != want {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await
-        .expect("put away within 10 s");
+        .expect("parked, or served again, within 10 s");
+    }
+
+    /// Waits until the connection is no longer counted open.
+    async fn closed(open: &AtomicUsize) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while open.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("closed within 10 s");
     }
 
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -400,84 +516,93 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_idle_keep_alive_connection_is_put_away_and_served_again() {
-        let (mut client, framing, _stop, _task) = connection().await;
-        assert!(!framing.activity.is_parked(), "no request yet");
+    async fn an_idle_keep_alive_connection_is_parked_and_served_again() {
+        let mut conn = connection().await;
+        assert_eq!(conn.settings.parked(), 0, "no request yet");
         for round in 0..3 {
-            client.write_all(GET).await.unwrap();
-            let answer = response(&mut client).await;
+            conn.client.write_all(GET).await.unwrap();
+            let answer = response(&mut conn.client).await;
             assert!(
                 answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
                 "{round}: {answer}"
             );
             assert!(!answer.contains("connection: close"), "{round}: kept alive: {answer}");
-            parked(&framing).await;
+            parked(&conn, true).await;
         }
-        // Two requests at once, after the connection was put away: both answered, in order.
-        client.write_all(&[GET, GET].concat()).await.unwrap();
+        // Two requests at once, after the connection was parked: both answered, in order.
+        conn.client.write_all(&[GET, GET].concat()).await.unwrap();
         for _ in 0..2 {
-            assert!(response(&mut client).await.starts_with("HTTP/1.1 503"));
+            assert!(response(&mut conn.client).await.starts_with("HTTP/1.1 503"));
         }
-        assert_eq!(framing.served(), 5);
+        parked(&conn, true).await;
+        assert_eq!(conn.open.load(Ordering::Acquire), 1, "still counted while parked");
     }
 
     #[tokio::test]
     async fn a_head_split_across_the_wait_is_read_whole() {
-        let (mut client, framing, _stop, _task) = connection().await;
-        client.write_all(GET).await.unwrap();
-        response(&mut client).await;
-        parked(&framing).await;
-        client.write_all(b"GET / HT").await.unwrap();
+        let mut conn = connection().await;
+        conn.client.write_all(GET).await.unwrap();
+        response(&mut conn.client).await;
+        parked(&conn, true).await;
+        conn.client.write_all(b"GET / HT").await.unwrap();
+        parked(&conn, false).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        client.write_all(b"TP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        assert!(response(&mut client).await.starts_with("HTTP/1.1 503"));
+        assert_eq!(conn.settings.parked(), 0, "a head begun is not parked");
+        conn.client.write_all(b"TP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert!(response(&mut conn.client).await.starts_with("HTTP/1.1 503"));
     }
 
     #[tokio::test]
-    async fn a_put_away_connection_is_closed_after_the_drain_grace() {
-        let (mut client, framing, stop, task) = connection().await;
-        client.write_all(GET).await.unwrap();
-        response(&mut client).await;
-        parked(&framing).await;
+    async fn a_parked_connection_is_closed_after_the_drain_grace() {
+        let mut conn = connection().await;
+        conn.client.write_all(GET).await.unwrap();
+        response(&mut conn.client).await;
+        parked(&conn, true).await;
         let started = Instant::now();
-        stop.start();
-        tokio::time::timeout(Duration::from_secs(10), task).await.expect("ended").unwrap();
-        assert!(started.elapsed() >= DRAIN_GRACE, "closed before the grace was up");
+        conn.stop.start();
         let mut rest = Vec::new();
-        client.read_to_end(&mut rest).await.unwrap();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), conn.client.read_to_end(&mut rest));
+        read.await.expect("closed").unwrap();
+        assert!(started.elapsed() >= DRAIN_GRACE, "closed before the grace was up");
         assert!(rest.is_empty(), "closed without a byte: {rest:?}");
+        closed(&conn.open).await;
     }
 
     /// HTTP/1.1 cannot tell an idle client that its connection is closing: a request on its
     /// way as the drain begins is answered, with `Connection: close`, not met by the close.
     #[tokio::test]
     async fn a_request_sent_as_the_drain_begins_is_answered_then_the_connection_closed() {
-        let (mut client, framing, stop, task) = connection().await;
-        client.write_all(GET).await.unwrap();
-        response(&mut client).await;
-        parked(&framing).await;
-        stop.start();
+        let mut conn = connection().await;
+        conn.client.write_all(GET).await.unwrap();
+        response(&mut conn.client).await;
+        parked(&conn, true).await;
+        conn.stop.start();
         tokio::time::sleep(DRAIN_GRACE / 4).await;
-        client.write_all(GET).await.unwrap();
-        let answer = response(&mut client).await;
+        conn.client.write_all(GET).await.unwrap();
+        let answer = response(&mut conn.client).await;
         // The app is away and the sidecar draining: the pod is being stopped.
         assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
         assert!(answer.contains("details=\"app_stopping\""), "{answer}");
         assert!(answer.contains("connection: close\r\n"), "{answer}");
-        tokio::time::timeout(Duration::from_secs(10), task).await.expect("ended").unwrap();
         let mut rest = Vec::new();
-        client.read_to_end(&mut rest).await.unwrap();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), conn.client.read_to_end(&mut rest));
+        read.await.expect("closed").unwrap();
         assert!(rest.is_empty(), "closed after the answer: {rest:?}");
+        closed(&conn.open).await;
     }
 
     #[tokio::test]
-    async fn a_client_that_leaves_a_put_away_connection_ends_it() {
-        let (mut client, framing, _stop, task) = connection().await;
-        client.write_all(GET).await.unwrap();
-        response(&mut client).await;
-        parked(&framing).await;
+    async fn a_client_that_leaves_a_parked_connection_ends_it() {
+        let mut conn = connection().await;
+        conn.client.write_all(GET).await.unwrap();
+        response(&mut conn.client).await;
+        parked(&conn, true).await;
+        let Conn { client, settings, open, .. } = conn;
         drop(client);
-        tokio::time::timeout(Duration::from_secs(10), task).await.expect("ended").unwrap();
+        closed(&open).await;
+        assert_eq!(settings.parked(), 0);
     }
 
     /// An idle connection costs its task, its socket and its reader: the task must not
@@ -491,11 +616,18 @@ mod tests {
         let framing = Arc::new(Framing::default());
         let io = Box::new(ClientIo::new(stream, framing.clone(), 1024, Duration::from_secs(1)));
         let client = Arc::new(Client::new(peer, framing, AllowedUpgrades::default()));
-        let settings = Arc::new(ConnSettings::new(ClientTimeouts::default()));
         let pool = Pool::new(addr.to_string(), AppProtocol::Http1);
         let (_config, rx) = crate::config::channel();
         let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));
-        let task = serve(io, proxy, client, settings, ());
+        let drain = proxy.lifecycle().draining().clone();
+        let settings = Arc::new(ConnSettings::new(
+            ClientTimeouts::default(),
+            1024,
+            AllowedUpgrades::default(),
+            drain,
+        ));
+        let held = Counted::enter(&Arc::new(AtomicUsize::new(0)), 1).unwrap();
+        let task = serve(io, proxy, client, settings, held);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 600, "{size} bytes");
     }

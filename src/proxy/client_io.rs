@@ -10,6 +10,7 @@
 //! protocols is held until its answer: it is the new protocol, or the next request.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -47,6 +48,45 @@ pub struct ClientIo {
     stand_in: usize,
 }
 
+/// A client connection between requests with nothing held or under way: its socket, out
+/// of tokio's reactor, and where its reader stood (`parking`).
+pub struct ParkedIo {
+    stream: std::net::TcpStream,
+    /// The index of the next request.
+    next: u64,
+    read: u64,
+}
+
+/// What became of a connection asked to park.
+pub enum Parking {
+    Parked(ParkedIo),
+    /// Something is held or under way: it is not parked.
+    Busy(Box<ClientIo>),
+    /// Its socket could not leave tokio's reactor, and is closed.
+    Closed(io::Error),
+}
+
+impl ParkedIo {
+    /// The connection ready to read its next request; its framing is made anew.
+    pub fn resume(
+        self,
+        max_head: usize,
+        header_timeout: Duration,
+    ) -> io::Result<(Box<ClientIo>, Arc<Framing>)> {
+        let stream = TcpStream::from_std(self.stream)?;
+        let framing = Arc::new(Framing::resumed(self.next, self.read));
+        let mut io = ClientIo::new(stream, framing.clone(), max_head, header_timeout);
+        io.scanner = FramingScanner::resumed(max_head, self.next);
+        Ok((Box::new(io), framing))
+    }
+}
+
+impl AsFd for ParkedIo {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
 impl ClientIo {
     pub fn new(
         stream: TcpStream,
@@ -75,6 +115,24 @@ impl ClientIo {
         }
         self.held.splice(0..0, bytes.iter().copied());
         self.cleared += bytes.len();
+    }
+
+    /// Parks the connection between requests, keeping only its socket and counts. The
+    /// first request is not parked for: its head is timed from the connection's start.
+    pub fn park(self: Box<Self>) -> Parking {
+        let between = self.scanner.next_index().filter(|&next| {
+            next > 0
+                && next == self.framing.served()
+                && self.held.is_empty()
+                && self.head_by.is_none()
+                && self.stand_in == 0
+        });
+        let Some(next) = between else { return Parking::Busy(self) };
+        let read = self.framing.bytes_read();
+        match self.stream.into_std() {
+            Ok(stream) => Parking::Parked(ParkedIo { stream, next, read }),
+            Err(e) => Parking::Closed(e),
+        }
     }
 
     /// Whether there is something to read: bytes given back, or the client's.

@@ -105,6 +105,12 @@ impl Default for Framing {
 }
 
 impl Framing {
+    /// A connection's framing as it stood when it was parked between requests: only its
+    /// counts carry over, as nothing else is under way then.
+    pub fn resumed(served: u64, read: u64) -> Self {
+        Framing { served: AtomicU64::new(served), read: AtomicU64::new(read), ..Self::default() }
+    }
+
     /// Requests handed to the service so far.
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Acquire)

@@ -19,8 +19,10 @@
 //! - Above the app side: `response_body` (the app's body on its way back, and what is done
 //!   when it ends), `respond` (the sidecar's own responses), `upgrade` (tunnels).
 //! - `forward`: one request, from the checks before it to the response's end.
-//! - `client_conn`: one client connection, served by hyper in bursts, holding no buffer
-//!   while it waits for its next request.
+//! - `parking`: idle keep-alive connections, held without a task each until their client
+//!   sends; `open`: the count of open connections that the limit and the drain read.
+//! - `client_conn`: one client connection, served by hyper in bursts, parked while it waits
+//!   for its next request.
 //! - `server`: connections, from accept to drain.
 
 mod activity;
@@ -37,6 +39,8 @@ mod framing;
 mod headers;
 mod latch;
 mod lifecycle;
+mod open;
+mod parking;
 mod pool;
 mod respond;
 mod response_body;

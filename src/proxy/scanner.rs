@@ -87,6 +87,19 @@ impl FramingScanner {
         }
     }
 
+    /// A scanner between requests, the next head being request `index` of its connection.
+    pub fn resumed(max_head: usize, index: u64) -> Self {
+        FramingScanner { scan: Scan::Head { buf: Vec::new(), index }, ..Self::new(max_head) }
+    }
+
+    /// The index of the next request, when between requests with nothing under way.
+    pub fn next_index(&self) -> Option<u64> {
+        match &self.scan {
+            Scan::Head { buf, index } if buf.is_empty() && !self.switch_after_body => Some(*index),
+            _ => None,
+        }
+    }
+
     pub fn is_refused(&self) -> bool {
         matches!(self.scan, Scan::Refused)
     }

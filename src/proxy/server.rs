@@ -19,6 +19,7 @@ use super::client_timer::ClientTimeouts;
 use super::error::ProxyError;
 use super::forward::{Client, Proxy};
 use super::framing::{DEFAULT_MAX_HEAD_BYTES, Framing};
+use super::open::Counted;
 use super::upgrade::AllowedUpgrades;
 
 /// What one client may send and how many may connect at once.
@@ -94,8 +95,13 @@ pub async fn serve(
     timeouts: ClientTimeouts,
     limits: ClientLimits,
 ) {
-    let settings = Arc::new(ConnSettings::new(timeouts));
     let drain = proxy.lifecycle().draining().clone();
+    let settings = Arc::new(ConnSettings::new(
+        timeouts,
+        limits.max_head_bytes,
+        limits.allowed_upgrades.clone(),
+        drain.clone(),
+    ));
     let open = Arc::new(AtomicUsize::new(0));
     let turning_away = Arc::new(Semaphore::new(TURNED_AWAY_AT_ONCE));
     tokio::pin!(shutdown);
@@ -132,15 +138,17 @@ pub async fn serve(
             limits.max_head_bytes,
             timeouts.header,
         ));
-        let upgrades = limits.allowed_upgrades.clone();
-        let client = Arc::new(Client::new(addr, framing, upgrades));
+        let client = Arc::new(Client::new(addr, framing, settings.upgrades().clone()));
         let (proxy, settings) = (proxy.clone(), settings.clone());
         // Spawned as it is: wrapped in another future, it would be held twice, once as that
         // future's capture and once as what it awaits.
         tokio::spawn(client_conn::serve(io, proxy, client, settings, counted));
     }
     drop(listener);
-    tracing::info!("shutting down: draining in-flight requests for up to {drain_for:?}");
+    tracing::info!(
+        idle = settings.parked(),
+        "shutting down: draining in-flight requests for up to {drain_for:?}"
+    );
     drain.start();
     let drained = async {
         while open.load(Ordering::Acquire) > 0 {
@@ -150,23 +158,6 @@ pub async fn serve(
     tokio::select! {
         () = drained => tracing::info!("all connections drained"),
         () = tokio::time::sleep(drain_for) => tracing::warn!("drain deadline passed; closing the rest"),
-    }
-}
-
-/// One open client connection, counted while it lives.
-struct Counted(Arc<AtomicUsize>);
-
-impl Counted {
-    fn enter(open: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
-        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
-            .ok()
-            .map(|_| Counted(open.clone()))
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -205,15 +196,5 @@ mod tests {
         assert_eq!(after.maximum, before.maximum, "the hard limit is left alone");
         assert_eq!(changed.is_some(), before.current != before.maximum);
         assert_eq!(raise_open_file_limit(), None, "nothing left to raise");
-    }
-
-    #[test]
-    fn connections_are_counted_up_to_the_limit_and_released() {
-        let open = Arc::new(AtomicUsize::new(0));
-        let a = Counted::enter(&open, 2).unwrap();
-        let _b = Counted::enter(&open, 2).unwrap();
-        assert!(Counted::enter(&open, 2).is_none());
-        drop(a);
-        assert!(Counted::enter(&open, 2).is_some());
     }
 }
