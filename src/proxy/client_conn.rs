@@ -605,7 +605,14 @@ mod tests {
         assert_eq!(settings.parked(), 0);
     }
 
-    /// An idle connection costs its task, its socket and its reader: the task must not
+    /// A parked connection is one row of the lot's table: what is needed to go on.
+    #[test]
+    fn a_parked_connection_is_small() {
+        let size = std::mem::size_of::<ParkedConn>();
+        assert!(size <= 96, "{size} bytes");
+    }
+
+    /// A connection's task costs its socket's registration and its reader: it must not
     /// carry hyper's connection inline.
     #[tokio::test]
     async fn a_connection_task_is_small() {
