@@ -17,8 +17,6 @@ pub struct Activity {
     write_blocked: AtomicBool,
     /// hyper was asked to close an idle connection; its close must leave the socket open.
     parking: AtomicBool,
-    /// hyper's connection is put away: the connection waits for bytes with no buffer.
-    parked: AtomicBool,
     /// The connection has waited long enough for its next request to be put away
     /// (`client_timer`).
     put_away_due: AtomicBool,
@@ -61,15 +59,6 @@ impl Activity {
         self.waiting.store(false, Ordering::Relaxed);
         self.write_blocked.store(blocked, Ordering::Relaxed);
         self.parking.store(false, Ordering::Relaxed);
-    }
-
-    /// Whether the connection waits for its next request without hyper's connection.
-    pub fn is_parked(&self) -> bool {
-        self.parked.load(Ordering::Relaxed)
-    }
-
-    pub fn set_parked(&self, parked: bool) {
-        self.parked.store(parked, Ordering::Relaxed);
     }
 
     pub fn begin_parking(&self) {

@@ -229,9 +229,7 @@ async fn serve_h1(
             Some(io) => io,
             None => return,
         };
-        // Put away between requests: only the socket and the reader's state are held.
-        let activity = &service.client.framing.activity;
-        activity.set_parked(true);
+        // Put away between requests: only the socket and where its reader stood are held.
         let parked_at = Instant::now();
         let by = parked_at + settings.timeouts.wait_for(service.client.framing.served());
         if let Some(lot) = &settings.lot {
@@ -254,7 +252,6 @@ async fn serve_h1(
         }
         // Something is held (a head begun): it waits here, with its reader.
         let woken = until(&io, &shutdown, by, |io, cx| io.poll_readable(cx)).await;
-        activity.set_parked(false);
         if woken.is_none_or(|readable| readable.is_err()) {
             return;
         }

@@ -52,7 +52,7 @@ impl<P: Resume> ParkingLot<P> {
         let epoll = AsyncFd::new(epoll)?;
         let (arrivals, rx) = mpsc::unbounded_channel();
         let held = Arc::new(AtomicUsize::new(0));
-        let (slots, free, deadlines) = (Vec::new(), Vec::new(), BTreeSet::new());
+        let (slots, free, deadlines) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
         let lot = Lot { slots, free, deadlines, held: held.clone() };
         tokio::spawn(lot.run(epoll, rx, drain, grace));
         Ok(ParkingLot { arrivals, held })
@@ -74,8 +74,9 @@ impl<P: Resume> ParkingLot<P> {
 struct Lot<P> {
     /// The connections parked, by the key their epoll events carry.
     slots: Vec<Option<Parked<P>>>,
-    /// Keys of empty slots.
-    free: Vec<usize>,
+    /// Keys of empty slots, the lowest taken first: so that the table's end empties, and
+    /// can be given back, as a burst of idle clients leaves.
+    free: BTreeSet<usize>,
     /// When each parked connection is closed, with its key: earliest first.
     deadlines: BTreeSet<(Instant, usize)>,
     held: Arc<AtomicUsize>,
@@ -132,13 +133,15 @@ impl<P: Resume> Lot<P> {
     }
 
     fn admit(&mut self, epoll: &OwnedFd, conn: P, deadline: Instant) {
-        let key = self.free.pop().unwrap_or(self.slots.len());
+        let key = self.free.pop_first().unwrap_or(self.slots.len());
         let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::ONESHOT;
         let data = epoll::EventData::new_u64(key as u64);
         if let Err(e) = epoll::add(epoll, conn.as_fd(), data, flags) {
             // Served again, it could only come back here: closed instead, as a timeout.
             tracing::warn!(error = %e, "an idle connection could not be parked; closed");
-            self.free.push(key);
+            if key < self.slots.len() {
+                self.free.insert(key);
+            }
             return;
         }
         let parked = Some(Parked { conn, deadline });
@@ -168,6 +171,7 @@ impl<P: Resume> Lot<P> {
                 conn.resume();
             }
         }
+        self.shrink();
         events.len()
     }
 
@@ -175,7 +179,7 @@ impl<P: Resume> Lot<P> {
     fn leave(&mut self, epoll: &OwnedFd, key: usize) -> Option<P> {
         let Parked { conn, deadline } = self.slots.get_mut(key)?.take()?;
         self.deadlines.remove(&(deadline, key));
-        self.free.push(key);
+        self.free.insert(key);
         self.held.fetch_sub(1, Ordering::Relaxed);
         // Before tokio registers it again; a closed descriptor would leave the set by itself.
         let _ = epoll::delete(epoll, conn.as_fd());
@@ -205,11 +209,15 @@ impl<P: Resume> Lot<P> {
         }
     }
 
-    /// Gives back the table's memory once it is empty (after a burst of idle clients).
+    /// Gives back the end of the table that no connection uses any more (after a burst of
+    /// idle clients).
     fn shrink(&mut self) {
-        if self.deadlines.is_empty() {
-            self.slots = Vec::new();
-            self.free = Vec::new();
+        while let Some(None) = self.slots.last() {
+            self.slots.pop();
+            self.free.remove(&self.slots.len());
+        }
+        if self.slots.capacity() > 2 * self.slots.len() + 64 {
+            self.slots.shrink_to_fit();
         }
     }
 }
@@ -342,6 +350,31 @@ mod tests {
             client.read_to_end(&mut rest).await.unwrap();
             assert!(rest.is_empty());
         }
+    }
+
+    #[tokio::test]
+    async fn the_table_reuses_its_lowest_free_row_and_gives_back_its_end() {
+        let resumed = Arc::new(Mutex::new(Vec::new()));
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+        let (slots, free, deadlines) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
+        let mut lot = Lot { slots, free, deadlines, held: Arc::default() };
+        let (_clients, conns) = pairs(4, &resumed).await;
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut conns = conns.into_iter();
+        for conn in conns.by_ref().take(3) {
+            lot.admit(&epoll, conn, far);
+        }
+        assert!(lot.leave(&epoll, 1).is_some());
+        lot.shrink();
+        assert_eq!(lot.slots.len(), 3, "a row in the middle stays, empty");
+        lot.admit(&epoll, conns.next().unwrap(), far);
+        assert!(lot.slots[1].as_ref().is_some_and(|p| p.conn.number == 3), "the hole is filled");
+        for key in [2, 0, 1] {
+            assert!(lot.leave(&epoll, key).is_some());
+            lot.shrink();
+        }
+        assert_eq!((lot.slots.len(), lot.free.len(), lot.deadlines.len()), (0, 0, 0));
+        assert_eq!(lot.held.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
