@@ -29,7 +29,7 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper::service::Service;
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::ReadBuf;
 use tokio::time::Instant;
@@ -187,7 +187,7 @@ async fn speaks_http2(
 async fn serve_h2(io: Box<ClientIo>, service: ClientService, settings: &ConnSettings) {
     let lifecycle = service.proxy.lifecycle().clone();
     // Boxed, as HTTP/1.1's: the connection's task stays the size of its idle state.
-    let conn = Box::pin(settings.h2.serve_connection(TokioIo::new(io), service));
+    let conn = Box::pin(settings.h2.serve_connection(TokioIo::new(io), service.hyper()));
     // GOAWAY once the pod stops (the drain included): streams under way are answered, and
     // the client opens its next ones on another pod.
     let stopping = lifecycle.stopping();
@@ -274,7 +274,7 @@ async fn burst(
     let mut conn = {
         let mut h1 = settings.h1.clone();
         h1.timer(HeadTimer::new(settings.timeouts, framing.clone()));
-        Box::new(h1.serve_connection(TokioIo::new(io), service.clone()).with_upgrades())
+        Box::new(h1.serve_connection(TokioIo::new(io), service.hyper()).with_upgrades())
     };
     let mut parking = false;
     let ended = poll_fn(|cx| {
@@ -357,19 +357,30 @@ struct ClientService {
     client: Arc<Client>,
 }
 
-impl Service<Request<Incoming>> for ClientService {
-    type Response = Response<Answer>;
-    type Error = Infallible;
-    // Boxed: the request future is large, and hyper moves it into place.
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Answer>, Infallible>> + Send>>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        // The request's own reference to its client doubles as its place in the count.
-        let in_flight = InFlight::enter(self.client.clone());
-        let proxy = self.proxy.clone();
-        Box::pin(async move {
-            let response = proxy.handle(&in_flight.0, req).await;
-            Ok(response.map(|body| Answer { body, _in_flight: in_flight }))
+impl ClientService {
+    /// hyper's service for this connection's requests. Their future (about 5 KB) is not
+    /// boxed: hyper keeps one slot for it per connection and writes each request's into it,
+    /// where a box would cost an allocation per request on glibc's slow path for large
+    /// blocks.
+    fn hyper(
+        &self,
+    ) -> impl Service<
+        Request<Incoming>,
+        Response = Response<Answer>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static {
+        let (proxy, client) = (self.proxy.clone(), self.client.clone());
+        service_fn(move |req| {
+            // The request's own reference to its client doubles as its place in the count.
+            let in_flight = InFlight::enter(client.clone());
+            let proxy = proxy.clone();
+            async move {
+                let response = proxy.handle(&in_flight.0, req).await;
+                Ok(response.map(|body| Answer { body, _in_flight: in_flight }))
+            }
         })
     }
 }
