@@ -54,7 +54,6 @@ pub struct ParkedIo {
     stream: std::net::TcpStream,
     /// The index of the next request.
     next: u64,
-    read: u64,
 }
 
 /// What became of a connection asked to park.
@@ -74,7 +73,7 @@ impl ParkedIo {
         header_timeout: Duration,
     ) -> io::Result<(Box<ClientIo>, Arc<Framing>)> {
         let stream = TcpStream::from_std(self.stream)?;
-        let framing = Arc::new(Framing::resumed(self.next, self.read));
+        let framing = Arc::new(Framing::resumed(self.next));
         let mut io = ClientIo::new(stream, framing.clone(), max_head, header_timeout);
         io.scanner = FramingScanner::resumed(max_head, self.next);
         Ok((Box::new(io), framing))
@@ -128,9 +127,8 @@ impl ClientIo {
                 && self.stand_in == 0
         });
         let Some(next) = between else { return Parking::Busy(self) };
-        let read = self.framing.bytes_read();
         match self.stream.into_std() {
-            Ok(stream) => Parking::Parked(ParkedIo { stream, next, read }),
+            Ok(stream) => Parking::Parked(ParkedIo { stream, next }),
             Err(e) => Parking::Closed(e),
         }
     }

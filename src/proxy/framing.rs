@@ -105,10 +105,11 @@ impl Default for Framing {
 }
 
 impl Framing {
-    /// A connection's framing as it stood when it was parked between requests: only its
-    /// counts carry over, as nothing else is under way then.
-    pub fn resumed(served: u64, read: u64) -> Self {
-        Framing { served: AtomicU64::new(served), read: AtomicU64::new(read), ..Self::default() }
+    /// A connection's framing as it stood when it was parked between requests: only the
+    /// count of requests carries over, as nothing else is under way then (the byte count
+    /// is only ever compared within one hyper connection).
+    pub fn resumed(served: u64) -> Self {
+        Framing { served: AtomicU64::new(served), ..Self::default() }
     }
 
     /// Requests handed to the service so far.

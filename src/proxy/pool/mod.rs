@@ -209,12 +209,7 @@ impl Pool {
                 },
             }
         };
-        let first = match by {
-            Some((by, limit)) => tokio::time::timeout_at(by, first)
-                .await
-                .unwrap_or(Err(ProxyError::ConnectTimeout(limit))),
-            None => first.await,
-        };
+        let first = within_connect_timeout(by, first).await;
         // A connection handed over as the wait ended is not lost with it.
         handed.close();
         let Ok(conn) = handed.try_recv() else { return first };
@@ -239,13 +234,7 @@ impl Pool {
         let pool = self.clone();
         tokio::spawn(async move {
             let untimed = ConnectOptions { connect_timeout: None, ..opts };
-            let connect = pool.connect_h1(&untimed);
-            let opened = match by {
-                Some((by, limit)) => tokio::time::timeout_at(by, connect)
-                    .await
-                    .unwrap_or(Err(ProxyError::ConnectTimeout(limit))),
-                None => connect.await,
-            };
+            let opened = within_connect_timeout(by, pool.connect_h1(&untimed)).await;
             drop(slot);
             if let Err(Ok(conn)) = tx.send(opened) {
                 pool.put_h1(conn, opts.max_idle);
@@ -327,6 +316,20 @@ impl Pool {
         // Small writes (headers, chunks) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         Ok(stream)
+    }
+}
+
+/// `fut`, ended at `by` (a deadline and the connect timeout it came from) with that
+/// timeout's error.
+async fn within_connect_timeout<T>(
+    by: Option<(Instant, Duration)>,
+    fut: impl Future<Output = Result<T, ProxyError>>,
+) -> Result<T, ProxyError> {
+    match by {
+        Some((by, limit)) => {
+            tokio::time::timeout_at(by, fut).await.unwrap_or(Err(ProxyError::ConnectTimeout(limit)))
+        }
+        None => fut.await,
     }
 }
 
