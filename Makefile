@@ -45,7 +45,8 @@ chart: tools
 	@mkdir -p target
 	$(CARGO) build --quiet --bin portcullis
 	KUBERNETES_VALIDATE=$(abspath $(VENV)/bin/kubernetes-validate) \
-	  $(CARGO) test --quiet --test controller --test tls --test webhook > target/recorders.log 2>&1
+	  $(CARGO) test --quiet --test controller --test tls --test webhook > target/recorders.log 2>&1 \
+	  || { tail -n 80 target/recorders.log; exit 1; }
 	set -o pipefail; $(PY) -m pytest tests/chart -q -p no:cacheprovider 2>&1 | tee target/chart.log
 
 ## gRPC through the real binary, run with the flags `portcullis inject` writes, between a

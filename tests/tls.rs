@@ -181,8 +181,14 @@ async fn the_controller_issues_its_certificate_publishes_the_ca_and_serves_strea
     assert_eq!(facts.sans, sans().into_iter().collect());
     assert!(issue::signed_by(&cert, &ca));
 
-    // Both webhooks carry the CA, set by one JSON patch that tests each name first.
+    // Both webhooks carry the CA, set by one JSON patch that tests each name first. (The
+    // controller turns ready once it serves its certificate; the patch follows it.)
     let ca_b64 = base64::engine::general_purpose::STANDARD.encode(&ca);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !api.patches().iter().any(|(p, _)| p == WEBHOOK_PATH) {
+        assert!(Instant::now() < deadline, "the CA was never published: {:?}", api.patches());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let config = api.object(WEBHOOKS, "", "portcullis").unwrap();
     for webhook in config["webhooks"].as_array().unwrap() {
         assert_eq!(webhook["clientConfig"]["caBundle"], ca_b64.as_str());
@@ -479,10 +485,21 @@ async fn the_sidecar_follows_the_controller_over_tls_with_the_injected_ca_only()
     // With another CA: it refuses the controller, stays not ready, and says why.
     let other = issue::new_ca(SystemTime::now(), issue::CA_VALIDITY).unwrap();
     let (admin, mut bad) = sidecar_binary(running.streams, &other.cert_pem, token.path()).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (said, log) = std::sync::mpsc::channel();
+    let stderr = std::io::BufReader::new(bad.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        stderr.lines().map_while(Result::ok).for_each(|line| drop(said.send(line)));
+    });
+    let mut lines = Vec::new();
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("TLS with the controller failed: invalid peer certificate"))
+    {
+        let line = log.recv_timeout(Duration::from_secs(20));
+        lines.push(line.unwrap_or_else(|_| panic!("no TLS failure logged: {lines:?}")));
+    }
     assert_eq!(support::client::get(admin, "/readyz", &[]).await.status, 503);
     bad.kill().unwrap();
-    let output = bad.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(log.contains("TLS with the controller failed: invalid peer certificate"), "{log}");
+    let _ = bad.wait();
 }

@@ -487,7 +487,8 @@ async fn what_is_no_admission_review_is_refused() {
 
 /// The Events the webhook published through the fake API server so far.
 async fn events(api: &support::fake_api::FakeApi, count: usize) -> Vec<(String, Value)> {
-    for _ in 0..200 {
+    // Published in the background: up to 10 s on a loaded machine.
+    for _ in 0..1000 {
         let events: Vec<_> =
             api.posts().into_iter().filter(|(path, _)| path.contains("/events")).collect();
         if events.len() >= count {
