@@ -452,6 +452,11 @@ mod tests {
     }
 
     async fn connection() -> Conn {
+        connection_with(true).await
+    }
+
+    /// `lot`: false for a server that could make no epoll set of its own.
+    async fn connection_with(lot: bool) -> Conn {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -466,12 +471,16 @@ mod tests {
         let (_config, rx) = crate::config::channel();
         let proxy = Arc::new(Proxy::new(pool, rx, Arc::new(Metrics::default())));
         let stop = proxy.lifecycle().draining().clone();
-        let settings = Arc::new(ConnSettings::new(
+        let mut settings = ConnSettings::new(
             ClientTimeouts::default(),
             1024,
             AllowedUpgrades::default(),
             stop.clone(),
-        ));
+        );
+        if !lot {
+            settings.lot = None;
+        }
+        let settings = Arc::new(settings);
         let open = Arc::new(AtomicUsize::new(0));
         let held = Counted::enter(&open, 1).unwrap();
         tokio::spawn(serve(io, proxy, about, settings.clone(), held));
@@ -544,6 +553,32 @@ mod tests {
         }
         parked(&conn, true).await;
         assert_eq!(conn.open.load(Ordering::Acquire), 1, "still counted while parked");
+    }
+
+    /// Without a lot, an idle connection waits in its own task, as it did before there was
+    /// one: served again, and closed after the drain grace like a parked one.
+    #[tokio::test]
+    async fn without_a_lot_an_idle_connection_waits_in_its_task() {
+        let mut conn = connection_with(false).await;
+        for round in 0..3 {
+            conn.client.write_all(GET).await.unwrap();
+            let answer = response(&mut conn.client).await;
+            assert!(answer.starts_with("HTTP/1.1 503 Service "), "{round}: {answer}");
+            assert!(!answer.contains("connection: close"), "{round}: kept alive: {answer}");
+            // Past the wait after which a connection would be put away.
+            tokio::time::sleep(PUT_AWAY_AFTER * 2).await;
+            assert_eq!(conn.settings.parked(), 0);
+            assert_eq!(conn.open.load(Ordering::Acquire), 1, "{round}: still open");
+        }
+        let started = Instant::now();
+        conn.stop.start();
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), conn.client.read_to_end(&mut rest));
+        read.await.expect("closed").unwrap();
+        assert!(started.elapsed() >= DRAIN_GRACE, "closed before the grace was up");
+        assert!(rest.is_empty(), "closed without a byte: {rest:?}");
+        closed(&conn.open).await;
     }
 
     #[tokio::test]
