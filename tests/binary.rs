@@ -30,12 +30,16 @@ impl Drop for Proc {
 }
 
 async fn spawn_proxy(upstream: SocketAddr, extra: &[&str]) -> Proc {
+    spawn_proxy_with(upstream, extra, Stdio::null()).await
+}
+
+async fn spawn_proxy_with(upstream: SocketAddr, extra: &[&str], stderr: Stdio) -> Proc {
     let (addr, admin) = (free_addr(), free_addr());
     let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["proxy", "--listen", &addr.to_string(), "--upstream", &upstream.to_string()])
         .args(["--admin", &admin.to_string()])
         .args(extra)
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -173,4 +177,96 @@ async fn own_responses_pass_httplint() {
             report.lines().filter(|l| l.contains("[WARN]") || l.contains("[BAD]")).collect();
         assert!(complaints.is_empty(), "httplint on\n{raw}\n---\n{report}");
     }
+}
+
+/// Sends one GET on a kept-alive connection and returns the response, read to the end of its
+/// Content-Length body.
+async fn keep_alive_get(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(b"GET /idle HTTP/1.1\r\nHost: app\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |n| n.parse::<usize>().unwrap());
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before a whole response: {text:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Idle keep-alive connections wait in the parking lot, not in a task each: many of them
+/// through the real binary are served again after their wait, counted idle at shutdown, and
+/// closed, without a byte, once the drain's grace is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_idle_connections_are_parked_served_again_and_closed_on_drain() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    use tokio::io::AsyncReadExt;
+    // Room for the clients' sockets in this process (the proxy raises its own limit).
+    let mut files = getrlimit(Resource::Nofile);
+    files.current = files.maximum;
+    setrlimit(Resource::Nofile, files).unwrap();
+    let room = files.maximum.unwrap_or(u64::MAX).saturating_sub(256);
+    let count = usize::try_from(room.min(2_000)).unwrap();
+    assert!(count >= 500, "open-file limit {files:?}");
+
+    let app = apps::app(|_| async { Response::new(Full::new(Bytes::from_static(b"ok"))) }).await;
+    let mut proc = spawn_proxy_with(app, &["--log-format", "json"], Stdio::piped()).await;
+    let mut stderr = proc.child.stderr.take().unwrap();
+    // Read as it comes: a full pipe would stop the proxy.
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
+        log
+    });
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = tokio::net::TcpStream::connect(proc.addr).await.unwrap();
+        let answer = keep_alive_get(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("\r\n\r\nok"));
+        clients.push(stream);
+    }
+    // Each is parked as soon as it is idle; then each is served again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for stream in &mut clients {
+        let answer = keep_alive_get(stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(!answer.contains("connection: close"), "{answer}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let pid = proc.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    for stream in &mut clients {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest));
+        read.await.expect("closed on drain").unwrap();
+        assert!(rest.is_empty(), "closed without a byte: {rest:?}");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed before the drain grace");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = proc.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the proxy did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    let log = log.join().unwrap();
+    let shutdown: serde_json::Value = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"].as_str().is_some_and(|m| m.starts_with("shutting down")))
+        .unwrap_or_else(|| panic!("no shutdown line: {log}"));
+    assert_eq!(shutdown["idle"], count, "{shutdown}");
 }
