@@ -17,48 +17,65 @@ pub const PROXY_NAME: &str = proxy_name!();
 /// Fields that describe one connection, never forwarded (RFC 9110 §7.6.1, plus the
 /// non-standard Keep-Alive and Proxy-Connection that old clients still send, and the h2c
 /// upgrade's HTTP2-Settings, which RFC 7540 §3.2.1 makes hop-by-hop).
-const HOP_BY_HOP: [HeaderName; 4] =
-    [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE, header::TE];
+const HOPS: usize = 7;
+static HOP_BY_HOP: [HeaderName; HOPS] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("http2-settings"),
+];
 
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Removes hop-by-hop fields, including every field that Connection names. With
 /// `keep_upgrade`, Connection: upgrade and Upgrade survive, for a protocol switch.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none of them: one pass over the names (comparisons, no hashing)
-    // spares the lookups below, which would all find nothing.
-    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    let wants_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
-    for name in listed {
-        if !(keep_upgrade && name == header::UPGRADE) {
-            headers.remove(&name);
+    // One pass over the names (comparisons, no hashing) finds which are here: most messages
+    // carry none, or only Connection, and each removal or lookup hashes its name.
+    let mut present = [false; HOPS];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
         }
     }
-    for name in &HOP_BY_HOP {
+    let here = |name: &HeaderName| HOP_BY_HOP.iter().zip(present).any(|(h, p)| p && h == name);
+    if !keep_upgrade && !present.contains(&true) {
+        return;
+    }
+    // Fields that Connection names besides those: rare ("close" and "keep-alive" are the
+    // usual tokens), so the list is empty and costs no allocation.
+    let listed: Vec<HeaderName> = if here(&header::CONNECTION) {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("close"))
+            .filter(|t| !HOP_BY_HOP.iter().any(|hop| t.eq_ignore_ascii_case(hop.as_str())))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let wants_trailers = here(&header::TE)
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+    for name in &listed {
+        headers.remove(name);
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         if !(keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION)) {
             headers.remove(name);
         }
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(&HTTP2_SETTINGS);
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -66,13 +83,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if wants_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-        || name == HTTP2_SETTINGS
 }
 
 /// What a `content-type` says of gRPC.
@@ -258,9 +268,10 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h, map(&[("x-end-to-end", "kept")]));
         let mut h = map(&[
-            ("connection", "keep-alive, x-secret-hop"),
+            ("connection", "keep-alive, X-Secret-Hop"),
             ("keep-alive", "timeout=5"),
             ("x-secret-hop", "1"),
+            ("x-secret-hop", "2"),
             ("proxy-connection", "keep-alive"),
             ("transfer-encoding", "chunked"),
             ("te", "gzip"),
@@ -269,6 +280,10 @@ mod tests {
         ]);
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h, map(&[("x-end-to-end", "kept")]));
+        // An app's usual answer: only Connection goes.
+        let mut h = map(&[("connection", "keep-alive"), ("content-length", "2")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, map(&[("content-length", "2")]));
     }
 
     #[test]
