@@ -18,6 +18,7 @@ pub const PROXY_NAME: &str = proxy_name!();
 /// non-standard Keep-Alive and Proxy-Connection that old clients still send, and the h2c
 /// upgrade's HTTP2-Settings, which RFC 7540 §3.2.1 makes hop-by-hop).
 const HOPS: usize = 7;
+/// In the order of [`hop_index`].
 static HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     header::TRANSFER_ENCODING,
@@ -28,21 +29,36 @@ static HOP_BY_HOP: [HeaderName; HOPS] = [
     HeaderName::from_static("http2-settings"),
 ];
 
+/// Where a lowercase field name stands in `HOP_BY_HOP`, if it is there: compared by
+/// length first, as `match` on strings does.
+fn hop_index(name: &[u8]) -> Option<usize> {
+    match name {
+        b"connection" => Some(0),
+        b"transfer-encoding" => Some(1),
+        b"upgrade" => Some(2),
+        b"te" => Some(3),
+        b"keep-alive" => Some(4),
+        b"proxy-connection" => Some(5),
+        b"http2-settings" => Some(6),
+        _ => None,
+    }
+}
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Removes hop-by-hop fields, including every field that Connection names. With
 /// `keep_upgrade`, Connection: upgrade and Upgrade survive, for a protocol switch.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names (comparisons, no hashing) finds which are here: most messages
-    // carry none, or only Connection, and each removal or lookup hashes its name.
+    // One pass over the names (no hashing) finds which are here: most messages carry none,
+    // or only Connection, and each removal or lookup hashes its name.
     let mut present = [false; HOPS];
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+        if let Some(i) = hop_index(name.as_str().as_bytes()) {
             present[i] = true;
         }
     }
-    let here = |name: &HeaderName| HOP_BY_HOP.iter().zip(present).any(|(h, p)| p && h == name);
+    let here = |name: &HeaderName| hop_index(name.as_str().as_bytes()).is_some_and(|i| present[i]);
     if !keep_upgrade && !present.contains(&true) {
         return;
     }
@@ -52,12 +68,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.eq_ignore_ascii_case("close"))
-            .filter(|t| !HOP_BY_HOP.iter().any(|hop| t.eq_ignore_ascii_case(hop.as_str())))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.eq_ignore_ascii_case(b"close"))
+            .filter(|t| !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes())))
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect()
     } else {
         Vec::new()
@@ -284,6 +299,14 @@ mod tests {
         let mut h = map(&[("connection", "keep-alive"), ("content-length", "2")]);
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h, map(&[("content-length", "2")]));
+    }
+
+    #[test]
+    fn each_hop_by_hop_name_is_found_at_its_place() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_index(name.as_str().as_bytes()), Some(i), "{name}");
+        }
+        assert_eq!(hop_index(b"content-length"), None);
     }
 
     #[test]

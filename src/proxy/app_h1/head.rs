@@ -147,21 +147,26 @@ pub fn parse_response(
 
     // Room for the fields the proxy adds (Via), so that adding one does not grow the map.
     let mut headers = HeaderMap::with_capacity(spans.len() + 2);
+    // Whether the fields that decide framing and reuse are here, noted on the way: each
+    // lookup of an absent name would hash it for nothing.
+    let (mut coded, mut connection) = (false, false);
     for &(name, name_len, value, value_len) in spans.iter() {
         let name = HeaderName::from_bytes(&head[name..name + name_len])
             .map_err(|_| H1Error::Malformed("invalid field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
             .map_err(|_| H1Error::Malformed("invalid field value"))?;
+        coded |= name == header::TRANSFER_ENCODING;
+        connection |= name == header::CONNECTION;
         headers.append(name, value);
     }
     let reason = reason.map(|(at, len)| head.slice(at..at + len));
-    let framing = framing(status, version, method, &headers)?;
+    let framing = framing(status, version, method, &headers, coded)?;
     // hyper would send the next request on this connection as HTTP/1.0; it is simpler and
     // as correct to use a new one. A 101 hands the connection over to another protocol.
     let keep_alive = framing != Framing::UntilClose
         && version == Version::HTTP_11
         && status != StatusCode::SWITCHING_PROTOCOLS
-        && !headers::connection_has(&headers, "close");
+        && !(connection && headers::connection_has(&headers, "close"));
     Ok(Some(Head { status, version, reason, headers, framing, keep_alive }))
 }
 
@@ -176,12 +181,13 @@ fn parse_error(e: httparse::Error) -> &'static str {
     }
 }
 
-/// RFC 9112 §6.3, in its order.
+/// RFC 9112 §6.3, in its order. `coded`: whether `headers` has Transfer-Encoding.
 fn framing(
     status: StatusCode,
     version: Version,
     method: &Method,
     headers: &HeaderMap,
+    coded: bool,
 ) -> Result<Framing, H1Error> {
     if *method == Method::HEAD
         || status.is_informational()
@@ -190,7 +196,7 @@ fn framing(
     {
         return Ok(Framing::None);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if coded {
         if version == Version::HTTP_10 {
             return Err(H1Error::Malformed("Transfer-Encoding in an HTTP/1.0 response"));
         }
