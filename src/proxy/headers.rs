@@ -199,13 +199,8 @@ pub fn valid_host(host: &HeaderValue) -> bool {
 pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
     let mut seen = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        let text = value.to_str().map_err(|_| ())?;
-        for part in text.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(());
-            }
-            let n = part.parse::<u64>().map_err(|_| ())?;
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let n = decimal(part.trim_ascii()).ok_or(())?;
             if *seen.get_or_insert(n) != n {
                 return Err(());
             }
@@ -214,13 +209,24 @@ pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
     Ok(seen)
 }
 
+/// Digits only, at least one, and no more than a u64 holds.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
 /// Whether a Connection field lists `token`.
 pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
 }
 
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
@@ -346,7 +352,21 @@ mod tests {
             content_length(&map(&[("content-length", "5, 5"), ("content-length", "5")])),
             Ok(Some(5))
         );
-        for bad in ["5, 6", "-1", "", "5,", "0x5", "99999999999999999999"] {
+        assert_eq!(
+            content_length(&map(&[("content-length", "18446744073709551615")])),
+            Ok(Some(u64::MAX))
+        );
+        for bad in [
+            "5, 6",
+            "-1",
+            "",
+            "5,",
+            "0x5",
+            "+5",
+            "5 5",
+            "18446744073709551616",
+            "99999999999999999999",
+        ] {
             assert_eq!(content_length(&map(&[("content-length", bad)])), Err(()), "{bad:?}");
         }
         let h = map(&[("connection", "keep-alive"), ("connection", "x, Close ")]);
