@@ -3,11 +3,15 @@
 # the IANA time zone database and the TLS code are built in). Build: `make image` (docker,
 # podman or buildah: packaging/image.sh). Base images are named in full: podman and buildah
 # resolve no short name that their registries.conf does not alias, and `rust` has no alias.
-# 1.89 is the crate's rust-version; bookworm, as the distroless base is Debian 12 (the glibc
-# the binary links against must not be newer than the base's).
-FROM docker.io/library/rust:1.89-bookworm AS build
+# The toolchain that packaging/hot-symbols.txt was made with (`make hot-symbols`): its
+# symbol names carry the compiler's version, and rust-lld (the default linker on x86_64
+# since 1.90) lays those functions out together (build.rs). The crate builds with 1.89 and
+# later. bookworm, as the distroless base is Debian 12 (the glibc the binary links against
+# must not be newer than the base's).
+FROM docker.io/library/rust:1.95.0-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY packaging/hot-symbols.txt ./packaging/
 COPY .cargo ./.cargo
 COPY crates ./crates
 COPY src ./src

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS := $(VENV)/.installed
 IMAGE ?= portcullis:dev
 
-.PHONY: all build test lint deny unit chart grpc monitoring shipping demo bench soak crds tools image image-archive clean fuzz fuzz-ci
+.PHONY: all build test lint deny unit chart grpc monitoring shipping demo bench soak crds tools image image-archive clean fuzz fuzz-ci hot-symbols
 
 all: build
 
@@ -95,6 +95,12 @@ demo:
 
 bench:
 	bash bench/run.sh
+
+## packaging/hot-symbols.txt, the functions a sidecar runs (callgrind on the release binary
+## under load), which build.rs has the linker lay out together. Renew it after updating
+## crates: `make bench` says how many of its functions the binary still has.
+hot-symbols:
+	bash bench/hot-symbols.sh
 
 ## 30 minutes (SOAK_MINUTES) of mixed traffic, config changes and app restarts through the
 ## sidecar: RSS, descriptors and tasks each minute, and a verdict on their growth. Not CI.

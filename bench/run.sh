@@ -122,7 +122,10 @@ fi
 # BIN_DIR points elsewhere to bench prebuilt binaries (another machine, say).
 BIN_DIR=${BIN_DIR:-target/release}
 if [ "$BIN_DIR" = target/release ]; then
-  cargo build --quiet --release --bin portcullis --example bench_upstream --example bench_load \
+  # The binary as it ships: built on its own, since examples in the same build would bring
+  # the dev-dependencies' features into it (and other code, laid out otherwise).
+  cargo build --quiet --release --bin portcullis
+  cargo build --quiet --release --example bench_upstream --example bench_load \
     --example bench_controller --example bench_idle --example bench_bodies
 fi
 out=bench/out; mkdir -p "$out"; find "$out" -maxdepth 1 -type f ! -name "soak*" -delete; dir=$(mktemp -d)
@@ -499,6 +502,10 @@ target() {  # NAME MEASURED A B CONDITION
   target "peak RSS under small GETs ($(echo $CONNECTIONS | tr ' ' /) conns) <= 12 MiB" "$(mib "$load_rss") MiB" "$load_rss" 12288 "a <= b && a > 0"
   last_c=${CONNECTIONS##* }
   echo "portcullis RSS after the $last_c-connection load (MiB): at its end $(mib "${quiet_rss[0]}"), 1 s $(mib "${quiet_rss[1]}"), 5 s $(mib "${quiet_rss[5]:-0}"), 10 s $(mib "${quiet_rss[10]:-0}"), ${QUIET_SECONDS} s $(mib "${quiet_rss[$QUIET_SECONDS]}") (of which its own memory $(mib "$quiet_anon"), mapped files (code) $(mib "$quiet_file")); <= $(mib "$QUIET_GOAL") MiB from second $back_at"
+  # build.rs lays these out together; a list gone stale (crates updated) shows here.
+  hot_found=$(nm "$BIN_DIR/portcullis" 2>/dev/null | awk '{print $NF}' | sort -u |
+    comm -12 - <(sort -u packaging/hot-symbols.txt) | wc -l)
+  echo "hot code laid out together (build.rs): $hot_found of the $(wc -l < packaging/hot-symbols.txt) functions of packaging/hot-symbols.txt are in this binary (\`make hot-symbols\` renews the list)"
   echo "nginx worker RSS at the same times (MiB): $(mib "${quiet_nginx[0]}"), $(mib "${quiet_nginx[1]}"), $(mib "${quiet_nginx[5]:-0}"), $(mib "${quiet_nginx[10]:-0}"), $(mib "${quiet_nginx[$QUIET_SECONDS]}")"
   target "RSS 1 s after the load ($last_c conns) <= $(mib "$AFTER_LOAD_GOAL") MiB" "$(mib "${quiet_rss[1]}") MiB" "${quiet_rss[1]}" "$AFTER_LOAD_GOAL" "a <= b && a > 0"
   target "RSS back to <= $(mib "$QUIET_GOAL") MiB within ${QUIET_SECONDS} s of quiet" "$(mib "${quiet_rss[$QUIET_SECONDS]}") MiB at ${QUIET_SECONDS} s (from second $back_at)" \
