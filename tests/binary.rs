@@ -50,6 +50,18 @@ async fn spawn_proxy_with(upstream: SocketAddr, extra: &[&str], stderr: Stdio) -
     Proc { child, addr, admin }
 }
 
+/// Waits (10 s at most) for the process to exit.
+async fn exited(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the proxy did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[test]
 fn an_invalid_config_file_stops_start_up_with_the_field_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,14 +135,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     let reply = in_flight.await.unwrap();
     assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "finished"));
     assert_eq!(reply.header("connection"), "close");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = proc.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the proxy did not exit");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = exited(&mut proc.child).await;
     assert_eq!(status.code(), Some(0));
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
 }
@@ -253,14 +258,7 @@ async fn many_idle_connections_are_parked_served_again_and_closed_on_drain() {
         assert!(rest.is_empty(), "closed without a byte: {rest:?}");
     }
     assert!(started.elapsed() >= Duration::from_millis(900), "closed before the drain grace");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = proc.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the proxy did not exit");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = exited(&mut proc.child).await;
     assert_eq!(status.code(), Some(0));
     let log = log.join().unwrap();
     let shutdown: serde_json::Value = log

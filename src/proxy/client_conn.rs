@@ -509,6 +509,20 @@ mod tests {
         .expect("closed within 10 s");
     }
 
+    /// Starts the drain, and waits for the connection to be closed without a byte, no
+    /// sooner than `DRAIN_GRACE`.
+    async fn closed_after_the_drain_grace(mut conn: Conn) {
+        let started = Instant::now();
+        conn.stop.start();
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), conn.client.read_to_end(&mut rest));
+        read.await.expect("closed").unwrap();
+        assert!(started.elapsed() >= DRAIN_GRACE, "closed before the grace was up");
+        assert!(rest.is_empty(), "closed without a byte: {rest:?}");
+        closed(&conn.open).await;
+    }
+
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
     /// Reads one response with a Content-Length body, and returns it.
@@ -570,15 +584,7 @@ mod tests {
             assert_eq!(conn.settings.parked(), 0);
             assert_eq!(conn.open.load(Ordering::Acquire), 1, "{round}: still open");
         }
-        let started = Instant::now();
-        conn.stop.start();
-        let mut rest = Vec::new();
-        let read =
-            tokio::time::timeout(Duration::from_secs(10), conn.client.read_to_end(&mut rest));
-        read.await.expect("closed").unwrap();
-        assert!(started.elapsed() >= DRAIN_GRACE, "closed before the grace was up");
-        assert!(rest.is_empty(), "closed without a byte: {rest:?}");
-        closed(&conn.open).await;
+        closed_after_the_drain_grace(conn).await;
     }
 
     #[tokio::test]
@@ -601,15 +607,7 @@ mod tests {
         conn.client.write_all(GET).await.unwrap();
         response(&mut conn.client).await;
         parked(&conn, true).await;
-        let started = Instant::now();
-        conn.stop.start();
-        let mut rest = Vec::new();
-        let read =
-            tokio::time::timeout(Duration::from_secs(10), conn.client.read_to_end(&mut rest));
-        read.await.expect("closed").unwrap();
-        assert!(started.elapsed() >= DRAIN_GRACE, "closed before the grace was up");
-        assert!(rest.is_empty(), "closed without a byte: {rest:?}");
-        closed(&conn.open).await;
+        closed_after_the_drain_grace(conn).await;
     }
 
     /// HTTP/1.1 cannot tell an idle client that its connection is closing: a request on its
