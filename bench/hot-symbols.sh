@@ -9,8 +9,8 @@
 #
 # How: the release sidecar runs under callgrind (symbols not demangled) in front of
 # bench_upstream, and serves what a sidecar serves: HTTP/1.1 GETs and POSTs, HTTP/2 with
-# prior knowledge, its own error answers (a path the app refuses to reach: the app is
-# stopped for the last part), and the admin endpoints that probes and Prometheus read.
+# prior knowledge, its own error answers (502s: the app is stopped for the last part), and
+# the admin endpoints that probes and Prometheus read.
 # Every function of the binary with a cost is listed, by cost. Needs valgrind and h2load.
 #
 # Regenerate after a dependency update: a function's symbol carries a hash of its crate's

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use self::idle::IdleSet;
 use super::app_h1::H1Conn;
 use super::body::RequestBody;
+use super::deadline::with_deadline;
 use super::error::ProxyError;
 use super::tap::{ReadTap, Tap};
 
@@ -325,12 +326,8 @@ async fn within_connect_timeout<T>(
     by: Option<(Instant, Duration)>,
     fut: impl Future<Output = Result<T, ProxyError>>,
 ) -> Result<T, ProxyError> {
-    match by {
-        Some((by, limit)) => {
-            tokio::time::timeout_at(by, fut).await.unwrap_or(Err(ProxyError::ConnectTimeout(limit)))
-        }
-        None => fut.await,
-    }
+    let limit = by.map_or(Duration::ZERO, |(_, limit)| limit);
+    with_deadline(fut, by.map(|(at, _)| at)).await.unwrap_or(Err(ProxyError::ConnectTimeout(limit)))
 }
 
 /// Closes idle connections as they go stale, so that the app never sees one of ours
