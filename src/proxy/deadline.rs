@@ -16,14 +16,16 @@ pin_project! {
     pub struct Deadline<F> {
         #[pin]
         fut: F,
-        // Boxed, and only when there is a deadline: most waits finish long before it.
-        sleep: Option<Pin<Box<Sleep>>>,
+        // Held in place, not boxed: an allocation per request costs more than the bytes
+        // it would keep out of the futures that hold this one.
+        #[pin]
+        sleep: Option<Sleep>,
     }
 }
 
 /// `fut`, or `Elapsed` if `at` passes first; with no deadline, `fut` alone.
 pub fn with_deadline<F: Future>(fut: F, at: Option<Instant>) -> Deadline<F> {
-    Deadline { fut, sleep: at.map(|at| Box::pin(tokio::time::sleep_until(at))) }
+    Deadline { fut, sleep: at.map(tokio::time::sleep_until) }
 }
 
 impl<F: Future> Future for Deadline<F> {
@@ -34,7 +36,7 @@ impl<F: Future> Future for Deadline<F> {
         if let Poll::Ready(out) = this.fut.poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        match this.sleep.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
             Some(Poll::Ready(())) => Poll::Ready(Err(Elapsed)),
             _ => Poll::Pending,
         }

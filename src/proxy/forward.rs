@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::Either;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
@@ -19,7 +21,7 @@ use super::deadline::with_deadline;
 use super::duplex::Duplex;
 use super::error::ProxyError;
 use super::framing::{Framing, Verdict};
-use super::headers;
+use super::headers::{self, HeadFacts};
 use super::lifecycle::Lifecycle;
 use super::pool::{Conn, ConnectOptions, Pool, exchange_error};
 use super::respond::{self, Asked, Audience, Local};
@@ -27,7 +29,7 @@ use super::response_body::{AppBody, Finish, Held, ProxyBody, UpstreamBody};
 use super::upgrade::{self, AllowedUpgrades};
 use crate::config::{Config, ConfigRx, Snapshot};
 use crate::maintenance::{self, Gate};
-use crate::overload::{Limiter, Shed, jittered_retry_after};
+use crate::overload::{Limiter, Permit, Shed, jittered_retry_after};
 use crate::policy::RouteSettings;
 use crate::telemetry::metrics::{InFlight, Metrics, ReasonLabels};
 
@@ -99,14 +101,23 @@ impl Proxy {
         let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
         let verdict = client.framing.next_request();
         let in_flight = InFlight::start(&self.metrics);
-        let mut response =
-            match self.admit(client, verdict, req, &snapshot, started, in_flight).await {
-                Ok(response) => response,
-                Err(err) => {
-                    let audience = asked.audience(policy.error_format);
-                    self.local(&err, audience, version, &method, uri.path())
+        // The checks, the queue and the exchange are awaited here, not in a future of their
+        // own: each level of futures is moved into its parent once per request.
+        let outcome = match self.admit(client, verdict, &req, &snapshot) {
+            Err(err) => Err(err),
+            Ok(offer) => match self.queue(&snapshot).await {
+                Err(err) => Err(err),
+                Ok(permit) => {
+                    let held = Held::new(in_flight, permit);
+                    let config = &snapshot.config;
+                    self.forward(client, req, offer, config, started, held).await
                 }
-            };
+            },
+        };
+        let mut response = outcome.unwrap_or_else(|err| {
+            let audience = asked.audience(policy.error_format);
+            self.local(&err, audience, version, &method, uri.path())
+        });
         let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if verdict == (Verdict::Serve { answer_switch: true }) {
             // CONNECT never switches: `upgrade::offer` refuses it.
@@ -121,23 +132,21 @@ impl Proxy {
     }
 
     /// The checks before a request may go to the app: framing, Host, protocol switch,
-    /// maintenance, overload.
-    async fn admit(
+    /// maintenance. Returns the Upgrade value to forward, if the request switches.
+    fn admit(
         &self,
         client: &Client,
         verdict: Verdict,
-        req: Request<Incoming>,
+        req: &Request<Incoming>,
         snapshot: &Snapshot,
-        started: Instant,
-        in_flight: InFlight,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+    ) -> Result<Option<HeaderValue>, ProxyError> {
         match verdict {
             Verdict::Serve { .. } => {}
             Verdict::Ambiguous => return Err(ProxyError::AmbiguousFraming),
             Verdict::Refused(why) => return Err(why.into()),
         }
-        check_host(&req)?;
-        let offer = upgrade::offer(&req, &client.upgrades)?;
+        check_host(req)?;
+        let offer = upgrade::offer(req, &client.upgrades)?;
         let config = &snapshot.config;
         if !config.windows.is_empty()
             && let Some(closed) = self.gate.check(
@@ -150,8 +159,13 @@ impl Proxy {
         {
             return Err(ProxyError::Maintenance(closed));
         }
-        let overload = &config.policy.overload;
-        let permit = self.limiter.admit(snapshot.generation, overload).await.map_err(|shed| {
+        Ok(offer)
+    }
+
+    /// Overload protection: a place among the requests in flight, or the 503 that sheds it.
+    async fn queue(&self, snapshot: &Snapshot) -> Result<Option<Permit>, ProxyError> {
+        let overload = &snapshot.config.policy.overload;
+        self.limiter.admit(snapshot.generation, overload).await.map_err(|shed| {
             let retry_after = jittered_retry_after(overload.retry_after);
             let err = match shed {
                 Shed::Overloaded => ProxyError::Overloaded { retry_after },
@@ -162,9 +176,7 @@ impl Proxy {
             };
             self.metrics.shed.get_or_create(&ReasonLabels { reason: err.reason() }).inc();
             err
-        })?;
-        let held = Held::new(in_flight, permit);
-        self.forward(client, req, offer, config, started, held).await
+        })
     }
 
     /// State for the admin server and metrics.
@@ -221,12 +233,14 @@ impl Proxy {
         // this task; hyper's client keeps upgrades, HTTP/2 apps, and gRPC, which exists
         // only over HTTP/2.
         let plain = !wants_upgrade && self.pool.speaks_h1() && !headers::is_grpc(&parts.headers);
-        let exchange = async {
-            if plain {
-                let (response, sent_at) =
-                    self.exchange_h1(parts, body, duplex.as_deref(), route, &opts).await?;
-                return Ok((response.map(AppBody::H1), None, sent_at));
-            }
+        // Each path is awaited in place: an async block around both would be one more level
+        // of futures, moved once per request.
+        let outcome = if plain {
+            let exchange = self.exchange_h1(parts, body, duplex.as_deref(), route, &opts);
+            with_deadline(exchange, deadline).await.map(|done| {
+                done.map(|(response, sent_at)| (response.map(AppBody::H1), None, sent_at))
+            })
+        } else {
             // Only a request with nothing to resend, and safe to repeat, may be retried.
             let replay = (!wants_upgrade && body.is_empty() && method.is_idempotent())
                 .then(|| parts.clone());
@@ -240,10 +254,13 @@ impl Proxy {
                 &opts,
                 wants_upgrade,
             ));
-            let (response, conn, sent_at) = exchange.await?;
-            Ok((response.map(AppBody::Hyper), Some(conn), sent_at))
+            with_deadline(exchange, deadline).await.map(|done| {
+                done.map(|(response, conn, sent_at)| {
+                    (response.map(AppBody::Hyper), Some(conn), sent_at)
+                })
+            })
         };
-        let outcome = with_deadline(exchange, deadline).await.unwrap_or_else(|_| {
+        let outcome = outcome.unwrap_or_else(|_| {
             Err(ProxyError::RequestTimeout(timeouts.request.unwrap_or_default()))
         });
         let (mut response, conn, sent_at) = match outcome {
@@ -457,37 +474,41 @@ impl Proxy {
     }
 }
 
-/// Awaits `fut` until `by`, if there is a limit; past it, the response headers are late.
-async fn within<F: Future>(
+/// `fut` until `by`, if there is a limit; past it, the response headers are late. Not an
+/// async fn, as `head_within` is not: a future of plain structs adds no level of futures to
+/// move into its parent.
+fn within<F: Future>(
     by: Option<Instant>,
     wait: Option<Duration>,
     fut: F,
-) -> Result<F::Output, ProxyError> {
-    with_deadline(fut, by)
-        .await
-        .map_err(|_| ProxyError::ResponseHeadersTimeout(wait.unwrap_or_default()))
+) -> impl Future<Output = Result<F::Output, ProxyError>> {
+    with_deadline(fut, by).map(move |out| {
+        out.map_err(|_| ProxyError::ResponseHeadersTimeout(wait.unwrap_or_default()))
+    })
 }
 
 /// Awaits the app's response head for `wait`, counted from when the request has been sent
 /// whole: at once for a request without a body, else when its body ends ([`Duplex`]).
-async fn head_within<F: Future>(
+fn head_within<F: Future>(
     wait: Option<Duration>,
     sent_at: Instant,
     duplex: Option<&Duplex>,
     fut: F,
-) -> Result<F::Output, ProxyError> {
+) -> impl Future<Output = Result<F::Output, ProxyError>> {
     let Some((duplex, wait)) = duplex.zip(wait) else {
-        return within(wait.map(|w| sent_at + w), wait, fut).await;
+        return Either::Left(within(wait.map(|w| sent_at + w), wait, fut));
     };
-    // Boxed: only requests with a body come here.
-    let timer = Box::pin(async move {
-        duplex.request_sent().await;
-        tokio::time::sleep(wait).await;
-    });
-    match futures::future::select(std::pin::pin!(fut), timer).await {
-        futures::future::Either::Left((out, _)) => Ok(out),
-        futures::future::Either::Right(_) => Err(ProxyError::ResponseHeadersTimeout(wait)),
-    }
+    Either::Right(async move {
+        // Boxed: only requests with a body come here.
+        let timer = Box::pin(async move {
+            duplex.request_sent().await;
+            tokio::time::sleep(wait).await;
+        });
+        match futures::future::select(std::pin::pin!(fut), timer).await {
+            Either::Left((out, _)) => Ok(out),
+            Either::Right(_) => Err(ProxyError::ResponseHeadersTimeout(wait)),
+        }
+    })
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host, and no request more than
@@ -528,21 +549,20 @@ fn validate(
     route: &RouteSettings,
 ) -> Result<(), ProxyError> {
     upgrade::check_switch(response, offer)?;
+    let reason_len = response.status().canonical_reason().map_or(0, str::len);
+    let facts = HeadFacts::of(reason_len, response.headers());
     // hyper checks Content-Length only where it frames a body; a HEAD, 204 or 304 response
     // with conflicting lengths is just as malformed (RFC 9112 §6.3) and is not passed on.
-    if headers::content_length(response.headers()).is_err() {
+    let Ok(length) = facts.content_length else {
         return Err(ProxyError::MalformedResponse);
-    }
+    };
     // Framed both ways, a response may be read differently by the next hop (response
     // splitting, RFC 9112 §6.3): refused, as nginx does, rather than repaired.
-    if response.headers().contains_key(header::TRANSFER_ENCODING)
-        && response.headers().contains_key(header::CONTENT_LENGTH)
-    {
+    if facts.transfer_encoding && length.is_some() {
         return Err(ProxyError::MalformedResponse);
     }
     let limit = route.validation.max_response_header_bytes;
-    let reason_len = response.status().canonical_reason().map_or(0, str::len);
-    if headers::head_size(reason_len, response.headers()) > limit as usize {
+    if facts.size > limit as usize {
         return Err(ProxyError::ResponseHeadersTooLarge { limit });
     }
     let allowed = &route.validation.content_types;

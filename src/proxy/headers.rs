@@ -128,17 +128,17 @@ pub fn append_via(headers: &mut HeaderMap, received: Version) {
 /// Adds the client's address to X-Forwarded-For and, when no hop before us set it,
 /// X-Forwarded-Proto: the sidecar itself only speaks cleartext HTTP.
 pub fn append_forwarded(headers: &mut HeaderMap, client: &HeaderValue) {
-    let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        Some(prior) => {
-            let joined = [prior, b", ", client.as_bytes()].concat();
-            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client.clone())
+    // Entries: each name is hashed once, not once to look and again to write.
+    match headers.entry(&X_FORWARDED_FOR) {
+        header::Entry::Occupied(mut prior) => {
+            let joined = [prior.get().as_bytes(), b", ", client.as_bytes()].concat();
+            prior.insert(HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client.clone()));
         }
-        None => client.clone(),
-    };
-    headers.insert(X_FORWARDED_FOR.clone(), value);
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        header::Entry::Vacant(none) => {
+            none.insert(client.clone());
+        }
     }
+    headers.entry(&X_FORWARDED_PROTO).or_insert_with(|| HeaderValue::from_static("http"));
 }
 
 /// An HTTP/1.1 request to the app needs origin-form and a Host; an HTTP/2 request carries
@@ -185,16 +185,54 @@ pub fn valid_host(host: &HeaderValue) -> bool {
 /// The length that every Content-Length value states, comma lists included (RFC 9110
 /// §8.6): `Ok(None)` when there is none, `Err(())` when one is not digits or they disagree.
 pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
-    let mut seen = None;
+    let mut length = Ok(None);
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
-            let n = decimal(part.trim_ascii()).ok_or(())?;
-            if *seen.get_or_insert(n) != n {
-                return Err(());
-            }
+        add_length(&mut length, value);
+    }
+    length
+}
+
+/// Takes one more Content-Length value into what the ones before it stated.
+fn add_length(length: &mut Result<Option<u64>, ()>, value: &HeaderValue) {
+    let Ok(seen) = length else { return };
+    for part in value.as_bytes().split(|b| *b == b',') {
+        let Some(n) = decimal(part.trim_ascii()) else {
+            *length = Err(());
+            return;
+        };
+        if *seen.get_or_insert(n) != n {
+            *length = Err(());
+            return;
         }
     }
-    Ok(seen)
+}
+
+/// What the checks on an app's response head read from its fields, in one pass over them:
+/// each lookup by name would hash the name again.
+#[derive(Debug)]
+pub struct HeadFacts {
+    /// As [`content_length`] says.
+    pub content_length: Result<Option<u64>, ()>,
+    pub transfer_encoding: bool,
+    /// The size of the head as the app sent it: status line, fields, and blank line.
+    pub size: usize,
+}
+
+impl HeadFacts {
+    pub fn of(status_reason_len: usize, headers: &HeaderMap) -> Self {
+        let mut facts = HeadFacts { content_length: Ok(None), transfer_encoding: false, size: 0 };
+        let mut fields = 0;
+        for (name, value) in headers {
+            fields += field_size(name, value);
+            if name == header::CONTENT_LENGTH {
+                add_length(&mut facts.content_length, value);
+            } else if name == header::TRANSFER_ENCODING {
+                facts.transfer_encoding = true;
+            }
+        }
+        facts.size = status_line_and_end(status_reason_len) + fields;
+        facts
+    }
 }
 
 /// Digits only, at least one, and no more than a u64 holds.
@@ -224,11 +262,14 @@ pub fn wants_upgrade(version: Version, headers: &HeaderMap) -> bool {
         && connection_has(headers, "upgrade")
 }
 
-/// The size of a response head as the app sent it: status line, fields, and blank line.
-pub fn head_size(status_reason_len: usize, headers: &HeaderMap) -> usize {
-    // "HTTP/1.1 200 " + reason + CRLF, then "name: value" CRLF per field, then CRLF.
-    let fields: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    13 + status_reason_len + 2 + fields + 2
+/// "HTTP/1.1 200 " + reason + CRLF, and the blank line that ends the head.
+fn status_line_and_end(status_reason_len: usize) -> usize {
+    13 + status_reason_len + 2 + 2
+}
+
+/// "name: value" CRLF.
+fn field_size(name: &HeaderName, value: &HeaderValue) -> usize {
+    name.as_str().len() + value.len() + 4
 }
 
 #[cfg(test)]
@@ -352,6 +393,34 @@ mod tests {
         let h = map(&[("connection", "keep-alive"), ("connection", "x, Close ")]);
         assert!(connection_has(&h, "close") && connection_has(&h, "keep-alive"));
         assert!(!connection_has(&h, "upgrade"));
+    }
+
+    #[test]
+    fn head_facts_read_the_fields_as_the_lookups_do() {
+        let h = map(&[
+            ("content-type", "text/plain"),
+            ("content-length", "5"),
+            ("x-a", "1"),
+            ("content-length", "5, 5"),
+        ]);
+        let facts = HeadFacts::of(2, &h);
+        assert_eq!(facts.content_length, content_length(&h));
+        assert_eq!(facts.content_length, Ok(Some(5)));
+        assert!(!facts.transfer_encoding);
+        // "HTTP/1.1 200 OK\r\n", four fields with ": " and CRLF each, and the blank line.
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\
+                    content-length: 5, 5\r\nx-a: 1\r\n\r\n";
+        assert_eq!(facts.size, head.len());
+
+        let h = map(&[
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "6"),
+        ]);
+        let facts = HeadFacts::of(2, &h);
+        assert_eq!((facts.content_length, facts.transfer_encoding), (Err(()), true));
+        let facts = HeadFacts::of(0, &map(&[("transfer-encoding", "chunked")]));
+        assert_eq!((facts.content_length, facts.transfer_encoding), (Ok(None), true));
     }
 
     #[test]
