@@ -236,7 +236,7 @@ impl Proxy {
         // Each path is awaited in place: an async block around both would be one more level
         // of futures, moved once per request.
         let outcome = if plain {
-            let exchange = self.exchange_h1(parts, body, duplex.as_deref(), route, &opts);
+            let exchange = self.exchange_h1(&parts, body, duplex.as_deref(), route, &opts);
             with_deadline(exchange, deadline).await.map(|done| {
                 done.map(|(response, sent_at)| (response.map(AppBody::H1), None, sent_at))
             })
@@ -312,7 +312,7 @@ impl Proxy {
     /// byte, the method is safe to repeat and there is no body to resend.
     async fn exchange_h1(
         &self,
-        parts: Parts,
+        parts: &Parts,
         body: RequestBody,
         duplex: Option<&Duplex>,
         route: &RouteSettings,
@@ -327,7 +327,7 @@ impl Proxy {
         let sent_at = Instant::now();
         let wait = route.timeouts.response_headers;
         let headers_by = wait.map(|w| sent_at + w);
-        let send = conn.send(&parts, body, max_head);
+        let send = conn.send(parts, body, max_head);
         let failed = match head_within(wait, sent_at, duplex, send).await? {
             Ok(response) => return Ok((response, sent_at)),
             Err(failed) => failed,
@@ -347,7 +347,7 @@ impl Proxy {
         // Boxed: a rare path, kept out of the common request future's size.
         let retry = Box::pin(async {
             let fresh = self.pool.connect_h1(opts).await?;
-            let send = fresh.send(&parts, RequestBody::empty(), max_head);
+            let send = fresh.send(parts, RequestBody::empty(), max_head);
             match within(headers_by, wait, send).await? {
                 Ok(response) => Ok(response),
                 Err(failed) => Err(failed.error.to_proxy_error(limit, request_timeout)),
