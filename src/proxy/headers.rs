@@ -134,8 +134,8 @@ pub fn append_forwarded(headers: &mut HeaderMap, client: &HeaderValue) {
             let joined = [prior.get().as_bytes(), b", ", client.as_bytes()].concat();
             prior.insert(HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client.clone()));
         }
-        header::Entry::Vacant(none) => {
-            none.insert(client.clone());
+        header::Entry::Vacant(first) => {
+            first.insert(client.clone());
         }
     }
     headers.entry(&X_FORWARDED_PROTO).or_insert_with(|| HeaderValue::from_static("http"));
