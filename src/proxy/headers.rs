@@ -220,17 +220,18 @@ pub struct HeadFacts {
 
 impl HeadFacts {
     pub fn of(status_reason_len: usize, headers: &HeaderMap) -> Self {
-        let mut facts = HeadFacts { content_length: Ok(None), transfer_encoding: false, size: 0 };
-        let mut fields = 0;
+        // "HTTP/1.1 200 " + reason + CRLF, the blank line at the end, and the fields.
+        let size = 13 + status_reason_len + 2 + 2;
+        let mut facts = HeadFacts { content_length: Ok(None), transfer_encoding: false, size };
         for (name, value) in headers {
-            fields += field_size(name, value);
+            // "name: value" CRLF.
+            facts.size += name.as_str().len() + value.len() + 4;
             if name == header::CONTENT_LENGTH {
                 add_length(&mut facts.content_length, value);
             } else if name == header::TRANSFER_ENCODING {
                 facts.transfer_encoding = true;
             }
         }
-        facts.size = status_line_and_end(status_reason_len) + fields;
         facts
     }
 }
@@ -260,16 +261,6 @@ pub fn wants_upgrade(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
         && headers.contains_key(header::UPGRADE)
         && connection_has(headers, "upgrade")
-}
-
-/// "HTTP/1.1 200 " + reason + CRLF, and the blank line that ends the head.
-fn status_line_and_end(status_reason_len: usize) -> usize {
-    13 + status_reason_len + 2 + 2
-}
-
-/// "name: value" CRLF.
-fn field_size(name: &HeaderName, value: &HeaderValue) -> usize {
-    name.as_str().len() + value.len() + 4
 }
 
 #[cfg(test)]
