@@ -20,6 +20,10 @@ pub struct Activity {
     /// The connection has waited long enough for its next request to be put away
     /// (`client_timer`).
     put_away_due: AtomicBool,
+    /// Served again because its client sent or closed (`parking`), and nothing read yet:
+    /// a read that finds nothing then only means that the socket, registered anew, has
+    /// not been reported readable yet, not that the client is silent.
+    expecting: AtomicBool,
 }
 
 impl Activity {
@@ -38,6 +42,13 @@ impl Activity {
 
     pub(crate) fn put_away_due(&self) {
         self.put_away_due.store(true, Ordering::Relaxed);
+        // Whatever woke the connection has not come in this long: it was not for it.
+        self.expecting.store(false, Ordering::Relaxed);
+    }
+
+    /// The connection is served again because its client sent or closed.
+    pub(crate) fn expect_bytes(&self) {
+        self.expecting.store(true, Ordering::Relaxed);
     }
 
     pub fn is_put_away_due(&self) -> bool {
@@ -45,12 +56,15 @@ impl Activity {
     }
 
     pub(crate) fn read_nothing_between_requests(&self) {
-        self.waiting.store(true, Ordering::Relaxed);
+        if !self.expecting.load(Ordering::Relaxed) {
+            self.waiting.store(true, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn read_something(&self) {
         self.waiting.store(false, Ordering::Relaxed);
         self.put_away_due.store(false, Ordering::Relaxed);
+        self.expecting.store(false, Ordering::Relaxed);
     }
 
     /// A write was tried: a connection that writes is not idle, and is not closed quietly
@@ -129,6 +143,25 @@ mod tests {
         activity.put_away_due();
         activity.begin_parking();
         assert!(!activity.is_put_away_due(), "taken by the parking");
+    }
+
+    #[test]
+    fn served_again_it_is_not_idle_until_it_reads_or_waits_to_be_put_away() {
+        let activity = Activity::default();
+        activity.expect_bytes();
+        activity.read_nothing_between_requests();
+        assert!(!activity.is_idle(), "the client's bytes are still to be read");
+        activity.read_something();
+        activity.read_nothing_between_requests();
+        assert!(activity.is_idle(), "read, then nothing more");
+
+        let woken_for_nothing = Activity::default();
+        woken_for_nothing.expect_bytes();
+        woken_for_nothing.read_nothing_between_requests();
+        woken_for_nothing.put_away_due();
+        assert!(!woken_for_nothing.is_idle(), "no read has waited since");
+        woken_for_nothing.read_nothing_between_requests();
+        assert!(woken_for_nothing.should_put_away(), "nothing came: put away after all");
     }
 
     #[test]

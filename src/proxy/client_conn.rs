@@ -93,6 +93,12 @@ impl ConnSettings {
     pub fn parked(&self) -> usize {
         self.lot.as_ref().map_or(0, ParkingLot::held)
     }
+
+    /// How many times an idle connection has been parked.
+    #[cfg(test)]
+    fn parkings(&self) -> usize {
+        self.lot.as_ref().map_or(0, ParkingLot::parkings)
+    }
 }
 
 /// Serves one client connection until it closes, or until the proxy drains and its
@@ -584,6 +590,28 @@ mod tests {
             assert_eq!(conn.open.load(Ordering::Acquire), 1, "{round}: still open");
         }
         closed_after_the_drain_grace(conn).await;
+    }
+
+    /// The lot serves a connection again when its client sends: the request is read, not
+    /// taken for silence and the connection parked again before the socket's readiness is
+    /// known (each parking costs a connection made anew, and tokio's registration).
+    #[tokio::test]
+    async fn a_parked_connection_that_is_sent_a_request_is_parked_once_per_request() {
+        let mut conn = connection().await;
+        conn.client.write_all(GET).await.unwrap();
+        response(&mut conn.client).await;
+        parked(&conn, true).await;
+        let before = conn.settings.parkings();
+        for round in 0..5 {
+            // Parked long enough for its client not to count as busy: served again, it is
+            // put away as soon as it is idle.
+            tokio::time::sleep(PUT_AWAY_AFTER * 2).await;
+            conn.client.write_all(GET).await.unwrap();
+            let answer = response(&mut conn.client).await;
+            assert!(answer.starts_with("HTTP/1.1 503"), "{round}: {answer}");
+            parked(&conn, true).await;
+        }
+        assert_eq!(conn.settings.parkings() - before, 5, "one parking per request");
     }
 
     #[tokio::test]

@@ -109,7 +109,9 @@ impl Framing {
     /// count of requests carries over, as nothing else is under way then (the byte count
     /// is only ever compared within one hyper connection).
     pub fn resumed(served: u64) -> Self {
-        Framing { served: AtomicU64::new(served), ..Self::default() }
+        let framing = Framing { served: AtomicU64::new(served), ..Self::default() };
+        framing.activity.expect_bytes();
+        framing
     }
 
     /// Requests handed to the service so far.

@@ -38,8 +38,16 @@ const EVENTS_AT_ONCE: usize = 64;
 /// A handle to the lot: connections are parked through it.
 pub struct ParkingLot<P> {
     arrivals: mpsc::UnboundedSender<(P, Instant)>,
-    /// How many connections the lot holds.
-    held: Arc<AtomicUsize>,
+    tally: Arc<Tally>,
+}
+
+/// What the lot counts, for whoever holds a handle.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Connections held now.
+    held: AtomicUsize,
+    /// Connections taken in since the lot started, each parking counted.
+    parkings: AtomicUsize,
 }
 
 impl<P: Resume> ParkingLot<P> {
@@ -51,11 +59,11 @@ impl<P: Resume> ParkingLot<P> {
         #[allow(deprecated)]
         let epoll = AsyncFd::new(epoll)?;
         let (arrivals, rx) = mpsc::unbounded_channel();
-        let held = Arc::new(AtomicUsize::new(0));
+        let tally = Arc::new(Tally::default());
         let (slots, free, deadlines) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
-        let lot = Lot { slots, free, deadlines, held: held.clone() };
+        let lot = Lot { slots, free, deadlines, tally: tally.clone() };
         tokio::spawn(lot.run(epoll, rx, drain, grace));
-        Ok(ParkingLot { arrivals, held })
+        Ok(ParkingLot { arrivals, tally })
     }
 
     /// Holds `conn` until its client sends or `deadline` passes. Gives it back if the lot
@@ -66,7 +74,13 @@ impl<P: Resume> ParkingLot<P> {
 
     /// How many connections the lot holds now.
     pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+        self.tally.held.load(Ordering::Relaxed)
+    }
+
+    /// How many times a connection has been taken in.
+    #[cfg(test)]
+    pub fn parkings(&self) -> usize {
+        self.tally.parkings.load(Ordering::Relaxed)
     }
 }
 
@@ -79,7 +93,7 @@ struct Lot<P> {
     free: BTreeSet<usize>,
     /// When each parked connection is closed, with its key: earliest first.
     deadlines: BTreeSet<(Instant, usize)>,
-    held: Arc<AtomicUsize>,
+    tally: Arc<Tally>,
 }
 
 struct Parked<P> {
@@ -151,7 +165,8 @@ impl<P: Resume> Lot<P> {
             self.slots[key] = parked;
         }
         self.deadlines.insert((deadline, key));
-        self.held.fetch_add(1, Ordering::Relaxed);
+        self.tally.held.fetch_add(1, Ordering::Relaxed);
+        self.tally.parkings.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Serves again each connection whose client sent, closed or failed; returns how many.
@@ -180,7 +195,7 @@ impl<P: Resume> Lot<P> {
         let Parked { conn, deadline } = self.slots.get_mut(key)?.take()?;
         self.deadlines.remove(&(deadline, key));
         self.free.insert(key);
-        self.held.fetch_sub(1, Ordering::Relaxed);
+        self.tally.held.fetch_sub(1, Ordering::Relaxed);
         // Before tokio registers it again; a closed descriptor would leave the set by itself.
         let _ = epoll::delete(epoll, conn.as_fd());
         Some(conn)
@@ -357,7 +372,7 @@ mod tests {
         let resumed = Arc::new(Mutex::new(Vec::new()));
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
         let (slots, free, deadlines) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
-        let mut lot = Lot { slots, free, deadlines, held: Arc::default() };
+        let mut lot = Lot { slots, free, deadlines, tally: Arc::default() };
         let (_clients, conns) = pairs(4, &resumed).await;
         let far = Instant::now() + Duration::from_secs(3600);
         let mut conns = conns.into_iter();
@@ -374,7 +389,7 @@ mod tests {
             lot.shrink();
         }
         assert_eq!((lot.slots.len(), lot.free.len(), lot.deadlines.len()), (0, 0, 0));
-        assert_eq!(lot.held.load(Ordering::Relaxed), 0);
+        assert_eq!(lot.tally.held.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
