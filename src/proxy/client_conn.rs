@@ -611,7 +611,11 @@ mod tests {
             assert!(answer.starts_with("HTTP/1.1 503"), "{round}: {answer}");
             parked(&conn, true).await;
         }
-        assert_eq!(conn.settings.parkings() - before, 5, "one parking per request");
+        // Each request parked its connection twice before the fix (10). One parking more is
+        // allowed: a task held off for PUT_AWAY_AFTER on a loaded machine puts a connection
+        // away before its read, as it should when nothing comes.
+        let parkings = conn.settings.parkings() - before;
+        assert!((5..=6).contains(&parkings), "one parking per request: {parkings}");
     }
 
     #[tokio::test]
