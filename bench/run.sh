@@ -50,6 +50,9 @@ AFTER_LOAD_GOAL=12288 QUIET_GOAL=9216
 # an idle connection is measured as it costs after a busy minute, not on a fresh process.
 IDLE_LOAD_SECONDS=${IDLE_LOAD_SECONDS:-5} IDLE_REST=${IDLE_REST:-10}
 POST_SIZES=${POST_SIZES:-1024 65536} POST_CONNECTIONS=${POST_CONNECTIONS:-32}   # phase 2, bytes
+# Phase 2 too: clients that pause PACE_MS between requests (bench/paced.lua), so that each
+# request finds its connection idle, as most real clients' do.
+PACED_CONNECTIONS=${PACED_CONNECTIONS:-512} PACE_MS=${PACE_MS:-200}
 H2_CLIENTS=${H2_CLIENTS:-4} H2_STREAMS=${H2_STREAMS:-100} H2_SECONDS=${H2_SECONDS:-10}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000} IDLE_SECONDS=${IDLE_SECONDS:-60}
 IDLE_H2_CONNECTIONS=${IDLE_H2_CONNECTIONS:-2000} IDLE_H2_SECONDS=${IDLE_H2_SECONDS:-$IDLE_SECONDS}
@@ -272,7 +275,7 @@ read -r quiet_anon quiet_file < <(rss_split "$pc")
 back_at=never
 for s in $(seq 0 "$QUIET_SECONDS"); do [ "${quiet_rss[$s]}" -gt "$QUIET_GOAL" ] || { back_at=$s; break; }; done
 
-phase "2/10 POST bodies of $POST_SIZES bytes (wrk with bench/post.lua, ${DURATION} per run)..."
+phase "2/10 POST bodies of $POST_SIZES bytes (wrk with bench/post.lua, ${DURATION} per run), clients that pause ${PACE_MS} ms..."
 # The app reads and drops each body, then answers its small 200; nginx buffers a body in
 # memory (client_body_buffer_size 64k) before it sends it on, its default way.
 declare -A POST
@@ -283,6 +286,13 @@ for b in $POST_SIZES; do
   POST[portcullis,$b]=$(measure "post$b-portcullis" "$PC" "$POST_CONNECTIONS" "$pc" -s bench/post.lua)
 done
 unset POST_BYTES
+export PACE_MS
+declare -A PACED
+for t in nginx portcullis; do
+  t_pid=$pc t_addr=$PC
+  [ "$t" = nginx ] && t_pid=${peer_pid[nginx]} t_addr=$NGINX
+  PACED[$t]=$(measure "paced-$t" "$t_addr" "$PACED_CONNECTIONS" "$t_pid" -s bench/paced.lua)
+done
 nginx_spooled=$(grep -c 'buffered to a temporary file' "$dir/nginx-error.log" 2>/dev/null || true)
 
 phase "3/10 HTTP/2 with prior knowledge (h2load, ${H2_SECONDS}s per run)..."
@@ -453,6 +463,14 @@ target() {  # NAME MEASURED A B CONDITION
       "$p_rps" "$n_rps" "a >= b && b > 0 && $p_err == 0"
   done
   echo "nginx request bodies written to a temporary file: ${nginx_spooled:-0} (0: every body held in memory, as wanted)"
+  echo
+  echo "== clients that pause ${PACE_MS} ms between requests: wrk -t1 -c$PACED_CONNECTIONS -d$DURATION -s bench/paced.lua; every request finds its connection idle (the sidecar's parked)"
+  printf '%-20s %8s %8s %8s %8s %7s %9s %9s\n' target rps p50_ms p99_ms cpu_us errors p99/nginx cpu/nginx
+  read -r _ _ pn_p99 pn_cpu _ _ _ <<< "${PACED[nginx]}"
+  for t in nginx portcullis; do
+    read -r rps p50 p99 cpu errors _ _ <<< "${PACED[$t]}"
+    printf '%-20s %8s %8s %8s %8s %7s %9s %9s\n' "$t" "$rps" "$p50" "$p99" "$cpu" "$errors" "$(ratio "$p99" "$pn_p99")" "$(ratio "$cpu" "$pn_cpu")"
+  done
   echo
   echo "== HTTP/2 prior knowledge to the HTTP/1.1 app: h2load -c$H2_CLIENTS -m$H2_STREAMS -D $H2_SECONDS (p50/p99 from its per-request log)"
   printf '%-20s %8s %8s %8s %8s %7s %9s %9s %9s\n' target rps p50_ms p99_ms cpu_us failed rps/nginx p99/nginx cpu/nginx
