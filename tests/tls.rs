@@ -442,25 +442,40 @@ async fn sidecar_binary(
     token: &std::path::Path,
 ) -> (std::net::SocketAddr, std::process::Child) {
     let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let (listen, admin) = (free(), free());
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["proxy", "--listen", &listen.to_string(), "--upstream", "127.0.0.1:1"])
-        .args(["--admin", &admin.to_string()])
-        .args(["--controller", &format!("https://localhost:{}", controller.port())])
-        .arg("--token-file")
-        .arg(token)
-        .env("PORTCULLIS_CONTROLLER_CA", ca_pem)
-        .env("POD_NAMESPACE", "shop")
-        .env("POD_NAME", "web-1")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(admin).await.is_err() {
-        assert!(Instant::now() < deadline, "the sidecar did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // A port found free here can be taken by another test's connection before the sidecar
+    // binds it; the sidecar then exits, and is started again on other ports.
+    for _ in 0..3 {
+        let (listen, admin) = (free(), free());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["proxy", "--listen", &listen.to_string(), "--upstream", "127.0.0.1:1"])
+            .args(["--admin", &admin.to_string()])
+            .args(["--controller", &format!("https://localhost:{}", controller.port())])
+            .arg("--token-file")
+            .arg(token)
+            .env("PORTCULLIS_CONTROLLER_CA", ca_pem)
+            .env("POD_NAMESPACE", "shop")
+            .env("POD_NAME", "web-1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut exited = false;
+        while TcpStream::connect(admin).await.is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut said = String::new();
+                let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said);
+                eprintln!("the sidecar exited before it served ({status}): {said}");
+                exited = true;
+                break;
+            }
+            assert!(Instant::now() < deadline, "the sidecar did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !exited {
+            return (admin, child);
+        }
     }
-    (admin, child)
+    panic!("the sidecar exited before it served, three times");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
