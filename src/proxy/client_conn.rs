@@ -504,6 +504,15 @@ mod tests {
         .expect("parked, or served again, within 10 s");
     }
 
+    /// A connection that has been answered one request and is parked.
+    async fn parked_after_a_request() -> Conn {
+        let mut conn = connection().await;
+        conn.client.write_all(GET).await.unwrap();
+        response(&mut conn.client).await;
+        parked(&conn, true).await;
+        conn
+    }
+
     /// Waits until the connection is no longer counted open.
     async fn closed(open: &AtomicUsize) {
         tokio::time::timeout(Duration::from_secs(10), async {
@@ -597,10 +606,7 @@ mod tests {
     /// known (each parking costs a connection made anew, and tokio's registration).
     #[tokio::test]
     async fn a_parked_connection_that_is_sent_a_request_is_parked_once_per_request() {
-        let mut conn = connection().await;
-        conn.client.write_all(GET).await.unwrap();
-        response(&mut conn.client).await;
-        parked(&conn, true).await;
+        let mut conn = parked_after_a_request().await;
         let before = conn.settings.parkings();
         for round in 0..5 {
             // Parked long enough for its client not to count as busy: served again, it is
@@ -620,10 +626,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_head_split_across_the_wait_is_read_whole() {
-        let mut conn = connection().await;
-        conn.client.write_all(GET).await.unwrap();
-        response(&mut conn.client).await;
-        parked(&conn, true).await;
+        let mut conn = parked_after_a_request().await;
         conn.client.write_all(b"GET / HT").await.unwrap();
         parked(&conn, false).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -634,10 +637,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_parked_connection_is_closed_after_the_drain_grace() {
-        let mut conn = connection().await;
-        conn.client.write_all(GET).await.unwrap();
-        response(&mut conn.client).await;
-        parked(&conn, true).await;
+        let conn = parked_after_a_request().await;
         closed_after_the_drain_grace(conn).await;
     }
 
@@ -645,10 +645,7 @@ mod tests {
     /// way as the drain begins is answered, with `Connection: close`, not met by the close.
     #[tokio::test]
     async fn a_request_sent_as_the_drain_begins_is_answered_then_the_connection_closed() {
-        let mut conn = connection().await;
-        conn.client.write_all(GET).await.unwrap();
-        response(&mut conn.client).await;
-        parked(&conn, true).await;
+        let mut conn = parked_after_a_request().await;
         conn.stop.start();
         tokio::time::sleep(DRAIN_GRACE / 4).await;
         conn.client.write_all(GET).await.unwrap();
@@ -667,10 +664,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_leaves_a_parked_connection_ends_it() {
-        let mut conn = connection().await;
-        conn.client.write_all(GET).await.unwrap();
-        response(&mut conn.client).await;
-        parked(&conn, true).await;
+        let conn = parked_after_a_request().await;
         let Conn { client, settings, open, .. } = conn;
         drop(client);
         closed(&open).await;
