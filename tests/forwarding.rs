@@ -327,3 +327,70 @@ async fn grpc_calls_through(app_protocol: portcullis::proxy::AppProtocol) {
         assert_eq!(collected.to_bytes(), format!("reply to {call}"));
     }
 }
+
+/// The sidecar serves requests without a body itself, and hands the rest to hyper's server
+/// (`h1_server`). The same response must reach the client byte for byte the same either
+/// way: a GET with `Content-Length: 0` goes to hyper, one without to the sidecar's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_http1_servers_write_the_same_bytes() {
+    let responses: [&'static [u8]; 7] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nuntil the close",
+        b"HTTP/1.1 204 No Content\r\nX-B: 3\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold",
+        b"HTTP/1.1 299 Odd Reason\r\nContent-Length: 0\r\n\r\n",
+        // Not HTTP: the sidecar's own 502.
+        b"SMTP ready\r\n\r\n",
+    ];
+    for response in responses {
+        let proxy = Running::start(apps::replies(response).await, "").await;
+        for (method, connection) in [("GET", "close"), ("GET", "keep-alive"), ("HEAD", "close")] {
+            let own =
+                format!("{method} /r HTTP/1.1\r\nHost: a\r\nConnection: {connection}\r\n\r\n");
+            let hypers = format!(
+                "{method} /r HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: {connection}\r\n\r\n"
+            );
+            let wait = Duration::from_millis(500);
+            let (own, own_closed) = client::raw(proxy.addr, own.as_bytes(), wait).await;
+            let (hypers, hyper_closed) = client::raw(proxy.addr, hypers.as_bytes(), wait).await;
+            let undated = |text: &str| -> String {
+                text.split("\r\n")
+                    .filter(|l| !l.starts_with("date: "))
+                    .collect::<Vec<_>>()
+                    .join("\r\n")
+            };
+            let what = format!("{method} {}", String::from_utf8_lossy(response));
+            assert!(own.starts_with("HTTP/1."), "{what}, {connection}: {own}");
+            assert_eq!(undated(&own), undated(&hypers), "{what}, {connection}");
+            assert_eq!(own_closed, hyper_closed, "{what}, {connection}: closed");
+            assert_eq!(own.matches("date: ").count(), 1, "{what}, {connection}: {own}");
+        }
+    }
+}
+
+/// Requests sent together are answered in order, on the sidecar's own server and across
+/// a hand-over to hyper's and back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_across_both_servers() {
+    let proxy = Running::start(apps::echo().await, "").await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n\
+              POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+              GET /3 HTTP/1.1\r\nHost: a\r\n\r\n\
+              GET /4 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("closed after the fourth")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(out.matches("HTTP/1.1 200 OK\r\n").count(), 4, "{out}");
+    let order: Vec<usize> = ["/1", "/2", "/3", "/4"].iter().map(|p| out.find(p).unwrap()).collect();
+    assert!(order.is_sorted(), "{order:?}: {out}");
+}

@@ -181,21 +181,48 @@ enum RequestBodyKind {
     Streaming { inner: Incoming, dog: Watchdog },
 }
 
-impl RequestBody {
-    /// The body, and what it shares with the response's (none for a request without one).
-    pub fn new(
-        inner: Incoming,
+/// A request's body as the server that read its head hands it over: hyper's, or none.
+pub trait ClientBody: Send + 'static {
+    /// The body on its way to the app, and what it shares with the response's (none for a
+    /// request without one).
+    fn into_request_body(
+        self,
         idle: Option<Duration>,
         deadline: Option<Instant>,
-    ) -> (Self, Option<Arc<Duplex>>) {
-        if inner.is_end_stream() {
+    ) -> (RequestBody, Option<Arc<Duplex>>);
+}
+
+impl ClientBody for Incoming {
+    fn into_request_body(
+        self,
+        idle: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> (RequestBody, Option<Arc<Duplex>>) {
+        if self.is_end_stream() {
             return (RequestBody::empty(), None);
         }
         let duplex = Arc::new(Duplex::new());
         let dog = Watchdog::new(idle, deadline).linked(Some(duplex.clone()), Direction::Request);
-        (RequestBody(RequestBodyKind::Streaming { inner, dog }), Some(duplex))
+        (RequestBody(RequestBodyKind::Streaming { inner: self, dog }), Some(duplex))
     }
+}
 
+/// The body of a request that has none: the only kind the sidecar's own HTTP/1.1 server
+/// reads (`h1_server`).
+#[derive(Debug)]
+pub struct NoBody;
+
+impl ClientBody for NoBody {
+    fn into_request_body(
+        self,
+        _idle: Option<Duration>,
+        _deadline: Option<Instant>,
+    ) -> (RequestBody, Option<Arc<Duplex>>) {
+        (RequestBody::empty(), None)
+    }
+}
+
+impl RequestBody {
     pub fn empty() -> Self {
         RequestBody(RequestBodyKind::Empty)
     }

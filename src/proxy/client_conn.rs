@@ -1,19 +1,19 @@
 //! One client connection, from its first byte to its close.
 //!
 //! HTTP/2, told by its connection preface, is served by hyper's HTTP/2 connection.
-//! HTTP/1.1 is served in bursts: hyper's connection, with its read and write buffers, lives
-//! while requests are under way. Once it waits for the next request with nothing in flight
-//! and nothing left to write (`activity`), it is asked to close, the close leaves the socket
-//! open (`client_io`), and the connection is parked (`parking`): its task ends, and the lot
-//! holds its socket and counts until the client sends again, as nginx frees its buffers on
-//! an idle keep-alive connection. The next bytes start a new task and a new hyper
-//! connection on the same socket, reading on where the last one stopped.
+//! HTTP/1.1 is served by the sidecar's own server (`h1_server`) while its requests have no
+//! body, and in bursts by hyper's connection for the rest: hyper's connection, with its
+//! read and write buffers, lives while such requests are under way. Once it waits for the
+//! next request with nothing in flight and nothing left to write (`activity`), it is asked
+//! to close, the close leaves the socket open (`client_io`), and the own server reads on.
+//! A connection idle on either is parked (`parking`): its task ends, and the lot holds its
+//! socket and counts until the client sends again, as nginx frees its buffers on an idle
+//! keep-alive connection. The next bytes start a new task on the same socket, reading on
+//! where the last one stopped.
 //!
 //! A client whose next request came within `PUT_AWAY_AFTER` of the connection being put
-//! away is busy: making hyper's connection anew for each of its requests would cost more
-//! than the requests (a quarter more instructions each). Its connection is put away only
-//! after that long without a request; the time is kept on hyper's own head timer
-//! (`client_timer`).
+//! away is busy: parking it and starting a task for each of its requests would cost more
+//! than the requests. Its connection is put away only after that long without a request.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -38,6 +38,7 @@ use super::body::BoxError;
 use super::client_io::{ClientIo, ParkedIo, Parking};
 use super::client_timer::{ClientTimeouts, HeadTimer, PUT_AWAY_AFTER};
 use super::forward::{Client, Proxy};
+use super::h1_server::{self, Ended, Patience};
 use super::latch::Latch;
 use super::open::Counted;
 use super::parking::{ParkingLot, Resume};
@@ -127,7 +128,7 @@ pub async fn serve(
         // Boxed: watching for the pod's stop makes it larger than HTTP/1.1's idle state,
         // which is what the task is sized by.
         Ok(true) => Box::pin(serve_h2(io, service, &settings)).await,
-        Ok(false) => serve_h1(io, service, settings, held, false).await,
+        Ok(false) => serve_h1(io, service, settings, held, false, false).await,
         Err(e) => tracing::debug!(error = %e, "client connection failed before its first request"),
     }
 }
@@ -219,21 +220,36 @@ async fn until_shutdown<C: Future>(
     .await
 }
 
-/// Serves HTTP/1.1 requests until the connection closes or is parked. `busy`: whether this
-/// client's requests follow each other closely; its connection is then put away only after
-/// `PUT_AWAY_AFTER` of silence, not as soon as it is idle.
+/// Serves HTTP/1.1 requests until the connection closes or is parked: the sidecar's own
+/// server while they have no body, hyper's for the rest. `busy`: whether this client's
+/// requests follow each other closely; its connection is then put away only after
+/// `PUT_AWAY_AFTER` of silence, not as soon as it is idle. `woken`: whether it was served
+/// again because its client sent.
 async fn serve_h1(
     mut io: Box<ClientIo>,
     service: ClientService,
     settings: Arc<ConnSettings>,
     held: Counted,
     mut busy: bool,
+    mut woken: bool,
 ) {
     let shutdown = service.proxy.lifecycle().draining().clone();
     loop {
-        io = match burst(io, &service, &settings, busy).await {
-            Some(io) => io,
-            None => return,
+        let patience = Patience {
+            // A socket registered anew may not have been reported readable yet.
+            first: if woken { PUT_AWAY_AFTER } else { Duration::ZERO },
+            between: if busy { PUT_AWAY_AFTER } else { Duration::ZERO },
+        };
+        // Boxed, as hyper's connection is: a request's future is large, and the task of a
+        // connection waiting for its first request must stay small.
+        let own = Box::pin(h1_server::serve(io, &service.proxy, &service.client, patience));
+        io = match own.await {
+            Ended::Closed => return,
+            Ended::Idle(io) => io,
+            Ended::ForHyper(io) => match burst(io, &service, &settings, busy).await {
+                Some(io) => io,
+                None => return,
+            },
         };
         // Put away between requests: only the socket and where its reader stood are held.
         let parked_at = Instant::now();
@@ -257,11 +273,12 @@ async fn serve_h1(
             };
         }
         // Something is held (a head begun): it waits here, with its reader.
-        let woken = until(&io, &shutdown, by, |io, cx| io.poll_readable(cx)).await;
-        if woken.is_none_or(|readable| readable.is_err()) {
+        let readable = until(&io, &shutdown, by, |io, cx| io.poll_readable(cx)).await;
+        if readable.is_none_or(|readable| readable.is_err()) {
             return;
         }
         busy = parked_at.elapsed() < PUT_AWAY_AFTER;
+        woken = true;
     }
 }
 
@@ -352,7 +369,7 @@ impl ParkedConn {
         };
         let client = Arc::new(Client::new(peer, framing, settings.upgrades.clone()));
         let busy = parked_at.elapsed() < PUT_AWAY_AFTER;
-        serve_h1(io, ClientService { proxy, client }, settings, held, busy).await;
+        serve_h1(io, ClientService { proxy, client }, settings, held, busy, true).await;
     }
 }
 

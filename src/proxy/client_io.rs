@@ -133,6 +133,12 @@ impl ClientIo {
         }
     }
 
+    /// Whether part of a request head has been read and held back: the connection is not
+    /// idle, and its reader's header timer runs.
+    pub fn holds_head(&self) -> bool {
+        self.scanner.head_under_way().is_some()
+    }
+
     /// Whether there is something to read: bytes given back, or the client's.
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.cleared > 0 {

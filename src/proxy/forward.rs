@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 
 use super::app_h1::H1Body;
-use super::body::{RequestBody, stream_error_in};
+use super::body::{ClientBody, RequestBody, stream_error_in};
 use super::deadline::with_deadline;
 use super::duplex::Duplex;
 use super::error::ProxyError;
@@ -92,7 +92,11 @@ impl Proxy {
     }
 
     /// Answers one request: the app's response, or the sidecar's own.
-    pub async fn handle(&self, client: &Client, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle<B: ClientBody>(
+        &self,
+        client: &Client,
+        req: Request<B>,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         // The snapshot taken here governs the whole request, whatever reloads happen meanwhile.
         let snapshot = self.config.borrow().clone();
@@ -133,11 +137,11 @@ impl Proxy {
 
     /// The checks before a request may go to the app: framing, Host, protocol switch,
     /// maintenance. Returns the Upgrade value to forward, if the request switches.
-    fn admit(
+    fn admit<B>(
         &self,
         client: &Client,
         verdict: Verdict,
-        req: &Request<Incoming>,
+        req: &Request<B>,
         snapshot: &Snapshot,
     ) -> Result<Option<HeaderValue>, ProxyError> {
         match verdict {
@@ -203,10 +207,10 @@ impl Proxy {
     }
 
     /// `offer`: the Upgrade value to forward, when the request switches protocols.
-    async fn forward(
+    async fn forward<B: ClientBody>(
         &self,
         client: &Client,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         offer: Option<HeaderValue>,
         config: &Config,
         started: Instant,
@@ -228,7 +232,7 @@ impl Proxy {
         let method = parts.method.clone();
         prepare_request(&mut parts, client, offer.as_ref());
         maintenance::strip_bypass_headers(&config.windows, &mut parts.headers);
-        let (body, duplex) = RequestBody::new(body, timeouts.idle, deadline);
+        let (body, duplex) = body.into_request_body(timeouts.idle, deadline);
         // A request to an HTTP/1.1 app, with or without a body, is sent and answered on
         // this task; hyper's client keeps upgrades, HTTP/2 apps, and gRPC, which exists
         // only over HTTP/2.
@@ -513,7 +517,7 @@ fn head_within<F: Future>(
 
 /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host, and no request more than
 /// one or an invalid one; such a request is answered 400 and never reaches the app.
-fn check_host(req: &Request<Incoming>) -> Result<(), ProxyError> {
+fn check_host<B>(req: &Request<B>) -> Result<(), ProxyError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Err(ProxyError::InvalidHost("more than one Host field")),

@@ -19,6 +19,8 @@
 //! - Above the app side: `response_body` (the app's body on its way back, and what is done
 //!   when it ends), `respond` (the sidecar's own responses), `upgrade` (tunnels).
 //! - `forward`: one request, from the checks before it to the response's end.
+//! - `h1_server`: the sidecar's own HTTP/1.1 server, for requests without a body; hyper's
+//!   serves the rest.
 //! - `parking`: idle keep-alive connections, held without a task each until their client
 //!   sends; `open`: the count of open connections that the limit and the drain read.
 //! - `client_conn`: one client connection, served by hyper in bursts, parked while it waits
@@ -36,6 +38,7 @@ mod duplex;
 mod error;
 mod forward;
 mod framing;
+mod h1_server;
 mod headers;
 mod latch;
 mod lifecycle;

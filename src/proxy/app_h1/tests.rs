@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::*;
-use crate::proxy::body::RequestBody;
+use crate::proxy::body::{ClientBody, RequestBody};
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
 
@@ -48,7 +48,7 @@ async fn client_request(
     let (mut parts, body) = rx.recv().await.unwrap().into_parts();
     // What `prepare_request` does to the fields that matter here.
     headers::strip_hop_by_hop(&mut parts.headers, false);
-    (parts, RequestBody::new(body, idle, deadline).0, client)
+    (parts, body.into_request_body(idle, deadline).0, client)
 }
 
 /// An app the test drives, and the proxy's connection to it.
