@@ -113,7 +113,7 @@ soak:
 ## the inputs it finds go to fuzz/corpus/<target>, crashes to fuzz/artifacts/<target>, its
 ## log to fuzz/logs/<target>.log. Fails when any target crashes. `fuzz-ci` runs each 20 s.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := config_yaml schedule stream_frames http1_server http1_client ack_lines
+FUZZ_TARGETS := config_yaml schedule stream_frames http1_server http1_client ack_lines h1_server_vs_hyper
 FUZZ_FLAGS ?=
 # libFuzzer flags, e.g. -seed=1 for a repeatable run.
 FUZZ_ARGS ?=

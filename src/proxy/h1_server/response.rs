@@ -83,21 +83,25 @@ pub fn encode(
     // its own after the fields, where the request ends keep-alive.
     let mut add_close =
         !keep_alive && !parts.headers.get_all(header::CONNECTION).iter().any(is_close);
-    // hyper writes repeated Transfer-Encoding and Connection fields as one line.
+    // hyper writes repeated Transfer-Encoding, Connection and Trailer fields as one line.
     let mut open: Option<Open> = None;
+    // A Transfer-Encoding whose last coding is not chunked: hyper ends that line, and every
+    // joined line after it, with `, chunked`.
+    let mut must_chunk = false;
     for (name, value) in &parts.headers {
         let joins = match *name {
             header::CONNECTION => open == Some(Open::Connection),
-            header::TRANSFER_ENCODING => matches!(open, Some(Open::Coding { .. })),
+            header::TRANSFER_ENCODING => open == Some(Open::Coding),
+            header::TRAILER => open == Some(Open::Trailer),
             _ => false,
         };
         if joins {
             dst.extend_from_slice(b", ");
             dst.extend_from_slice(value.as_bytes());
-            if *name == header::CONNECTION {
-                last |= is_close(value);
-            } else {
-                open = Some(Open::Coding { chunked: ends_in_chunked(value) });
+            match *name {
+                header::CONNECTION => last |= is_close(value),
+                header::TRANSFER_ENCODING => must_chunk = !ends_in_chunked(value),
+                _ => {}
             }
             continue;
         }
@@ -131,30 +135,40 @@ pub fn encode(
                     continue;
                 }
                 (coded, wrote_len, framing) = (true, true, Framing::Chunked);
-                end_line(dst, &mut open, &mut add_close);
+                end_line(dst, &mut open, &mut add_close, must_chunk);
                 dst.extend_from_slice(b"transfer-encoding: ");
                 dst.extend_from_slice(value.as_bytes());
-                open = Some(Open::Coding { chunked: ends_in_chunked(value) });
+                open = Some(Open::Coding);
+                must_chunk = !ends_in_chunked(value);
                 continue;
             }
             header::CONNECTION => {
                 last |= is_close(value);
-                end_line(dst, &mut open, &mut add_close);
+                end_line(dst, &mut open, &mut add_close, must_chunk);
                 dst.extend_from_slice(b"connection: ");
                 dst.extend_from_slice(value.as_bytes());
                 open = Some(Open::Connection);
                 continue;
             }
             header::DATE => wrote_date = true,
-            // No trailers go to a client that did not ask for them (`TE: trailers` makes a
-            // request hyper's); hyper leaves Trailer out where no chunked body can follow.
-            header::TRAILER if !can_chunk => continue,
+            // hyper leaves Trailer out where no chunked body can follow. (No trailers go to
+            // a client that did not ask for them: `TE: trailers` makes a request hyper's.)
+            header::TRAILER => {
+                if !can_chunk {
+                    continue;
+                }
+                end_line(dst, &mut open, &mut add_close, must_chunk);
+                dst.extend_from_slice(b"trailer: ");
+                dst.extend_from_slice(value.as_bytes());
+                open = Some(Open::Trailer);
+                continue;
+            }
             _ => {}
         }
-        end_line(dst, &mut open, &mut add_close);
+        end_line(dst, &mut open, &mut add_close, must_chunk);
         line(dst, name.as_str().as_bytes(), value.as_bytes());
     }
-    end_line(dst, &mut open, &mut add_close);
+    end_line(dst, &mut open, &mut add_close, must_chunk);
     if add_close {
         dst.extend_from_slice(b"connection: close\r\n");
     }
@@ -197,11 +211,8 @@ pub fn encode(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Open {
     Connection,
-    /// Transfer-Encoding, and whether its last coding so far is chunked (if not, hyper
-    /// ends the line with `, chunked`).
-    Coding {
-        chunked: bool,
-    },
+    Trailer,
+    Coding,
 }
 
 fn ends_in_chunked(value: &HeaderValue) -> bool {
@@ -209,12 +220,13 @@ fn ends_in_chunked(value: &HeaderValue) -> bool {
     last.trim_ascii().eq_ignore_ascii_case(b"chunked")
 }
 
-fn end_line(dst: &mut Vec<u8>, open: &mut Option<Open>, add_close: &mut bool) {
-    match open.take() {
-        None => return,
-        Some(Open::Coding { chunked: false }) => dst.extend_from_slice(b", chunked"),
-        Some(Open::Connection) if std::mem::take(add_close) => dst.extend_from_slice(b", close"),
-        Some(_) => {}
+fn end_line(dst: &mut Vec<u8>, open: &mut Option<Open>, add_close: &mut bool, must_chunk: bool) {
+    let Some(line) = open.take() else { return };
+    if line == Open::Connection && std::mem::take(add_close) {
+        dst.extend_from_slice(b", close");
+    }
+    if must_chunk {
+        dst.extend_from_slice(b", chunked");
     }
     dst.extend_from_slice(b"\r\n");
 }
@@ -376,6 +388,21 @@ mod tests {
             "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ndate: <date>\r\n\r\n"
         );
         assert_eq!(encoded.unwrap().framing, Framing::Chunked);
+    }
+
+    #[test]
+    fn repeated_trailer_fields_are_one_line_and_none_without_a_chunked_body() {
+        let response =
+            ok().header("trailer", "x-a").header("x-b", "1").header("trailer", "x-c").body(());
+        let (text, _) = written(response.unwrap(), Method::GET, BodyLength::Unknown, true);
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\ntrailer: x-a, x-c\r\nx-b: 1\r\ntransfer-encoding: chunked\r\n\
+             date: <date>\r\n\r\n"
+        );
+        let response = ok().header("trailer", "x-a").body(()).unwrap();
+        let (text, _) = written(response, Method::HEAD, BodyLength::Unknown, true);
+        assert_eq!(text, "HTTP/1.1 200 OK\r\ndate: <date>\r\n\r\n");
     }
 
     #[test]
