@@ -106,12 +106,15 @@ impl ClientIo {
         }
     }
 
-    /// Gives back bytes that hyper had read and not used when its connection was put away:
-    /// they were scanned already, and are the first that the next connection reads.
+    /// Gives back bytes that a server had read and not used (hyper's, when its connection
+    /// was put away; the own server's, when the next request is hyper's): they were scanned
+    /// already, and are the first that the next reader reads. A connection with bytes to
+    /// read is not idle, whatever its last read found.
     pub fn unread(&mut self, bytes: Bytes) {
         if bytes.is_empty() {
             return;
         }
+        self.framing.activity.read_something();
         self.held.splice(0..0, bytes.iter().copied());
         self.cleared += bytes.len();
     }

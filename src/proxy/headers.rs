@@ -236,8 +236,19 @@ impl HeadFacts {
     }
 }
 
+/// Where one field lies in a parsed head: name offset and length, value offset and length,
+/// so that the field's value can share one copy of the head.
+pub type Span = (usize, usize, usize, usize);
+
+/// Where `part`, a slice that httparse gave of `head`, starts in it; `None` for a slice
+/// from elsewhere (httparse gives a static "" for a missing reason phrase).
+pub fn offset_in(head: &[u8], part: &[u8]) -> Option<usize> {
+    let (start, at) = (head.as_ptr() as usize, part.as_ptr() as usize);
+    (at >= start && at + part.len() <= start + head.len()).then(|| at - start)
+}
+
 /// Digits only, at least one, and no more than a u64 holds.
-fn decimal(digits: &[u8]) -> Option<u64> {
+pub(super) fn decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }

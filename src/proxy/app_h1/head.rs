@@ -85,8 +85,7 @@ pub fn encode_request(dst: &mut Vec<u8>, parts: &Parts, added: Added) {
     dst.extend_from_slice(b"\r\n");
 }
 
-/// Where one field lies in a head: name offset and length, value offset and length.
-pub type Span = (usize, usize, usize, usize);
+pub use crate::proxy::headers::Span;
 
 /// Parses a response head at the start of `buf`. `Ok(None)`: not all of it has arrived.
 /// On success the head's bytes are taken off the front of `buf`. `spans` is scratch space,
@@ -122,11 +121,7 @@ pub fn parse_response(
     let version = if response.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     // Where each field lies in the head, so that its value can share the head's bytes.
     // httparse gives slices of `buf`, except a missing reason, which is a static "".
-    let (start, end) = (buf.as_ptr() as usize, buf.as_ptr() as usize + len);
-    let offset = |part: &[u8]| {
-        let at = part.as_ptr() as usize;
-        (at >= start && at + part.len() <= end).then(|| at - start)
-    };
+    let offset = |part: &[u8]| headers::offset_in(&buf[..len], part);
     spans.clear();
     for field in response.headers.iter() {
         let (Some(name), Some(value)) = (offset(field.name.as_bytes()), offset(field.value)) else {

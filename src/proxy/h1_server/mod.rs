@@ -78,9 +78,6 @@ pub async fn serve(
         let head = match request::parse(&mut buf, &mut spans) {
             Parsed::Ours(head) => head,
             Parsed::Hyper => {
-                // hyper's connection judges idleness from the reader's and its own
-                // reports: none of this server's may linger.
-                client.framing.activity.read_something();
                 io.unread(buf.freeze());
                 return Ended::ForHyper(io);
             }
@@ -303,9 +300,7 @@ impl Outgoing {
                 }
             }
             Framing::Chunked => {
-                let mut size = format!("{:X}\r\n", data.len()).into_bytes();
-                size.shrink_to_fit();
-                self.push(Bytes::from(size));
+                self.push(Bytes::from(format!("{:X}\r\n", data.len())));
                 self.push(data);
                 self.push(Bytes::from_static(b"\r\n"));
             }

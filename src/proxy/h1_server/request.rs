@@ -15,10 +15,7 @@ use http::request::Parts;
 use http::{Method, Request, Uri, Version};
 
 use crate::proxy::framing::MAX_HEADERS;
-use crate::proxy::headers;
-
-/// Where one field lies in a head: name offset and length, value offset and length.
-type Span = (usize, usize, usize, usize);
+use crate::proxy::headers::{self, Span};
 
 /// What the start of the read buffer holds.
 // Matched as soon as it is returned: boxing the head would cost an allocation per request.
@@ -61,11 +58,7 @@ pub fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>) -> Parsed {
         return Parsed::Hyper;
     }
     // Where each part lies in the head, so that the values can share one copy of it.
-    let (start, end) = (buf.as_ptr() as usize, buf.as_ptr() as usize + len);
-    let offset = |part: &[u8]| {
-        let at = part.as_ptr() as usize;
-        (at >= start && at + part.len() <= end).then(|| at - start)
-    };
+    let offset = |part: &[u8]| headers::offset_in(&buf[..len], part);
     spans.clear();
     for field in req.headers.iter() {
         let name = field.name.as_bytes();

@@ -10,6 +10,8 @@ use http::header::{self, HeaderValue};
 use http::response::Parts;
 use http::{Method, StatusCode, Version};
 
+use crate::proxy::headers;
+
 /// How the body after a response head is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
@@ -107,28 +109,35 @@ pub fn encode(
         }
         match *name {
             header::CONTENT_LENGTH => {
-                let Some(n) = content_length(value) else { return Err(EncodeError::ContentLength) };
                 if coded {
                     return Err(EncodeError::ContentLength);
                 }
-                if body == BodyLength::None && *method != Method::HEAD {
-                    continue;
-                }
-                if let Some(seen) = length_seen {
-                    if seen != n {
-                        return Err(EncodeError::ContentLength);
+                match body {
+                    BodyLength::None if *method != Method::HEAD => continue,
+                    // hyper reads the field only where the body's own length is unknown:
+                    // otherwise it writes its first value as it stands.
+                    BodyLength::None if wrote_len => return Err(EncodeError::ContentLength),
+                    BodyLength::None => wrote_len = true,
+                    BodyLength::Known(_) if wrote_len => continue,
+                    BodyLength::Known(known) => {
+                        (wrote_len, framing) = (true, Framing::Length(known));
                     }
-                    continue;
+                    BodyLength::Unknown => {
+                        let Some(n) = headers::decimal(value.as_bytes()) else {
+                            return Err(EncodeError::ContentLength);
+                        };
+                        match length_seen {
+                            Some(seen) if seen != n => return Err(EncodeError::ContentLength),
+                            Some(_) => continue,
+                            None => {}
+                        }
+                        length_seen = Some(n);
+                        (wrote_len, framing) = (true, Framing::Length(n));
+                    }
                 }
-                length_seen = Some(n);
-                wrote_len = true;
-                framing = Framing::Length(match body {
-                    BodyLength::Known(known) => known,
-                    _ => n,
-                });
             }
             header::TRANSFER_ENCODING => {
-                if length_seen.is_some() {
+                if wrote_len {
                     return Err(EncodeError::ContentLength);
                 }
                 if !can_chunk {
@@ -240,13 +249,6 @@ fn line(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 fn is_close(value: &HeaderValue) -> bool {
     value.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-}
-
-fn content_length(value: &HeaderValue) -> Option<u64> {
-    let digits = value.as_bytes();
-    (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
-        .then(|| std::str::from_utf8(digits).ok()?.parse().ok())
-        .flatten()
 }
 
 /// RFC 9110 §6.4.1: no body for HEAD, 1xx, 204 and 304.
@@ -403,6 +405,17 @@ mod tests {
         let response = ok().header("trailer", "x-a").body(()).unwrap();
         let (text, _) = written(response, Method::HEAD, BodyLength::Unknown, true);
         assert_eq!(text, "HTTP/1.1 200 OK\r\ndate: <date>\r\n\r\n");
+    }
+
+    #[test]
+    fn a_length_field_is_read_only_where_the_body_does_not_know_its_own() {
+        let response = ok().header("content-length", "5, 5").body(()).unwrap();
+        let (text, encoded) = written(response, Method::GET, BodyLength::Known(5), true);
+        assert_eq!(text, "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\ndate: <date>\r\n\r\n");
+        assert_eq!(encoded.unwrap().framing, Framing::Length(5));
+        let response = ok().header("content-length", "5, 5").body(()).unwrap();
+        let (_, encoded) = written(response, Method::GET, BodyLength::Unknown, true);
+        assert_eq!(encoded, Err(EncodeError::ContentLength));
     }
 
     #[test]
