@@ -242,7 +242,8 @@ async fn serve_h1(
         };
         // Boxed, as hyper's connection is: a request's future is large, and the task of a
         // connection waiting for its first request must stay small.
-        let own = Box::pin(h1_server::serve(io, &service.proxy, &service.client, patience));
+        let own =
+            built_in_a_box(|| h1_server::serve(io, &service.proxy, &service.client, patience));
         io = match own.await {
             Ended::Closed => return,
             Ended::Idle(io) => io,
@@ -280,6 +281,14 @@ async fn serve_h1(
         busy = parked_at.elapsed() < PUT_AWAY_AFTER;
         woken = true;
     }
+}
+
+/// Boxes the future that `make` returns, built in place: `Box::pin(future)` would build it
+/// on the stack and copy all of its size into the box (4 KB for the own server's, most of
+/// it not yet in use), once per run of a connection.
+#[inline(always)]
+fn built_in_a_box<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 /// Serves requests on one hyper connection until it closes, or until it waits for the next

@@ -6,26 +6,28 @@
 //!
 //! - `request`: the head, and whether it is ours;
 //! - `response`: the response head, as hyper writes it;
+//! - `outgoing`: the head and body on their way to the client;
 //! - here: the connection, request by request.
 
+mod outgoing;
 mod request;
 mod response;
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
-use std::pin::{Pin, pin};
-use std::task::{Context, Poll, ready};
+use std::io;
+use std::pin::pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{Method, Request, Response};
 use http_body::Body;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use self::outgoing::Outgoing;
 use self::request::{Head, Parsed};
-use self::response::{BodyLength, Encoded, Framing};
+use self::response::{BodyLength, Encoded};
 use super::body::NoBody;
 use super::client_io::ClientIo;
 use super::forward::{Client, Proxy};
@@ -35,8 +37,6 @@ use super::response_body::ProxyBody;
 const READ_SIZE: usize = 4096;
 /// Body bytes queued for the client before the body is polled for more.
 const MAX_QUEUED: usize = 64 * 1024;
-/// Slices handed to one vectored write.
-const MAX_SLICES: usize = 16;
 
 /// How a connection's run on this server ended.
 pub enum Ended {
@@ -68,6 +68,7 @@ pub async fn serve(
 ) -> Ended {
     let mut buf = BytesMut::new();
     let mut spans = Vec::new();
+    let mut out = Outgoing::default();
     let mut wait = patience.first;
     // One timer for the run, moved on only when it fires: resetting it after every request
     // would cost a timer-wheel update each.
@@ -124,7 +125,7 @@ pub async fn serve(
             }
         };
         let keep_alive = head.keep_alive;
-        match exchange(&mut io, &mut buf, proxy, client, head).await {
+        match exchange(&mut io, &mut buf, &mut out, proxy, client, head).await {
             Ok(true) if keep_alive => {}
             Ok(_) => {
                 let _ = io.shutdown().await;
@@ -154,6 +155,7 @@ fn poll_read(
 async fn exchange(
     io: &mut ClientIo,
     buf: &mut BytesMut,
+    out: &mut Outgoing,
     proxy: &Proxy,
     client: &Client,
     head: Head,
@@ -173,7 +175,7 @@ async fn exchange(
         })
         .await?
     };
-    write_response(io, buf, response, &method, keep_alive).await
+    write_response(io, buf, out, response, &method, keep_alive).await
 }
 
 /// While a request is under way: reads what the client sends next (a pipelined request),
@@ -196,6 +198,7 @@ fn watch_client<T>(
 async fn write_response(
     io: &mut ClientIo,
     buf: &mut BytesMut,
+    out: &mut Outgoing,
     response: Response<ProxyBody>,
     method: &Method,
     keep_alive: bool,
@@ -207,11 +210,10 @@ async fn write_response(
         body.size_hint().exact().map_or(BodyLength::Unknown, BodyLength::Known)
     };
     let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>().map(|r| r.as_bytes());
-    let mut head = Vec::with_capacity(256);
     let Encoded { framing, last } =
-        response::encode(&mut head, &parts, reason, method, length, keep_alive)
+        response::encode(out.head_buffer(), &parts, reason, method, length, keep_alive)
             .map_err(io::Error::other)?;
-    let mut out = Outgoing::new(head, framing);
+    out.start(framing);
     let mut body = pin!(body);
     poll_fn(|cx| {
         loop {
@@ -245,115 +247,6 @@ async fn write_response(
         }
     })
     .await?;
+    out.finish();
     Ok(!last)
-}
-
-/// What is on its way to the client: the head, then the body as the framing says.
-struct Outgoing {
-    queue: VecDeque<Bytes>,
-    queued: usize,
-    framing: Framing,
-    /// Body bytes still owed, for a body of known length.
-    remaining: u64,
-    ended: bool,
-}
-
-impl Outgoing {
-    fn new(head: Vec<u8>, framing: Framing) -> Self {
-        let remaining = match framing {
-            Framing::Length(n) => n,
-            Framing::Chunked | Framing::UntilClose => 0,
-        };
-        let mut queue = VecDeque::with_capacity(4);
-        let queued = head.len();
-        queue.push_back(Bytes::from(head));
-        // No body at all (HEAD, 204, 304, or a length of 0): it is not read.
-        let ended = framing == Framing::Length(0);
-        Outgoing { queue, queued, framing, remaining, ended }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    fn push(&mut self, bytes: Bytes) {
-        self.queued += bytes.len();
-        self.queue.push_back(bytes);
-    }
-
-    fn data(&mut self, mut data: Bytes) {
-        if data.is_empty() || self.ended {
-            return;
-        }
-        match self.framing {
-            Framing::Length(_) => {
-                // As hyper does: what goes past the length is cut off, and the rest of the
-                // body is not read.
-                let take = (data.len() as u64).min(self.remaining) as usize;
-                data.truncate(take);
-                self.remaining -= take as u64;
-                if take > 0 {
-                    self.push(data);
-                }
-                if self.remaining == 0 {
-                    self.ended = true;
-                }
-            }
-            Framing::Chunked => {
-                self.push(Bytes::from(format!("{:X}\r\n", data.len())));
-                self.push(data);
-                self.push(Bytes::from_static(b"\r\n"));
-            }
-            Framing::UntilClose => self.push(data),
-        }
-    }
-
-    /// The body has ended: a body shorter than its length fails the connection.
-    fn end(&mut self) -> io::Result<()> {
-        if self.ended {
-            return Ok(());
-        }
-        self.ended = true;
-        match self.framing {
-            Framing::Length(_) if self.remaining > 0 => {
-                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "a response body ended short"))
-            }
-            Framing::Chunked => {
-                self.push(Bytes::from_static(b"0\r\n\r\n"));
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Writes what is queued, in as few writes as the socket takes.
-    fn poll_send(&mut self, io: &mut ClientIo, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.queue.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let count = self.queue.len().min(MAX_SLICES);
-            for (slice, bytes) in slices.iter_mut().zip(self.queue.iter()) {
-                *slice = IoSlice::new(bytes);
-            }
-            let n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.advance(n);
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn advance(&mut self, mut n: usize) {
-        self.queued -= n;
-        while n > 0 {
-            let Some(front) = self.queue.front_mut() else { return };
-            if front.len() <= n {
-                n -= front.len();
-                self.queue.pop_front();
-            } else {
-                let _ = front.split_to(n);
-                n = 0;
-            }
-        }
-    }
 }
