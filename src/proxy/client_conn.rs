@@ -242,8 +242,7 @@ async fn serve_h1(
         };
         // Boxed, as hyper's connection is: a request's future is large, and the task of a
         // connection waiting for its first request must stay small.
-        let own =
-            built_in_a_box(|| h1_server::serve(io, &service.proxy, &service.client, patience));
+        let own = own_server(io, &service, patience);
         io = match own.await {
             Ended::Closed => return,
             Ended::Idle(io) => io,
@@ -283,12 +282,17 @@ async fn serve_h1(
     }
 }
 
-/// Boxes the future that `make` returns, built in place: `Box::pin(future)` would build it
-/// on the stack and copy all of its size into the box (4 KB for the own server's, most of
-/// it not yet in use), once per run of a connection.
-#[inline(always)]
-fn built_in_a_box<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
-    Box::into_pin(Box::write(Box::new_uninit(), make()))
+/// The own server's run, boxed. Built in its box: `Box::pin(future)` would build it on the
+/// stack and copy all of its size into the box (4 KB, most of it not yet in use), once per
+/// run of a connection. A function of its own, so that the connection's task holds only
+/// the box.
+fn own_server<'a>(
+    io: Box<ClientIo>,
+    service: &'a ClientService,
+    patience: Patience,
+) -> Pin<Box<impl Future<Output = Ended> + 'a>> {
+    let ClientService { proxy, client } = service;
+    Box::into_pin(Box::write(Box::new_uninit(), h1_server::serve(io, proxy, client, patience)))
 }
 
 /// Serves requests on one hyper connection until it closes, or until it waits for the next

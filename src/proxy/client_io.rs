@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::framing::Framing;
-use super::scanner::{Fed, FramingScanner};
+use super::scanner::{Fed, FramingScanner, ScannedHead};
 
 /// What hyper reads in place of a refused head: a request it takes without complaint, and
 /// whose `Connection: close` closes the connection once the refusal is answered.
@@ -140,6 +140,11 @@ impl ClientIo {
     /// idle, and its reader's header timer runs.
     pub fn holds_head(&self) -> bool {
         self.scanner.head_under_way().is_some()
+    }
+
+    /// The last request head the scanner read whole, and where its parts lie.
+    pub fn scanned(&self) -> &ScannedHead {
+        self.scanner.scanned()
     }
 
     /// Whether there is something to read: bytes given back, or the client's.

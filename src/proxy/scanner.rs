@@ -1,4 +1,4 @@
-//! The first reader of every byte a client sends over HTTP/1.1, before hyper parses it.
+//! The first reader of every byte a client sends over HTTP/1.1, before a server parses it.
 //!
 //! It follows the framing of each request head and body as the bytes arrive, parsing heads
 //! with httparse (hyper's own parser), for two jobs:
@@ -13,14 +13,21 @@
 //!   with a bare 400 or 431, or pass a bare LF on): the connection's reader (`client_io`)
 //!   withholds it, and the request handler answers the refusal with a labelled response,
 //!   in its turn after the responses before it.
+//!
+//! The parse of the last head it read whole is kept (`ScannedHead`): the own HTTP/1.1
+//! server (`h1_server`) takes the parts from there rather than parse the same bytes again.
 
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use super::framing::{Framing, MAX_HEADERS, Refusal};
+use super::headers::{Span, offset_in};
 
 /// A chunk-size line longer than this is not followed (hyper refuses long extensions).
 const MAX_CHUNK_LINE: usize = 4096;
+/// The longest head whose parse is kept for the own server (`ScannedHead`): the usual
+/// heads, without keeping a large one's copy for the rest of the connection.
+const MAX_KEPT_HEAD: usize = 1024;
 /// The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The part of the HTTP/2 connection preface that reads like a request head.
@@ -35,6 +42,56 @@ pub enum Fed {
     Refused { before: usize },
     /// An upgrade request ends `before` bytes in: what follows waits for its answer.
     Held { before: usize },
+}
+
+/// The last request head scanned whole, and where its parts lie, so that the own server
+/// (`h1_server`) need not parse the same bytes again. It holds only for a head with these
+/// very bytes: httparse, given the same bytes, finds the same parts.
+#[derive(Debug, Default)]
+pub struct ScannedHead {
+    bytes: Vec<u8>,
+    /// Offset and length of the method, then of the request target.
+    pub method: (usize, usize),
+    pub target: (usize, usize),
+    /// The minor version: 1 for HTTP/1.1.
+    pub version: u8,
+    pub fields: Vec<Span>,
+}
+
+impl ScannedHead {
+    /// Its length, if `buf` starts with this head.
+    pub fn found_at_start_of(&self, buf: &[u8]) -> Option<usize> {
+        (!self.bytes.is_empty() && buf.starts_with(&self.bytes)).then_some(self.bytes.len())
+    }
+
+    /// Keeps where the parts of `head` lie, as httparse found them in `req`.
+    fn keep(&mut self, head: &[u8], req: &httparse::Request<'_, '_>) {
+        self.bytes.clear();
+        self.fields.clear();
+        if head.len() > MAX_KEPT_HEAD {
+            return;
+        }
+        let span = |part: &[u8]| offset_in(head, part).map(|at| (at, part.len()));
+        let (Some(method), Some(target), Some(version)) = (
+            req.method.and_then(|m| span(m.as_bytes())),
+            req.path.and_then(|p| span(p.as_bytes())),
+            req.version,
+        ) else {
+            return;
+        };
+        for field in req.headers.iter() {
+            let name = field.name.as_bytes();
+            let (Some(name_at), Some(value_at)) =
+                (offset_in(head, name), offset_in(head, field.value))
+            else {
+                self.fields.clear();
+                return;
+            };
+            self.fields.push((name_at, name.len(), value_at, field.value.len()));
+        }
+        (self.method, self.target, self.version) = (method, target, version);
+        self.bytes.extend_from_slice(head);
+    }
 }
 
 enum Scan {
@@ -72,6 +129,7 @@ enum Scan {
 /// Follows the request framing of a client stream as it is read.
 pub struct FramingScanner {
     scan: Scan,
+    scanned: ScannedHead,
     max_head: usize,
     /// The request whose body is being followed asked to switch protocols: what follows
     /// its body waits for the answer.
@@ -82,6 +140,7 @@ impl FramingScanner {
     pub fn new(max_head: usize) -> Self {
         FramingScanner {
             scan: Scan::Head { buf: Vec::new(), index: 0 },
+            scanned: ScannedHead::default(),
             max_head,
             switch_after_body: false,
         }
@@ -98,6 +157,11 @@ impl FramingScanner {
             Scan::Head { buf, index } if buf.is_empty() && !self.switch_after_body => Some(*index),
             _ => None,
         }
+    }
+
+    /// The last request head scanned whole.
+    pub fn scanned(&self) -> &ScannedHead {
+        &self.scanned
     }
 
     pub fn is_refused(&self) -> bool {
@@ -356,6 +420,7 @@ impl FramingScanner {
             shared.await_upgrade(index);
         }
         self.switch_after_body = upgrade && has_body;
+        self.scanned.keep(head, &req);
         Ok(match (chunked_last, length) {
             (Some(_), _) => Scan::ChunkSize { buf: Vec::new(), next },
             (None, Some(n)) if n > 0 => Scan::Fixed { remaining: n, next },

@@ -76,7 +76,7 @@ pub async fn serve(
     let mut waiting_since = Instant::now();
     let mut armed = false;
     loop {
-        let head = match request::parse(&mut buf, &mut spans) {
+        let head = match request::parse(&mut buf, &mut spans, io.scanned()) {
             Parsed::Ours(head) => head,
             Parsed::Hyper => {
                 io.unread(buf.freeze());

@@ -5,7 +5,8 @@
 //! the scanner refused arrives as its stand-in, and the request handler answers the
 //! refusal. So httparse cannot fail here on what it accepted there; where anything does
 //! not convert (a request target that is not a URI), the head is left to hyper, which
-//! answers it as before.
+//! answers it as before. The scanner's own parse of the head is taken where it is of these
+//! very bytes (`ScannedHead`): one parse per head.
 
 use std::mem::MaybeUninit;
 
@@ -16,6 +17,7 @@ use http::{Method, Request, Uri, Version};
 
 use crate::proxy::framing::MAX_HEADERS;
 use crate::proxy::headers::{self, Span};
+use crate::proxy::scanner::ScannedHead;
 
 /// What the start of the read buffer holds.
 // Matched as soon as it is returned: boxing the head would cost an allocation per request.
@@ -41,41 +43,85 @@ pub struct Head {
     pub keep_alive: bool,
 }
 
+/// Where the parts of a head lie in it.
+struct Located {
+    len: usize,
+    method: (usize, usize),
+    target: (usize, usize),
+    version: u8,
+}
+
 /// Parses the request head at the start of `buf`. `spans` is scratch space, kept by the
-/// connection so that a head costs no allocation for it.
-pub fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>) -> Parsed {
+/// connection so that a head costs no allocation for it. `scanned`: the head that the
+/// framing scanner parsed last; where `buf` starts with it, its parts are taken from there,
+/// not parsed a second time.
+pub fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>, scanned: &ScannedHead) -> Parsed {
+    let located = match scanned.found_at_start_of(buf) {
+        Some(len) => {
+            spans.clone_from(&scanned.fields);
+            Located {
+                len,
+                method: scanned.method,
+                target: scanned.target,
+                version: scanned.version,
+            }
+        }
+        None => match locate(buf, spans) {
+            Ok(located) => located,
+            Err(Unlocated::Partial) => return Parsed::Partial,
+            Err(Unlocated::Hyper) => return Parsed::Hyper,
+        },
+    };
+    build(buf, spans, located)
+}
+
+/// Why no head was found: not all of it yet, or one that is hyper's.
+enum Unlocated {
+    Partial,
+    Hyper,
+}
+
+/// Parses the head at the start of `buf` with httparse, as the scanner does.
+fn locate(buf: &[u8], spans: &mut Vec<Span>) -> Result<Located, Unlocated> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Hyper,
+        Ok(httparse::Status::Partial) => return Err(Unlocated::Partial),
+        Err(_) => return Err(Unlocated::Hyper),
     };
-    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
-        return Parsed::Hyper;
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(Unlocated::Hyper);
     };
-    if method == "CONNECT" {
-        return Parsed::Hyper;
-    }
     // Where each part lies in the head, so that the values can share one copy of it.
-    let offset = |part: &[u8]| headers::offset_in(&buf[..len], part);
+    let span = |part: &[u8]| headers::offset_in(&buf[..len], part).map(|at| (at, part.len()));
     spans.clear();
     for field in req.headers.iter() {
-        let name = field.name.as_bytes();
-        if hands_to_hyper(name) {
-            return Parsed::Hyper;
-        }
-        let (Some(at), Some(value_at)) = (offset(name), offset(field.value)) else {
-            return Parsed::Hyper;
+        let (Some(name), Some(value)) = (span(field.name.as_bytes()), span(field.value)) else {
+            return Err(Unlocated::Hyper);
         };
-        spans.push((at, name.len(), value_at, field.value.len()));
+        spans.push((name.0, name.1, value.0, value.1));
     }
-    let (Ok(method), Some(target_at)) =
-        (Method::from_bytes(method.as_bytes()), offset(target.as_bytes()))
-    else {
+    let (Some(method), Some(target)) = (span(method.as_bytes()), span(target.as_bytes())) else {
+        return Err(Unlocated::Hyper);
+    };
+    Ok(Located { len, method, target, version })
+}
+
+/// The request whose parts lie where `spans` and `located` say, if it is this server's.
+fn build(buf: &mut BytesMut, spans: &[Span], located: Located) -> Parsed {
+    let Located { len, method: (method_at, method_len), target: (target_at, target_len), version } =
+        located;
+    let method = &buf[method_at..method_at + method_len];
+    if version != 1 || method == b"CONNECT" {
+        return Parsed::Hyper;
+    }
+    if spans.iter().any(|&(name, name_len, ..)| hands_to_hyper(&buf[name..name + name_len])) {
+        return Parsed::Hyper;
+    }
+    let Ok(method) = Method::from_bytes(method) else {
         return Parsed::Hyper;
     };
-    let target_len = target.len();
     // Copied out, not split off, so that the read buffer stays the connection's own and is
     // read into again (as `app_h1` does with response heads).
     let head = Bytes::copy_from_slice(&buf[..len]);
@@ -85,7 +131,7 @@ pub fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>) -> Parsed {
     // Room for the fields the proxy adds on the way to the app (Via, X-Forwarded-For).
     let mut map = HeaderMap::with_capacity(spans.len() + 2);
     let mut connection = false;
-    for &(name, name_len, value, value_len) in spans.iter() {
+    for &(name, name_len, value, value_len) in spans {
         let Ok(name) = HeaderName::from_bytes(&head[name..name + name_len]) else {
             return Parsed::Hyper;
         };
@@ -116,11 +162,70 @@ fn hands_to_hyper(name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::framing::Framing;
+    use crate::proxy::scanner::FramingScanner;
 
     fn parse_text(text: &str) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(text);
-        let parsed = parse(&mut buf, &mut Vec::new());
+        let parsed = parse(&mut buf, &mut Vec::new(), &ScannedHead::default());
         (parsed, buf)
+    }
+
+    fn scanned(text: &str) -> FramingScanner {
+        let mut scanner = FramingScanner::new(8192);
+        scanner.feed(&Framing::default(), text.as_bytes());
+        scanner
+    }
+
+    #[test]
+    fn the_scanners_parse_is_taken_for_the_very_same_bytes_and_gives_the_same_request() {
+        let text = "GET /a?b=1 HTTP/1.1\r\nHost: app\r\nX-One: 1\r\nx-one: 2\r\n\r\n";
+        let scanner = scanned(text);
+        assert_eq!(scanner.scanned().found_at_start_of(text.as_bytes()), Some(text.len()));
+        let (own, _) = parse_text(text);
+        let mut buf = BytesMut::from(format!("{text}GET /").as_str());
+        let taken = parse(&mut buf, &mut Vec::new(), scanner.scanned());
+        assert_eq!(format!("{taken:?}"), format!("{own:?}"));
+        assert_eq!(&buf[..], b"GET /", "taken off the buffer as a parse of its own would");
+        // One byte apart: parsed anew, never read through the other head's offsets.
+        let other = text.replace("b=1", "b=22");
+        assert_eq!(scanner.scanned().found_at_start_of(other.as_bytes()), None);
+        let mut buf = BytesMut::from(other.as_str());
+        let Parsed::Ours(head) = parse(&mut buf, &mut Vec::new(), scanner.scanned()) else {
+            panic!("ours")
+        };
+        assert_eq!(head.parts.uri, "/a?b=22");
+        assert_eq!(head.parts.headers["host"], "app");
+    }
+
+    #[test]
+    fn the_scanners_parse_still_leaves_to_hyper_what_is_hypers() {
+        for text in [
+            "POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 2\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "CONNECT app:443 HTTP/1.1\r\nHost: app:443\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: app\r\n\r\n",
+        ] {
+            let scanner = scanned(text);
+            assert!(scanner.scanned().found_at_start_of(text.as_bytes()).is_some(), "{text}");
+            let parsed = parse(&mut BytesMut::from(text), &mut Vec::new(), scanner.scanned());
+            assert!(matches!(parsed, Parsed::Hyper), "{text}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_or_large_head_is_not_kept() {
+        let refused = "GET / HTTP/1.1\r\nHost: app\r\nContent-Length: x\r\n\r\n";
+        assert_eq!(scanned(refused).scanned().found_at_start_of(refused.as_bytes()), None);
+        let large = format!("GET / HTTP/1.1\r\nHost: app\r\nX-Big: {}\r\n\r\n", "b".repeat(2000));
+        let scanner = scanned(&large);
+        assert_eq!(scanner.scanned().found_at_start_of(large.as_bytes()), None);
+        let Parsed::Ours(head) =
+            parse(&mut BytesMut::from(large.as_str()), &mut Vec::new(), scanner.scanned())
+        else {
+            panic!("ours, parsed anew")
+        };
+        assert_eq!(head.parts.headers["x-big"].len(), 2000);
     }
 
     #[test]
@@ -177,7 +282,9 @@ mod tests {
         let mut buf = BytesMut::with_capacity(8192);
         let base = buf.as_ptr();
         buf.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-        let Parsed::Ours(head) = parse(&mut buf, &mut Vec::new()) else { panic!() };
+        let Parsed::Ours(head) = parse(&mut buf, &mut Vec::new(), &ScannedHead::default()) else {
+            panic!()
+        };
         buf.reserve(8192);
         assert_eq!(buf.as_ptr(), base, "the same allocation, used again");
         assert_eq!(head.parts.headers["host"], "a");
