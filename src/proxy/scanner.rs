@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use super::framing::{Framing, MAX_HEADERS, Refusal};
-use super::headers::{Span, offset_in};
+use super::headers::{Span, decimal, offset_in};
 
 /// A chunk-size line longer than this is not followed (hyper refuses long extensions).
 const MAX_CHUNK_LINE: usize = 4096;
@@ -44,53 +44,64 @@ pub enum Fed {
     Held { before: usize },
 }
 
+/// Where the parts of a parsed request head lie in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadParts {
+    /// The head's length, its final CRLF included.
+    pub len: usize,
+    /// Offset and length of the method, then of the request target.
+    pub method: (usize, usize),
+    pub target: (usize, usize),
+    /// The minor version: 1 for HTTP/1.1.
+    pub version: u8,
+}
+
+/// Where httparse found the parts of `head` (the whole head, `len` bytes) in `req`, and each
+/// field's in `fields`; `None` if a part lies outside `head`.
+pub fn locate(
+    head: &[u8],
+    req: &httparse::Request<'_, '_>,
+    fields: &mut Vec<Span>,
+) -> Option<HeadParts> {
+    let span = |part: &[u8]| offset_in(head, part).map(|at| (at, part.len()));
+    let method = span(req.method?.as_bytes())?;
+    let target = span(req.path?.as_bytes())?;
+    let version = req.version?;
+    fields.clear();
+    for field in req.headers.iter() {
+        let (name, value) = (span(field.name.as_bytes())?, span(field.value)?);
+        fields.push((name.0, name.1, value.0, value.1));
+    }
+    Some(HeadParts { len: head.len(), method, target, version })
+}
+
 /// The last request head scanned whole, and where its parts lie, so that the own server
 /// (`h1_server`) need not parse the same bytes again. It holds only for a head with these
 /// very bytes: httparse, given the same bytes, finds the same parts.
 #[derive(Debug, Default)]
 pub struct ScannedHead {
     bytes: Vec<u8>,
-    /// Offset and length of the method, then of the request target.
-    pub method: (usize, usize),
-    pub target: (usize, usize),
-    /// The minor version: 1 for HTTP/1.1.
-    pub version: u8,
-    pub fields: Vec<Span>,
+    parts: HeadParts,
+    fields: Vec<Span>,
 }
 
 impl ScannedHead {
-    /// Its length, if `buf` starts with this head.
-    pub fn found_at_start_of(&self, buf: &[u8]) -> Option<usize> {
-        (!self.bytes.is_empty() && buf.starts_with(&self.bytes)).then_some(self.bytes.len())
+    /// Where the parts of the head at the start of `buf` lie, if it is this head.
+    pub fn found_at_start_of(&self, buf: &[u8]) -> Option<(HeadParts, &[Span])> {
+        (!self.bytes.is_empty() && buf.starts_with(&self.bytes))
+            .then_some((self.parts, &self.fields[..]))
     }
 
     /// Keeps where the parts of `head` lie, as httparse found them in `req`.
     fn keep(&mut self, head: &[u8], req: &httparse::Request<'_, '_>) {
         self.bytes.clear();
-        self.fields.clear();
         if head.len() > MAX_KEPT_HEAD {
             return;
         }
-        let span = |part: &[u8]| offset_in(head, part).map(|at| (at, part.len()));
-        let (Some(method), Some(target), Some(version)) = (
-            req.method.and_then(|m| span(m.as_bytes())),
-            req.path.and_then(|p| span(p.as_bytes())),
-            req.version,
-        ) else {
-            return;
-        };
-        for field in req.headers.iter() {
-            let name = field.name.as_bytes();
-            let (Some(name_at), Some(value_at)) =
-                (offset_in(head, name), offset_in(head, field.value))
-            else {
-                self.fields.clear();
-                return;
-            };
-            self.fields.push((name_at, name.len(), value_at, field.value.len()));
+        if let Some(parts) = locate(head, req, &mut self.fields) {
+            self.parts = parts;
+            self.bytes.extend_from_slice(head);
         }
-        (self.method, self.target, self.version) = (method, target, version);
-        self.bytes.extend_from_slice(head);
     }
 }
 
@@ -394,10 +405,7 @@ impl FramingScanner {
                 // A list of equal values is one length (RFC 9110 §8.6); anything else is
                 // refused, as hyper would.
                 for part in h.value.split(|&b| b == b',') {
-                    let part = part.trim_ascii();
-                    let n = (!part.is_empty() && part.iter().all(u8::is_ascii_digit))
-                        .then(|| std::str::from_utf8(part).ok()?.parse::<u64>().ok())
-                        .flatten()
+                    let n = decimal(part.trim_ascii())
                         .ok_or(Refusal::Malformed("an invalid Content-Length"))?;
                     if *length.get_or_insert(n) != n {
                         return Err(Refusal::Malformed("conflicting Content-Length values"));

@@ -222,10 +222,6 @@ impl Outgoing {
                 n = 0;
             }
         }
-        // Pieces emptied by a write that ended on their last byte.
-        while self.queue.front().is_some_and(|piece| piece.bytes().is_empty()) {
-            self.queue.pop_front();
-        }
     }
 }
 

@@ -17,7 +17,7 @@ use http::{Method, Request, Uri, Version};
 
 use crate::proxy::framing::MAX_HEADERS;
 use crate::proxy::headers::{self, Span};
-use crate::proxy::scanner::ScannedHead;
+use crate::proxy::scanner::{self, HeadParts, ScannedHead};
 
 /// What the start of the read buffer holds.
 // Matched as soon as it is returned: boxing the head would cost an allocation per request.
@@ -43,36 +43,20 @@ pub struct Head {
     pub keep_alive: bool,
 }
 
-/// Where the parts of a head lie in it.
-struct Located {
-    len: usize,
-    method: (usize, usize),
-    target: (usize, usize),
-    version: u8,
-}
-
 /// Parses the request head at the start of `buf`. `spans` is scratch space, kept by the
 /// connection so that a head costs no allocation for it. `scanned`: the head that the
 /// framing scanner parsed last; where `buf` starts with it, its parts are taken from there,
 /// not parsed a second time.
 pub fn parse(buf: &mut BytesMut, spans: &mut Vec<Span>, scanned: &ScannedHead) -> Parsed {
-    let located = match scanned.found_at_start_of(buf) {
-        Some(len) => {
-            spans.clone_from(&scanned.fields);
-            Located {
-                len,
-                method: scanned.method,
-                target: scanned.target,
-                version: scanned.version,
-            }
-        }
+    let (parts, fields) = match scanned.found_at_start_of(buf) {
+        Some(found) => found,
         None => match locate(buf, spans) {
-            Ok(located) => located,
+            Ok(parts) => (parts, &spans[..]),
             Err(Unlocated::Partial) => return Parsed::Partial,
             Err(Unlocated::Hyper) => return Parsed::Hyper,
         },
     };
-    build(buf, spans, located)
+    build(buf, fields, parts)
 }
 
 /// Why no head was found: not all of it yet, or one that is hyper's.
@@ -82,7 +66,7 @@ enum Unlocated {
 }
 
 /// Parses the head at the start of `buf` with httparse, as the scanner does.
-fn locate(buf: &[u8], spans: &mut Vec<Span>) -> Result<Located, Unlocated> {
+fn locate(buf: &[u8], spans: &mut Vec<Span>) -> Result<HeadParts, Unlocated> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut fields) {
@@ -90,28 +74,17 @@ fn locate(buf: &[u8], spans: &mut Vec<Span>) -> Result<Located, Unlocated> {
         Ok(httparse::Status::Partial) => return Err(Unlocated::Partial),
         Err(_) => return Err(Unlocated::Hyper),
     };
-    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return Err(Unlocated::Hyper);
-    };
-    // Where each part lies in the head, so that the values can share one copy of it.
-    let span = |part: &[u8]| headers::offset_in(&buf[..len], part).map(|at| (at, part.len()));
-    spans.clear();
-    for field in req.headers.iter() {
-        let (Some(name), Some(value)) = (span(field.name.as_bytes()), span(field.value)) else {
-            return Err(Unlocated::Hyper);
-        };
-        spans.push((name.0, name.1, value.0, value.1));
-    }
-    let (Some(method), Some(target)) = (span(method.as_bytes()), span(target.as_bytes())) else {
-        return Err(Unlocated::Hyper);
-    };
-    Ok(Located { len, method, target, version })
+    scanner::locate(&buf[..len], &req, spans).ok_or(Unlocated::Hyper)
 }
 
 /// The request whose parts lie where `spans` and `located` say, if it is this server's.
-fn build(buf: &mut BytesMut, spans: &[Span], located: Located) -> Parsed {
-    let Located { len, method: (method_at, method_len), target: (target_at, target_len), version } =
-        located;
+fn build(buf: &mut BytesMut, spans: &[Span], parts: HeadParts) -> Parsed {
+    let HeadParts {
+        len,
+        method: (method_at, method_len),
+        target: (target_at, target_len),
+        version,
+    } = parts;
     let method = &buf[method_at..method_at + method_len];
     if version != 1 || method == b"CONNECT" {
         return Parsed::Hyper;
@@ -181,7 +154,8 @@ mod tests {
     fn the_scanners_parse_is_taken_for_the_very_same_bytes_and_gives_the_same_request() {
         let text = "GET /a?b=1 HTTP/1.1\r\nHost: app\r\nX-One: 1\r\nx-one: 2\r\n\r\n";
         let scanner = scanned(text);
-        assert_eq!(scanner.scanned().found_at_start_of(text.as_bytes()), Some(text.len()));
+        let (parts, _) = scanner.scanned().found_at_start_of(text.as_bytes()).expect("kept");
+        assert_eq!(parts.len, text.len());
         let (own, _) = parse_text(text);
         let mut buf = BytesMut::from(format!("{text}GET /").as_str());
         let taken = parse(&mut buf, &mut Vec::new(), scanner.scanned());
