@@ -26,6 +26,7 @@ use super::lifecycle::Lifecycle;
 use super::pool::{Conn, ConnectOptions, Pool, exchange_error};
 use super::respond::{self, Asked, Audience, Local};
 use super::response_body::{AppBody, Finish, Held, ProxyBody, UpstreamBody};
+use super::spare;
 use super::upgrade::{self, AllowedUpgrades};
 use crate::config::{Config, ConfigRx, Snapshot};
 use crate::maintenance::{self, Gate};
@@ -241,9 +242,12 @@ impl Proxy {
         // of futures, moved once per request.
         let outcome = if plain {
             let exchange = self.exchange_h1(&parts, body, duplex.as_deref(), route, &opts);
-            with_deadline(exchange, deadline).await.map(|done| {
+            let outcome = with_deadline(exchange, deadline).await.map(|done| {
                 done.map(|(response, sent_at)| (response.map(AppBody::H1), None, sent_at))
-            })
+            });
+            // Sent (or given up): its fields are not read again.
+            spare::keep(std::mem::take(&mut parts.headers));
+            outcome
         } else {
             // Only a request with nothing to resend, and safe to repeat, may be retried.
             let replay = (!wants_upgrade && body.is_empty() && method.is_idempotent())

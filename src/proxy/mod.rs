@@ -7,7 +7,8 @@
 //!   failure kinds, which the layers above produce from their own failures), `body` (body
 //!   plumbing: stream errors, the idle and deadline watchdog, the request body), `duplex`
 //!   (what a request's and its response's bodies tell each other), `deadline`, `latch`
-//!   (a word given once: shut down, the pod is stopping), `tap`.
+//!   (a word given once: shut down, the pod is stopping), `tap`, `spare` (header maps
+//!   kept for the next request on the thread).
 //! - `lifecycle`: whether the pod is stopping (its `preStop` hook called) or the sidecar
 //!   draining (SIGTERM).
 //! - The app side: `app_h1` (the HTTP/1.1 client, on the request's own task) and `pool`
@@ -49,6 +50,7 @@ mod respond;
 mod response_body;
 mod scanner;
 mod server;
+mod spare;
 mod tap;
 mod upgrade;
 

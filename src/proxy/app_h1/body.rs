@@ -16,6 +16,7 @@ use super::error::H1Error;
 use super::head::{Framing, Head, MAX_FIELDS};
 use super::send::Upload;
 use crate::proxy::body::BoxError;
+use crate::proxy::spare;
 
 /// Body pieces up to this size are copied out of the connection's read buffer; larger ones
 /// share it.
@@ -126,7 +127,7 @@ impl H1Body {
         }
         let n = remaining.min(buf.len() as u64) as usize;
         if n <= COPY_UP_TO {
-            let data = Bytes::copy_from_slice(&buf[..n]);
+            let data = spare::copy(&buf[..n]);
             buf.advance(n);
             return Some(data);
         }

@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::{Method, StatusCode, Version};
 
 use super::error::H1Error;
-use crate::proxy::headers;
+use crate::proxy::{headers, spare};
 
 /// The most fields a response head may carry, as hyper's client allows.
 pub const MAX_FIELDS: usize = 100;
@@ -137,11 +137,11 @@ pub fn parse_response(
     // response's fields until the client has been sent them, and the next read would then
     // need a new buffer (8 KiB or more, for a head of a few hundred bytes). Advanced past,
     // the buffer stays the connection's own and is used again.
-    let head = Bytes::copy_from_slice(&buf[..len]);
+    let head = spare::copy(&buf[..len]);
     buf.advance(len);
 
     // Room for the fields the proxy adds (Via), so that adding one does not grow the map.
-    let mut headers = HeaderMap::with_capacity(spans.len() + 2);
+    let mut headers = spare::header_map(spans.len() + 2);
     // Whether the fields that decide framing and reuse are here, noted on the way: each
     // lookup of an absent name would hash it for nothing.
     let (mut coded, mut connection) = (false, false);

@@ -32,6 +32,7 @@ use super::body::NoBody;
 use super::client_io::ClientIo;
 use super::forward::{Client, Proxy};
 use super::response_body::ProxyBody;
+use super::spare;
 
 /// How much is read at a time.
 const READ_SIZE: usize = 4096;
@@ -213,6 +214,10 @@ async fn write_response(
     let Encoded { framing, last } =
         response::encode(out.head_buffer(), &parts, reason, method, length, keep_alive)
             .map_err(io::Error::other)?;
+    // Written: nothing of the head is read again. The map goes back for the next request,
+    // and the head's pieces (`spare::copy`) are let go of before the body streams.
+    spare::keep(parts.headers);
+    drop(parts.extensions);
     out.start(framing);
     let mut body = pin!(body);
     poll_fn(|cx| {

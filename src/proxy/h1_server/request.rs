@@ -10,14 +10,15 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use bytes::{Buf, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Uri, Version};
 
 use crate::proxy::framing::MAX_HEADERS;
 use crate::proxy::headers::{self, Span};
 use crate::proxy::scanner::{self, HeadParts, ScannedHead};
+use crate::proxy::spare;
 
 /// What the start of the read buffer holds.
 // Matched as soon as it is returned: boxing the head would cost an allocation per request.
@@ -97,12 +98,12 @@ fn build(buf: &mut BytesMut, spans: &[Span], parts: HeadParts) -> Parsed {
     };
     // Copied out, not split off, so that the read buffer stays the connection's own and is
     // read into again (as `app_h1` does with response heads).
-    let head = Bytes::copy_from_slice(&buf[..len]);
+    let head = spare::copy(&buf[..len]);
     let Ok(uri) = Uri::from_maybe_shared(head.slice(target_at..target_at + target_len)) else {
         return Parsed::Hyper;
     };
     // Room for the fields the proxy adds on the way to the app (Via, X-Forwarded-For).
-    let mut map = HeaderMap::with_capacity(spans.len() + 2);
+    let mut map = spare::header_map(spans.len() + 2);
     let mut connection = false;
     for &(name, name_len, value, value_len) in spans {
         let Ok(name) = HeaderName::from_bytes(&head[name..name + name_len]) else {
