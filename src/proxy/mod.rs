@@ -8,7 +8,7 @@
 //!   plumbing: stream errors, the idle and deadline watchdog, the request body), `duplex`
 //!   (what a request's and its response's bodies tell each other), `deadline`, `latch`
 //!   (a word given once: shut down, the pod is stopping), `tap`, `spare` (header maps
-//!   kept for the next request on the thread).
+//!   and a room for small pieces, kept on each thread for the next request).
 //! - `lifecycle`: whether the pod is stopping (its `preStop` hook called) or the sidecar
 //!   draining (SIGTERM).
 //! - The app side: `app_h1` (the HTTP/1.1 client, on the request's own task) and `pool`

@@ -65,9 +65,10 @@ pub fn keep(mut map: HeaderMap) {
     if map.capacity() == 0 || map.capacity() > MAX_ROOM {
         return;
     }
-    map.clear();
     SPARE.with_borrow_mut(|spare| {
+        // Cleared only when kept: a map past the few a thread keeps is just dropped.
         if spare.len() < KEPT {
+            map.clear();
             spare.push(map);
         }
     });
@@ -124,7 +125,6 @@ mod tests {
         let small = copy(b"x");
         let piece = copy(&large);
         assert_eq!(&piece[..], &large[..]);
-        assert_ne!(at(&piece), at(&small) + 1, "not in the room");
         assert_eq!(at(&copy(b"y")), at(&small) + 1, "the room goes on after it");
     }
 
